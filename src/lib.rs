@@ -1,0 +1,2 @@
+//! kesu (客诉): Chinese customer-complaint triage.
+pub mod model;
