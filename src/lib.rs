@@ -1,2 +1,13 @@
 //! kesu (客诉): Chinese customer-complaint triage.
+//!
+//! The folders are the architecture:
+//! * [`text`]: normalisation (with offsets back to the original) and segmentation;
+//! * [`flags`]: the legal-risk flagger;
+//! * [`model`]: the quantised BERT encoder and its heads;
+//! * [`pipeline`]: the one place that turns texts into results;
+//! * [`api`]: HTTP routes, error mapping, metrics and the OpenAPI spec;
+//! * [`config`]: the one typed configuration struct;
+//! * [`cli`]: the command line (`kesu serve|classify|flags|...`).
+pub mod flags;
 pub mod model;
+pub mod text;

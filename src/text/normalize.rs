@@ -1,0 +1,260 @@
+//! Text normalisation for matching, with a map back to the original text.
+//!
+//! [`Normalized::new`] turns a text into a *compact matching form*:
+//!
+//! 1. every character is folded with Unicode NFKC (full-width → half-width:
+//!    `１２３１５` → `12315`, `Ａ` → `A`, ideographic space → space),
+//! 2. lower-cased,
+//! 3. converted from traditional to simplified Chinese (OpenCC's `t2s`
+//!    tables via the `ferrous-opencc` crate: `起訴` → `起诉`),
+//! 4. *separator* characters are dropped (see [`is_separator`]), so that
+//!    obfuscations such as `起*诉`, `起 诉` and `律-师-函` read as `起诉`, `律师函`.
+//!
+//! Every character of the matching form remembers the index of the original
+//! character it came from, so a match in the matching form maps back to an
+//! exact span of the original text (see [`Normalized::original_span`]).
+//!
+//! All offsets in this module are **Unicode scalar value (char) offsets**,
+//! not bytes and not UTF-16 units.
+
+use std::sync::OnceLock;
+
+use unicode_normalization::UnicodeNormalization;
+
+/// True for characters that people insert inside a word to dodge keyword
+/// filters, and that carry no meaning of their own inside a term: whitespace
+/// (including zero-width and ideographic spaces), `* - _ . · • / \ | ~ ^ # + = '`
+/// and their full-width forms (folded by NFKC before this test), and emoji /
+/// pictographs.
+///
+/// Chinese sentence punctuation (`，。！？；：`) is NOT a separator: it ends a
+/// clause, and a "term" across it is not one.
+pub fn is_separator(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '*' | '-' | '_' | '.' | '·' | '•' | '/' | '\\' | '|' | '~' | '^' | '#' | '+' | '=' | '\''
+                | '`' | '"' | '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{2060}' | '\u{feff}'
+                | '\u{fe0f}' | '×' | '※' | '★' | '☆' | '○' | '●' | '◆' | '♥' | '—' | '–' | '…'
+        )
+        || is_pictograph(c)
+}
+
+fn is_pictograph(c: char) -> bool {
+    matches!(c as u32,
+        0x1F300..=0x1FAFF   // pictographs, emoticons, transport, supplemental symbols
+        | 0x2600..=0x27BF   // misc symbols, dingbats
+        | 0x1F1E6..=0x1F1FF // regional indicators
+    )
+}
+
+fn t2s() -> &'static ferrous_opencc::OpenCC {
+    static T2S: OnceLock<ferrous_opencc::OpenCC> = OnceLock::new();
+    T2S.get_or_init(|| {
+        ferrous_opencc::OpenCC::from_config(ferrous_opencc::config::BuiltinConfig::T2s)
+            .expect("the built-in OpenCC t2s configuration is compiled into the binary")
+    })
+}
+
+/// Fold one character (NFKC, lower case) into `out`; a char may become several.
+fn fold_char(c: char, out: &mut String) {
+    if c.is_ascii() {
+        out.push(c.to_ascii_lowercase());
+        return;
+    }
+    for n in std::iter::once(c).nfkc() {
+        for l in n.to_lowercase() {
+            out.push(l);
+        }
+    }
+}
+
+/// A text in matching form plus the map back to the original.
+#[derive(Debug, Clone)]
+pub struct Normalized {
+    /// The matching form (folded, simplified, separators removed).
+    pub text: String,
+    /// For each char of `text`, the char index in the original it came from.
+    origin: Vec<usize>,
+    /// For each char of `text`, its byte offset in `text` (plus one final entry
+    /// equal to `text.len()`), to turn byte matches into char positions.
+    byte_pos: Vec<usize>,
+    /// Number of chars in the original text.
+    original_chars: usize,
+}
+
+impl Normalized {
+    /// Normalise `original` into matching form. Never fails; empty in → empty out.
+    pub fn new(original: &str) -> Self {
+        // 1+2: fold each char, remembering where each folded char came from.
+        let mut folded = String::with_capacity(original.len());
+        let mut folded_origin = Vec::with_capacity(original.len());
+        let mut buf = String::new();
+        let mut original_chars = 0;
+        for (i, c) in original.chars().enumerate() {
+            original_chars = i + 1;
+            buf.clear();
+            fold_char(c, &mut buf);
+            for f in buf.chars() {
+                folded.push(f);
+                folded_origin.push(i);
+            }
+        }
+        // 3: traditional → simplified. OpenCC converts phrase by phrase; its
+        // t2s phrases keep their length, so the result aligns char by char.
+        // If it ever does not, fall back to converting char by char.
+        let simplified = if folded.chars().any(is_cjk) { to_simplified_aligned(&folded) } else { folded };
+        // 4: drop separators.
+        let mut text = String::with_capacity(simplified.len());
+        let mut origin = Vec::with_capacity(folded_origin.len());
+        let mut byte_pos = Vec::with_capacity(folded_origin.len() + 1);
+        for (c, &o) in simplified.chars().zip(folded_origin.iter()) {
+            if is_separator(c) {
+                continue;
+            }
+            byte_pos.push(text.len());
+            text.push(c);
+            origin.push(o);
+        }
+        byte_pos.push(text.len());
+        Normalized { text, origin, byte_pos, original_chars }
+    }
+
+    /// Number of chars in the matching form.
+    pub fn len(&self) -> usize {
+        self.origin.len()
+    }
+
+    /// True when the matching form is empty.
+    pub fn is_empty(&self) -> bool {
+        self.origin.is_empty()
+    }
+
+    /// Char index in the matching form of the char starting at byte `b` of
+    /// `self.text` (`b == text.len()` gives `len()`).
+    pub fn char_at_byte(&self, b: usize) -> usize {
+        self.byte_pos.partition_point(|&p| p < b)
+    }
+
+    /// The original char span `[start, end)` that the matching-form char span
+    /// `[start, end)` came from. `start < end <= len()` is required.
+    pub fn original_span(&self, start: usize, end: usize) -> (usize, usize) {
+        debug_assert!(start < end && end <= self.len());
+        let s = self.origin[start];
+        let e = self.origin[end - 1] + 1;
+        (s, e.min(self.original_chars))
+    }
+
+    /// Original char index of matching-form char `i`.
+    pub fn origin_of(&self, i: usize) -> usize {
+        self.origin[i]
+    }
+}
+
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F)
+}
+
+fn to_simplified_aligned(folded: &str) -> String {
+    let converted = t2s().convert(folded);
+    if converted.chars().count() == folded.chars().count() {
+        return converted;
+    }
+    let mut out = String::with_capacity(folded.len());
+    let mut tmp = [0u8; 4];
+    for c in folded.chars() {
+        let s = t2s().convert(c.encode_utf8(&mut tmp));
+        let mut it = s.chars();
+        match (it.next(), it.next()) {
+            (Some(one), None) => out.push(one),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Slice `text` by char offsets `[start, end)`.
+pub fn char_slice(text: &str, start: usize, end: usize) -> &str {
+    let mut it = text.char_indices().map(|(b, _)| b).chain(std::iter::once(text.len()));
+    let b0 = it.by_ref().nth(start).unwrap_or(text.len());
+    let b1 = if end > start { it.nth(end - start - 1).unwrap_or(text.len()) } else { b0 };
+    &text[b0..b1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span_text(orig: &str, n: &Normalized, needle: &str) -> String {
+        let b = n.text.find(needle).expect("needle in matching form");
+        let (s, e) = (n.char_at_byte(b), n.char_at_byte(b + needle.len()));
+        let (os, oe) = n.original_span(s, e);
+        char_slice(orig, os, oe).to_string()
+    }
+
+    #[test]
+    fn full_width_digits_and_letters_fold_to_ascii() {
+        let n = Normalized::new("打１２３１５投诉ＡＢＣ");
+        assert_eq!(n.text, "打12315投诉abc");
+        assert_eq!(span_text("打１２３１５投诉ＡＢＣ", &n, "12315"), "１２３１５");
+    }
+
+    #[test]
+    fn case_folds() {
+        assert_eq!(Normalized::new("CCTV 315").text, "cctv315");
+    }
+
+    #[test]
+    fn traditional_becomes_simplified_and_keeps_offsets() {
+        let orig = "我要起訴你們，還要找記者";
+        let n = Normalized::new(orig);
+        assert_eq!(n.text, "我要起诉你们,还要找记者");
+        assert_eq!(span_text(orig, &n, "起诉"), "起訴");
+        assert_eq!(span_text(orig, &n, "记者"), "記者");
+    }
+
+    #[test]
+    fn separators_inside_words_are_dropped() {
+        for (orig, term) in [("起*诉", "起诉"), ("起 诉", "起诉"), ("律-师-函", "律师函"), ("报\u{200b}警", "报警"), ("曝😡光", "曝光"), ("起＊诉", "起诉")] {
+            let n = Normalized::new(orig);
+            assert_eq!(n.text, term, "{orig}");
+            assert_eq!(span_text(orig, &n, term), orig);
+        }
+    }
+
+    #[test]
+    fn sentence_punctuation_is_kept() {
+        assert_eq!(Normalized::new("起，诉").text, "起,诉");
+    }
+
+    #[test]
+    fn offsets_are_chars_with_emoji_and_mixed_scripts() {
+        let orig = "😀😀 abc 我要報警!!";
+        let n = Normalized::new(orig);
+        let b = n.text.find("报警").unwrap();
+        let (s, e) = n.original_span(n.char_at_byte(b), n.char_at_byte(b + "报警".len()));
+        assert_eq!((s, e), (9, 11));
+        assert_eq!(char_slice(orig, s, e), "報警");
+    }
+
+    #[test]
+    fn expanding_characters_map_to_their_one_original_char() {
+        // NFKC expands ㈱ into three chars; all map back to the one original char.
+        let n = Normalized::new("㈱x");
+        assert_eq!(n.text, "(株)x");
+        assert_eq!(n.original_span(0, 3), (0, 1));
+    }
+
+    #[test]
+    fn empty_and_separator_only() {
+        assert!(Normalized::new("").is_empty());
+        assert!(Normalized::new(" * - ").is_empty());
+    }
+
+    #[test]
+    fn char_slice_handles_bounds() {
+        assert_eq!(char_slice("我们abc", 1, 3), "们a");
+        assert_eq!(char_slice("我们", 2, 2), "");
+        assert_eq!(char_slice("我们", 0, 9), "我们");
+    }
+}
