@@ -11,3 +11,7 @@
 pub mod flags;
 pub mod model;
 pub mod text;
+pub mod api;
+pub mod config;
+pub mod pipeline;
+pub mod cli;

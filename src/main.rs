@@ -1,1 +1,6 @@
-fn main(){}
+use clap::Parser;
+
+fn main() {
+    let cli = kesu::cli::Cli::parse();
+    std::process::exit(kesu::cli::run(cli));
+}

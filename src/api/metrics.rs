@@ -1,0 +1,71 @@
+//! Prometheus metrics (`GET /metrics`).
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+
+use crate::flags::FlagReport;
+use crate::pipeline::Classified;
+
+/// All of kesu's metrics, in one registry.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    pub items_classified: IntCounter,
+    pub flags_raised: IntCounterVec,
+    pub escalation_levels: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(Opts::new("kesu_http_requests_total", "HTTP requests by route and status"), &["route", "status"]).unwrap();
+        let latency = HistogramVec::new(
+            HistogramOpts::new("kesu_http_request_duration_seconds", "HTTP request latency by route")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["route"],
+        )
+        .unwrap();
+        let items_classified = IntCounter::new("kesu_items_classified_total", "Texts classified by the model").unwrap();
+        let flags_raised = IntCounterVec::new(Opts::new("kesu_flags_raised_total", "Texts raising each legal-risk flag"), &["flag"]).unwrap();
+        let escalation_levels = IntCounterVec::new(Opts::new("kesu_escalation_level_total", "Classified texts by predicted escalation level"), &["level"]).unwrap();
+        for c in [&requests, &flags_raised, &escalation_levels] {
+            registry.register(Box::new(c.clone())).unwrap();
+        }
+        registry.register(Box::new(latency.clone())).unwrap();
+        registry.register(Box::new(items_classified.clone())).unwrap();
+        Metrics { registry, requests, latency, items_classified, flags_raised, escalation_levels }
+    }
+
+    /// Count one request.
+    pub fn observe_request(&self, route: &str, status: u16, seconds: f64) {
+        self.requests.with_label_values(&[route, &status.to_string()]).inc();
+        self.latency.with_label_values(&[route]).observe(seconds);
+    }
+
+    /// Count the flags of one text.
+    pub fn observe_flags(&self, r: &FlagReport) {
+        for f in &r.flags {
+            self.flags_raised.with_label_values(&[f.as_str()]).inc();
+        }
+    }
+
+    /// Count one classified text.
+    pub fn observe_classified(&self, c: &Classified) {
+        self.items_classified.inc();
+        self.escalation_levels.with_label_values(&[&c.emotion.level.to_string()]).inc();
+        self.observe_flags(&c.flags);
+    }
+
+    /// Text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("encoding metrics to a Vec cannot fail");
+        String::from_utf8(buf).expect("prometheus text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,143 @@
+//! Request and response bodies of the HTTP API (the OpenAPI schemas).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::flags::FlagReport;
+use crate::pipeline::Classified;
+use crate::text::Segment;
+
+/// A caller's id for an item: a string or an integer, echoed back as given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ItemId {
+    Int(i64),
+    Str(String),
+}
+
+/// One text of a batch.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemIn {
+    /// Echoed back; defaults to the item's 0-based position in `items`.
+    pub id: Option<ItemId>,
+    /// The customer text (non-empty, at most `max_text_chars` chars).
+    pub text: String,
+}
+
+/// Either one text (`text`, optional `id`) or a batch (`items`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"items": [{"id": "a1", "text": "客服三天不回，再不退款我就去12315投诉"}], "segments": false}))]
+pub struct TextsRequest {
+    /// One text. Give either `text` or `items`, not both.
+    pub text: Option<String>,
+    /// With `text`: the caller's id, echoed back.
+    pub id: Option<ItemId>,
+    /// A batch of texts (at most `max_items`).
+    pub items: Option<Vec<ItemIn>>,
+    /// Also return jieba segments of each text (classify only).
+    #[serde(default)]
+    pub segments: bool,
+}
+
+/// One classified item.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClassifyItem {
+    /// The caller's id (or the item's position); null for a single text without id.
+    pub id: Option<ItemId>,
+    #[serde(flatten)]
+    pub result: Classified,
+}
+
+/// The answer to a batch classify request: one item per input, in input order.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClassifyBatchResponse {
+    pub items: Vec<ClassifyItem>,
+    pub model_version: String,
+    /// Milliseconds for the whole request.
+    pub took_ms: f64,
+}
+
+/// One flagged item.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FlagsItem {
+    pub id: Option<ItemId>,
+    #[serde(flatten)]
+    pub flags: FlagReport,
+}
+
+/// The answer to a batch flags request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FlagsBatchResponse {
+    pub items: Vec<FlagsItem>,
+    pub lexicon_version: String,
+    pub took_ms: f64,
+}
+
+/// One segmented item.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SegmentItem {
+    pub id: Option<ItemId>,
+    pub segments: Vec<Segment>,
+}
+
+/// The answer to a batch segment request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SegmentBatchResponse {
+    pub items: Vec<SegmentItem>,
+    pub took_ms: f64,
+}
+
+/// `/healthz` and `/readyz` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_loaded: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lexicon_terms: Option<usize>,
+}
+
+/// `/v1/info` body.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Info {
+    pub service_version: String,
+    pub model: Option<ModelInfoOut>,
+    pub lexicon: LexiconInfo,
+    pub limits: Limits,
+}
+
+/// The loaded model.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModelInfoOut {
+    pub version: String,
+    pub path: String,
+    pub category_labels: Vec<String>,
+    pub escalation_labels: Vec<String>,
+    pub max_tokens: usize,
+    pub max_windows: usize,
+    /// Training summary and dev metrics stored in the model file.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+}
+
+/// The loaded word lists.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LexiconInfo {
+    pub version: String,
+    pub term_count: usize,
+    pub flags: Vec<crate::flags::Flag>,
+    pub user_dict_words: usize,
+}
+
+/// The request limits in force.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_items: usize,
+    pub max_text_chars: usize,
+    pub request_timeout_ms: u64,
+    pub max_concurrent_inference: usize,
+    pub max_queued: usize,
+}

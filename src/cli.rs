@@ -1,0 +1,237 @@
+//! The command line: `kesu serve | classify | flags`.
+//!
+//! Exit codes: 0 success; 1 runtime failure; 2 bad input (usage errors, or
+//! input lines that could not be processed — each such line still gets an
+//! error record in the output); 3 the model or a word list could not be loaded.
+
+use std::io::{BufRead, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::api::types::ItemId;
+use crate::config::{LogFormat, Resources, Settings};
+use crate::pipeline::Pipeline;
+
+pub const EXIT_RUNTIME: i32 = 1;
+pub const EXIT_BAD_INPUT: i32 = 2;
+pub const EXIT_LOAD: i32 = 3;
+
+#[derive(Debug, Parser)]
+#[command(name = "kesu", version, about = "客诉 — Chinese customer-complaint triage: category, escalation, legal-risk flags")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve(Box<Settings>),
+    /// Classify texts with the model: TEXT, --file (plain lines or JSONL), or JSONL on stdin; JSONL out.
+    Classify(InputArgs),
+    /// Legal-risk flags only (no model): TEXT, --file, or stdin; JSONL out.
+    Flags(InputArgs),
+}
+
+/// Input of `classify` and `flags`.
+#[derive(Debug, clap::Args)]
+pub struct InputArgs {
+    /// One text to process (otherwise --file or standard input).
+    pub text: Option<String>,
+    /// A file with one text per line: a JSON object {"id": .., "text": ..} or plain text (id = line number).
+    #[arg(long, short)]
+    pub file: Option<PathBuf>,
+    /// Also output jieba segments (classify only).
+    #[arg(long)]
+    pub segments: bool,
+    /// Texts per model call.
+    #[arg(long, default_value_t = 64)]
+    pub chunk: usize,
+    #[command(flatten)]
+    pub resources: Resources,
+}
+
+/// Set up `tracing` (RUST_LOG filters; default `info`), on stderr.
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.try_init(),
+    };
+}
+
+/// Run the parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Serve(s) => serve(*s),
+        Command::Classify(a) => process(a, true),
+        Command::Flags(a) => process(a, false),
+    }
+}
+
+fn serve(settings: Settings) -> i32 {
+    init_tracing(settings.log_format);
+    let pipeline = match Pipeline::load(&settings.resources, true) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            eprintln!("kesu: cannot start: {e:#}");
+            return EXIT_LOAD;
+        }
+    };
+    let addr = format!("{}:{}", settings.host, settings.port);
+    let listener = match std::net::TcpListener::bind(&addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("kesu: cannot listen on {addr}: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let info = pipeline.model().map(|m| m.info().version.clone()).unwrap_or_default();
+    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or(addr), model = %info,
+        lexicon = pipeline.flagger().version(), terms = pipeline.flagger().term_count(), "kesu listening");
+    let state = actix_web::web::Data::new(crate::api::AppState::new(pipeline, settings));
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kesu: cannot start the runtime: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let r = rt.block_on(async move {
+        let server = crate::api::serve(listener, state)?;
+        server.await
+    });
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("kesu: server error: {e}");
+            EXIT_RUNTIME
+        }
+    }
+}
+
+/// One input record: its id and text, or why it is unusable.
+type Record = (ItemId, Result<String, String>);
+
+fn parse_line(n: usize, raw: &[u8]) -> Option<Record> {
+    let line_id = ItemId::Int(n as i64);
+    let line = match std::str::from_utf8(raw) {
+        Ok(l) => l.trim_end_matches(['\r', '\n']),
+        Err(e) => return Some((line_id, Err(format!("line {n}: invalid UTF-8 at byte {}", e.valid_up_to())))),
+    };
+    if line.trim().is_empty() {
+        return None;
+    }
+    if line.trim_start().starts_with('{') {
+        #[derive(serde::Deserialize)]
+        struct In {
+            id: Option<ItemId>,
+            text: String,
+        }
+        return Some(match serde_json::from_str::<In>(line) {
+            Ok(r) if r.text.trim().is_empty() => (r.id.unwrap_or(line_id), Err(format!("line {n}: empty text"))),
+            Ok(r) => (r.id.unwrap_or(line_id), Ok(r.text)),
+            Err(e) => (line_id, Err(format!("line {n}: {e}"))),
+        });
+    }
+    Some((line_id, Ok(line.to_string())))
+}
+
+fn process(args: InputArgs, classify: bool) -> i32 {
+    init_tracing(LogFormat::Text);
+    let pipeline = match Pipeline::load(&args.resources, classify) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("kesu: {e:#}");
+            return EXIT_LOAD;
+        }
+    };
+    let mut records: Vec<Record> = Vec::new();
+    let mut progress = None;
+    if let Some(t) = &args.text {
+        if args.file.is_some() {
+            eprintln!("kesu: give TEXT or --file, not both");
+            return EXIT_BAD_INPUT;
+        }
+        records.push((ItemId::Int(1), if t.trim().is_empty() { Err("empty text".into()) } else { Ok(t.clone()) }));
+    } else {
+        let reader: Box<dyn BufRead> = match &args.file {
+            Some(p) => match std::fs::File::open(p) {
+                Ok(f) => Box::new(std::io::BufReader::new(f)),
+                Err(e) => {
+                    eprintln!("kesu: cannot open {}: {e}", p.display());
+                    return EXIT_BAD_INPUT;
+                }
+            },
+            None => Box::new(std::io::stdin().lock()),
+        };
+        for (i, raw) in reader.split(b'\n').enumerate() {
+            match raw {
+                Ok(raw) => records.extend(parse_line(i + 1, &raw)),
+                Err(e) => {
+                    eprintln!("kesu: read error: {e}");
+                    return EXIT_RUNTIME;
+                }
+            }
+        }
+        if args.file.is_some() {
+            let pb = indicatif::ProgressBar::new(records.len() as u64);
+            pb.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} texts {per_sec} eta {eta}").expect("static template"));
+            progress = Some(pb);
+        }
+    }
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut bad = 0usize;
+    for chunk in records.chunks(args.chunk.max(1)) {
+        let good: Vec<&str> = chunk.iter().filter_map(|(_, t)| t.as_deref().ok()).collect();
+        let mut results = if classify {
+            match pipeline.classify(&good, args.segments) {
+                Ok(r) => r.into_iter().map(|c| serde_json::to_value(c).expect("serialisable")).collect::<Vec<_>>(),
+                Err(e) => {
+                    eprintln!("kesu: {e}");
+                    return EXIT_RUNTIME;
+                }
+            }
+        } else {
+            good.iter().map(|t| serde_json::to_value(pipeline.flags(t)).expect("serialisable")).collect()
+        }
+        .into_iter();
+        for (id, text) in chunk {
+            let line = match text {
+                Ok(_) => {
+                    let mut v = results.next().expect("one result per good text");
+                    v.as_object_mut().expect("results are objects").insert("id".into(), json!(id));
+                    v
+                }
+                Err(msg) => {
+                    bad += 1;
+                    eprintln!("kesu: {msg}");
+                    json!({"id": id, "error": {"code": "bad_input", "message": msg}})
+                }
+            };
+            if writeln!(out, "{line}").is_err() {
+                return EXIT_RUNTIME;
+            }
+        }
+        if let Some(pb) = &progress {
+            pb.inc(chunk.len() as u64);
+        }
+    }
+    if let Some(pb) = progress {
+        pb.finish_and_clear();
+    }
+    if out.flush().is_err() {
+        return EXIT_RUNTIME;
+    }
+    if bad > 0 {
+        eprintln!("kesu: {bad} input line(s) could not be processed");
+        EXIT_BAD_INPUT
+    } else {
+        0
+    }
+}

@@ -1,0 +1,111 @@
+//! The one typed configuration of kesu. Every field is a CLI flag and a
+//! `KESU_*` environment variable (clap); the README's configuration table is
+//! this file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+/// Where the model and the word lists are.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct Resources {
+    /// Model file (one GGUF file: encoder, heads, tokenizer, labels).
+    #[arg(long, env = "KESU_MODEL", default_value = "models/kesu.gguf")]
+    pub model: PathBuf,
+    /// Folder with legal_risk.tsv and user_dict.txt.
+    #[arg(long, env = "KESU_LEXICONS", default_value = "lexicons")]
+    pub lexicons: PathBuf,
+    /// A non-negated flag hit of at least this severity sets needs_review.
+    #[arg(long, env = "KESU_REVIEW_MIN_SEVERITY", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub review_min_severity: u8,
+    /// Tokens per encoder window (at most 512).
+    #[arg(long, env = "KESU_MODEL_MAX_TOKENS", default_value_t = 512, value_parser = clap::value_parser!(u16).range(16..=512))]
+    pub model_max_tokens: u16,
+    /// Windows per text; tokens beyond max_tokens x max_windows are not seen by the model (flags still scan everything).
+    #[arg(long, env = "KESU_MODEL_MAX_WINDOWS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub model_max_windows: u16,
+    /// Texts per encoder forward pass (a request's items are sorted by length and chunked).
+    #[arg(long, env = "KESU_MODEL_BATCH_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub model_batch_size: u16,
+}
+
+impl Resources {
+    pub fn legal_risk_path(&self) -> PathBuf {
+        self.lexicons.join("legal_risk.tsv")
+    }
+    pub fn user_dict_path(&self) -> PathBuf {
+        self.lexicons.join("user_dict.txt")
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings of `kesu serve`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "KESU_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0 = any free port).
+    #[arg(long, env = "KESU_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// HTTP worker threads (async; inference runs on a separate blocking pool).
+    #[arg(long, env = "KESU_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+    #[command(flatten)]
+    pub resources: Resources,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "KESU_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most items in one batch request.
+    #[arg(long, env = "KESU_MAX_ITEMS", default_value_t = 64)]
+    pub max_items: usize,
+    /// Longest accepted text, in Unicode chars (longer: 413).
+    #[arg(long, env = "KESU_MAX_TEXT_CHARS", default_value_t = 20_000)]
+    pub max_text_chars: usize,
+    /// Whole-request time limit in milliseconds (over it: 503 timeout).
+    #[arg(long, env = "KESU_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+    /// Model requests running at once; more wait in a queue.
+    #[arg(long, env = "KESU_MAX_CONCURRENT_INFERENCE", default_value_t = 2)]
+    pub max_concurrent_inference: usize,
+    /// Model requests allowed to wait; beyond that: 503 with Retry-After at once.
+    #[arg(long, env = "KESU_MAX_QUEUED", default_value_t = 64)]
+    pub max_queued: usize,
+    /// How long a model request may wait for its turn, in milliseconds (then 503).
+    #[arg(long, env = "KESU_QUEUE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub queue_timeout_ms: u64,
+    /// Seconds sent in Retry-After on 503.
+    #[arg(long, env = "KESU_RETRY_AFTER_SECS", default_value_t = 1)]
+    pub retry_after_secs: u64,
+    /// Log format.
+    #[arg(long, env = "KESU_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+    pub fn queue_timeout(&self) -> Duration {
+        Duration::from_millis(self.queue_timeout_ms)
+    }
+
+    /// Defaults as if no flag or variable were given (for tests and embedding).
+    pub fn defaults() -> Settings {
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            s: Settings,
+        }
+        <P as clap::Parser>::parse_from(["kesu"]).s
+    }
+}

@@ -1,0 +1,125 @@
+//! Every bad-input case gets the JSON error shape with the right status.
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[actix_web::test]
+async fn broken_json_and_invalid_utf8_are_400() {
+    let app = spawn().await;
+    for path in ["/v1/classify", "/v1/flags", "/v1/segment"] {
+        expect_error(app.post_raw(path, Some("application/json"), b"{\"text\": ".to_vec()).await, 400, "invalid_json").await;
+        expect_error(app.post_raw(path, Some("application/json"), b"".to_vec()).await, 400, "invalid_json").await;
+        expect_error(app.post_raw(path, Some("application/json"), b"{\"text\": \"\xe6\x88\"}".to_vec()).await, 400, "invalid_utf8").await;
+    }
+}
+
+#[actix_web::test]
+async fn wrong_content_type_is_415() {
+    let app = spawn().await;
+    let body = br#"{"text": "hi"}"#.to_vec();
+    expect_error(app.post_raw("/v1/classify", Some("text/plain"), body.clone()).await, 415, "unsupported_media_type").await;
+    expect_error(app.post_raw("/v1/flags", None, body.clone()).await, 415, "unsupported_media_type").await;
+    expect_error(app.post_raw("/v1/segment", Some("application/json; charset=latin1"), body.clone()).await, 415, "unsupported_media_type").await;
+    // charset=utf-8 is fine
+    let r = app.post_raw("/v1/flags", Some("application/json; charset=utf-8"), body).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[actix_web::test]
+async fn oversized_body_items_and_texts_are_413() {
+    let app = spawn_with(true, |s| {
+        s.max_body_bytes = 10_000;
+        s.max_items = 3;
+        s.max_text_chars = 50;
+    })
+    .await;
+    let big = "投".repeat(5_000);
+    expect_error(app.post_json("/v1/classify", &json!({"text": big})).await, 413, "body_too_large").await;
+    let items: Vec<_> = (0..4).map(|i| json!({"id": i, "text": "退款"})).collect();
+    expect_error(app.post_json("/v1/classify", &json!({"items": items})).await, 413, "too_many_items").await;
+    let msg = expect_error(app.post_json("/v1/flags", &json!({"items": [{"text": "ok"}, {"text": "长".repeat(51)}]})).await, 413, "text_too_long").await;
+    assert!(msg.contains("items[1]"), "{msg}");
+}
+
+#[actix_web::test]
+async fn empty_text_and_wrong_types_are_422() {
+    let app = spawn().await;
+    for path in ["/v1/classify", "/v1/flags", "/v1/segment"] {
+        expect_error(app.post_json(path, &json!({"text": ""})).await, 422, "empty_text").await;
+        expect_error(app.post_json(path, &json!({"text": "  \n "})).await, 422, "empty_text").await;
+        expect_error(app.post_json(path, &json!({"items": [{"text": "好"}, {"text": ""}]})).await, 422, "empty_text").await;
+        expect_error(app.post_json(path, &json!({"text": 12})).await, 422, "invalid_request").await;
+        expect_error(app.post_json(path, &json!({"items": "x"})).await, 422, "invalid_request").await;
+        expect_error(app.post_json(path, &json!({"items": [{"id": [1], "text": "x"}]})).await, 422, "invalid_request").await;
+        expect_error(app.post_json(path, &json!({"txt": "x"})).await, 422, "invalid_request").await;
+        expect_error(app.post_json(path, &json!({})).await, 422, "invalid_request").await;
+        expect_error(app.post_json(path, &json!({"text": "a", "items": [{"text": "b"}]})).await, 422, "invalid_request").await;
+        expect_error(app.post_json(path, &json!({"items": []})).await, 422, "empty_batch").await;
+        expect_error(app.post_json(path, &json!([1, 2])).await, 422, "invalid_request").await;
+    }
+}
+
+#[actix_web::test]
+async fn unknown_route_and_wrong_method_are_json() {
+    let app = spawn().await;
+    expect_error(app.get("/nope").await, 404, "not_found").await;
+    expect_error(app.get("/v1/classify").await, 405, "method_not_allowed").await;
+    expect_error(app.post_json("/healthz", &json!({})).await, 405, "method_not_allowed").await;
+}
+
+#[actix_web::test]
+async fn overload_gets_503_with_retry_after_and_health_still_answers() {
+    let app = spawn_with(true, |s| {
+        s.max_concurrent_inference = 1;
+        s.max_queued = 0;
+        s.retry_after_secs = 3;
+    })
+    .await;
+    let long = "客服态度太差，退款一直不到账，我要投诉到12315。".repeat(40);
+    let items: Vec<_> = (0..64).map(|i| json!({"id": i, "text": long})).collect();
+    let body = json!({"items": items});
+    let mut handles = Vec::new();
+    for _ in 0..6 {
+        let (c, u, b) = (app.client.clone(), app.url("/v1/classify"), body.clone());
+        handles.push(tokio::spawn(async move { c.post(u).json(&b).send().await.unwrap() }));
+    }
+    // while the model is busy, liveness answers
+    let h = app.get("/healthz").await;
+    assert_eq!(h.status(), 200);
+    let mut ok = 0;
+    let mut refused = 0;
+    for h in handles {
+        let r = h.await.unwrap();
+        match r.status().as_u16() {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(r.headers().get("retry-after").unwrap(), "3");
+                expect_error(r, 503, "overloaded").await;
+                refused += 1;
+            }
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert!(ok >= 1, "at least one request runs");
+    assert!(refused >= 1, "with one slot and no queue some requests are refused");
+}
+
+#[actix_web::test]
+async fn request_timeout_is_503_not_a_hang() {
+    let app = spawn_with(true, |s| s.request_timeout_ms = 1).await;
+    let long = "服务太差".repeat(2000);
+    let items: Vec<_> = (0..32).map(|_| json!({"text": long})).collect();
+    let r = app.post_json("/v1/classify", &json!({"items": items})).await;
+    assert!(r.headers().get("retry-after").is_some());
+    expect_error(r, 503, "timeout").await;
+}
+
+#[actix_web::test]
+async fn classify_without_model_is_503_but_flags_work() {
+    let app = spawn_with(false, |_| {}).await;
+    expect_error(app.post_json("/v1/classify", &json!({"text": "退款"})).await, 503, "not_ready").await;
+    expect_error(app.get("/readyz").await, 503, "not_ready").await;
+    assert_eq!(app.post_json("/v1/flags", &json!({"text": "我要起诉"})).await.status(), 200);
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
