@@ -15,3 +15,4 @@ pub mod api;
 pub mod config;
 pub mod pipeline;
 pub mod cli;
+pub mod corpus;
