@@ -16,3 +16,4 @@ pub mod config;
 pub mod pipeline;
 pub mod cli;
 pub mod corpus;
+pub mod train;
