@@ -18,6 +18,8 @@ use candle_core::{Device, Tensor};
 pub mod bert;
 pub mod format;
 pub mod heads;
+pub mod import;
+pub mod reference;
 pub mod testing;
 pub mod tokenize;
 
