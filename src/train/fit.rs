@@ -3,7 +3,7 @@
 //! Features are standardised for training and the standardisation is folded
 //! back into the weights, so the stored head applies to raw pooled embeddings.
 //! Weights start at zero (deterministic), full-batch AdamW, class-weighted
-//! cross-entropy (weights ∝ 1/√frequency), early stopping on a dev score.
+//! cross-entropy (weights ∝ frequency^-power), early stopping on a dev score.
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -18,11 +18,13 @@ pub struct FitConfig {
     pub eval_every: usize,
     /// Stop after this many evaluations without improvement.
     pub patience: usize,
+    /// Class weights are frequency^-power (0 = unweighted, 0.5 = 1/sqrt).
+    pub class_weight_power: f64,
 }
 
 impl Default for FitConfig {
     fn default() -> Self {
-        FitConfig { epochs: 400, lr: 0.01, weight_decay: 0.01, eval_every: 10, patience: 8 }
+        FitConfig { epochs: 400, lr: 0.01, weight_decay: 0.01, eval_every: 10, patience: 8, class_weight_power: 0.5 }
     }
 }
 
@@ -86,7 +88,7 @@ pub fn fit(x: &[Vec<f32>], y: &[usize], classes: usize, cfg: &FitConfig, mut dev
     for &v in y {
         freq[v] += 1;
     }
-    let cw: Vec<f32> = freq.iter().map(|&f| if f > 0 { 1.0 / (f as f32).sqrt() } else { 0.0 }).collect();
+    let cw: Vec<f32> = freq.iter().map(|&f| if f > 0 { (f as f32).powf(-cfg.class_weight_power as f32) } else { 0.0 }).collect();
     let wt = Tensor::from_vec(y.iter().map(|&v| cw[v]).collect::<Vec<_>>(), n, &dev)?;
     let w = Var::zeros((classes, dim), DType::F32, &dev)?;
     let b = Var::zeros(classes, DType::F32, &dev)?;

@@ -194,15 +194,28 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<String> {
     let yesc: Vec<usize> = tr.iter().map(|&i| ds.rows[i].escalation).collect();
     let dcat: Vec<usize> = dv.iter().map(|&i| ds.rows[i].category).collect();
     let desc: Vec<usize> = dv.iter().map(|&i| ds.rows[i].escalation).collect();
-    let cat = fit::fit(&xtr, &ycat, 3, &cfg, |h| {
-        let p: Vec<usize> = xdv.iter().map(|x| h.predict(x)).collect();
-        metrics::report(&CATEGORIES, &dcat, &p).macro_f1
-    })?;
-    let esc = fit::fit(&xtr, &yesc, 4, &cfg, |h| {
-        let p: Vec<usize> = xdv.iter().map(|x| h.predict(x)).collect();
-        let r = metrics::report(&LEVELS, &desc, &p);
-        0.5 * r.qwk + 0.5 * r.macro_f1
-    })?;
+    // Model selection on dev only: the class-weight strength of each head.
+    let mut cat: Option<(f64, fit::FittedHead)> = None;
+    let mut esc: Option<(f64, fit::FittedHead)> = None;
+    for power in [0.0, 0.25, 0.5] {
+        let cfg = fit::FitConfig { class_weight_power: power, ..cfg.clone() };
+        let c = fit::fit(&xtr, &ycat, 3, &cfg, |h| {
+            let p: Vec<usize> = xdv.iter().map(|x| h.predict(x)).collect();
+            metrics::report(&CATEGORIES, &dcat, &p).macro_f1
+        })?;
+        if cat.as_ref().is_none_or(|b| c.best_dev_score > b.1.best_dev_score) {
+            cat = Some((power, c));
+        }
+        let e = fit::fit(&xtr, &yesc, 4, &cfg, |h| {
+            let p: Vec<usize> = xdv.iter().map(|x| h.predict(x)).collect();
+            let r = metrics::report(&LEVELS, &desc, &p);
+            0.5 * r.qwk + 0.5 * r.macro_f1
+        })?;
+        if esc.as_ref().is_none_or(|b| e.best_dev_score > b.1.best_dev_score) {
+            esc = Some((power, e));
+        }
+    }
+    let ((cat_power, cat), (esc_power, esc)) = (cat.expect("fitted"), esc.expect("fitted"));
     let pc: Vec<usize> = xdv.iter().map(|x| cat.predict(x)).collect();
     let pe: Vec<usize> = xdv.iter().map(|x| esc.predict(x)).collect();
     let rc = metrics::report(&CATEGORIES, &dcat, &pc);
@@ -211,7 +224,7 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<String> {
         "trained": "category and escalation linear heads on the frozen encoder's mean-pooled, L2-normalised embeddings",
         "base_model": a.base.file_name().map(|f| f.to_string_lossy().to_string()),
         "data": summary(&ds),
-        "fit": {"config": cfg, "category_best_epoch": cat.best_epoch, "escalation_best_epoch": esc.best_epoch,
+        "fit": {"config": cfg, "category_class_weight_power": cat_power, "escalation_class_weight_power": esc_power, "category_best_epoch": cat.best_epoch, "escalation_best_epoch": esc.best_epoch,
                 "category_loss": [cat.loss_start, cat.loss_best], "escalation_loss": [esc.loss_start, esc.loss_best]},
         "dev": {"category_accuracy": rc.accuracy, "category_macro_f1": rc.macro_f1, "escalation_macro_f1": re.macro_f1, "escalation_qwk": re.qwk},
     });
