@@ -123,12 +123,7 @@ pub enum FlagsResponse {
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
     ))]
 pub async fn flags(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let t0 = Instant::now();
-    let parsed: TextsRequest = read_json(&req, body, state.settings.max_body_bytes).await?;
-    let work = validate(parsed, &state)?;
-    let pipeline = Arc::clone(&state.pipeline);
-    let texts = work.texts;
-    let reports = blocking(move || texts.iter().map(|t| pipeline.flags(t)).collect::<Vec<_>>()).await?;
+    let (t0, work, reports) = per_text(&req, body, &state, |p, t| p.flags(t)).await?;
     for r in &reports {
         state.metrics.observe_flags(r);
     }
@@ -139,6 +134,23 @@ pub async fn flags(req: HttpRequest, body: web::Payload, state: web::Data<AppSta
     } else {
         HttpResponse::Ok().json(items.into_iter().next().expect("one item"))
     })
+}
+
+/// Read and validate a request, then run `f` on each text on the blocking pool
+/// (no model, so no admission control). Results are in input order.
+async fn per_text<R: Send + 'static>(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+    f: fn(&crate::pipeline::Pipeline, &str) -> R,
+) -> Result<(Instant, Work, Vec<R>), ApiError> {
+    let t0 = Instant::now();
+    let parsed: TextsRequest = read_json(req, body, state.settings.max_body_bytes).await?;
+    let mut work = validate(parsed, state)?;
+    let pipeline = Arc::clone(&state.pipeline);
+    let texts = std::mem::take(&mut work.texts);
+    let out = blocking(move || texts.iter().map(|t| f(&pipeline, t)).collect::<Vec<_>>()).await?;
+    Ok((t0, work, out))
 }
 
 /// Single or batch segment answer.
@@ -156,12 +168,7 @@ pub enum SegmentResponse {
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
     ))]
 pub async fn segment(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let t0 = Instant::now();
-    let parsed: TextsRequest = read_json(&req, body, state.settings.max_body_bytes).await?;
-    let work = validate(parsed, &state)?;
-    let pipeline = Arc::clone(&state.pipeline);
-    let texts = work.texts;
-    let segs = blocking(move || texts.iter().map(|t| pipeline.segment(t)).collect::<Vec<_>>()).await?;
+    let (t0, work, segs) = per_text(&req, body, &state, |p, t| p.segment(t)).await?;
     let items: Vec<SegmentItem> = work.ids.into_iter().zip(segs).map(|(id, segments)| SegmentItem { id, segments }).collect();
     Ok(if work.batch {
         HttpResponse::Ok().json(SegmentBatchResponse { items, took_ms: t0.elapsed().as_secs_f64() * 1e3 })
