@@ -131,14 +131,3 @@ pub fn tiny_parts(seed: u64) -> Result<ModelParts> {
 pub fn write_tiny_model(path: &Path, seed: u64) -> Result<()> {
     format::write_model(path, &tiny_parts(seed)?)
 }
-
-/// Copies the model at `src` to `dst` with new heads, version and metadata.
-pub fn write_model_with_heads(
-    src: &Path,
-    dst: &Path,
-    heads: &HeadWeights,
-    version: &str,
-    metadata: serde_json::Value,
-) -> Result<()> {
-    format::write_model_with_heads(src, dst, heads, version, metadata)
-}
