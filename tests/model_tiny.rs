@@ -1,7 +1,8 @@
 //! The model code on a TINY random model (no downloaded weights needed).
 
 use kesu::model::format::ModelFile;
-use kesu::model::testing::{write_model_with_heads, write_tiny_model};
+use kesu::model::format::write_model_with_heads;
+use kesu::model::testing::write_tiny_model;
 use kesu::model::{Classifier, HeadWeights, LoadOptions, WeightFormat};
 
 fn tiny(dir: &tempfile::TempDir, seed: u64) -> std::path::PathBuf {

@@ -39,6 +39,6 @@ fn training_on_a_few_dozen_rows_reduces_the_loss_and_round_trips() {
     assert_eq!(trained.info().version, "test-trained");
     assert_eq!(trained.info().metadata["rows"], 48);
     let preds = trained.predict(&refs).unwrap();
-    let correct = preds.iter().zip(&y).filter(|(p, &t)| (p.category[t] > p.category[1 - t])).count();
+    let correct = preds.iter().zip(&y).filter(|(p, &t)| p.category[t] > p.category[1 - t]).count();
     assert!(correct >= 43, "{correct}/48 correct with the stored head");
 }
