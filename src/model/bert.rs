@@ -87,7 +87,7 @@ impl Linear {
     /// `x`: `[n, in]` (2-D, contiguous).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {
-            QMatMul::Tensor(w) => x.matmul(&w.t()?)?,
+            QMatMul::Tensor(wt) => x.matmul(wt)?,
             QMatMul::TensorF16(w) => x.to_dtype(DType::F16)?.matmul(&w.t()?)?.to_dtype(DType::F32)?,
             q => q.forward(x)?,
         };
@@ -98,7 +98,8 @@ impl Linear {
 fn convert(w: &QTensor, fmt: WeightFormat) -> Result<QMatMul> {
     let dev = Device::Cpu;
     Ok(match (fmt, w.dtype()) {
-        (_, GgmlDType::F32) | (WeightFormat::F32, _) => QMatMul::Tensor(w.dequantize(&dev)?),
+        // Stored transposed (`[in, out]`, contiguous): gemm packs it faster.
+        (_, GgmlDType::F32) | (WeightFormat::F32, _) => QMatMul::Tensor(w.dequantize(&dev)?.t()?.contiguous()?),
         (WeightFormat::F16, _) => QMatMul::TensorF16(w.dequantize_f16(&dev)?),
         (WeightFormat::Q8_0, GgmlDType::Q8_0) | (WeightFormat::Stored, _) => {
             // Raw blocks; copy through `QStorage` so we do not rely on env switches.
