@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::Resources;
 use crate::flags::{FlagReport, Flagger};
+use crate::model::heads::argmax;
 use crate::model::{Classifier, LoadOptions, ModelError, Prediction};
 use crate::text::{Segment, Segmenter};
 
@@ -162,10 +163,6 @@ impl Pipeline {
         }
         Ok(results)
     }
-}
-
-fn argmax(p: &[f32]) -> usize {
-    p.iter().enumerate().fold(0, |best, (i, &v)| if v > p[best] { i } else { best })
 }
 
 fn category_result(labels: &[String], probs: &[f32]) -> CategoryResult {

@@ -34,6 +34,11 @@ impl Head {
     }
 }
 
+/// Index of the largest value (the first one on ties; 0 for an empty slice).
+pub fn argmax(v: &[f32]) -> usize {
+    (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
+}
+
 pub fn softmax(z: &[f32]) -> Vec<f32> {
     let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let e: Vec<f32> = z.iter().map(|v| (v - m).exp()).collect();

@@ -99,8 +99,7 @@ impl SparseLogReg {
     }
 
     pub fn predict(&self, x: &[(usize, f32)]) -> usize {
-        let p = Self::probs_raw(&self.w, self.dim, self.classes, x);
-        (0..p.len()).fold(0, |b, i| if p[i] > p[b] { i } else { b })
+        crate::model::heads::argmax(&Self::probs_raw(&self.w, self.dim, self.classes, x))
     }
 }
 

@@ -46,8 +46,7 @@ impl FittedHead {
         self.bias.iter().enumerate().map(|(c, b)| b + self.weight[c * d..(c + 1) * d].iter().zip(x).map(|(w, v)| w * v).sum::<f32>()).collect()
     }
     pub fn predict(&self, x: &[f32]) -> usize {
-        let l = self.logits(x);
-        (0..l.len()).fold(0, |b, i| if l[i] > l[b] { i } else { b })
+        crate::model::heads::argmax(&self.logits(x))
     }
 }
 

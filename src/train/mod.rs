@@ -16,6 +16,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::flags::{Flag, Flagger};
+use crate::model::heads::argmax;
 use crate::model::{format, Classifier, HeadWeights, LoadOptions};
 use data::{Dataset, Split, CATEGORIES, LEVELS};
 
@@ -259,12 +260,11 @@ pub fn run_eval(a: &EvalArgs) -> anyhow::Result<String> {
         pb.inc(chunk.len() as u64);
     }
     pb.finish_and_clear();
-    let argmax = |p: &[f32]| (0..p.len()).fold(0, |b, i| if p[i] > p[b] { i } else { b });
     let gc: Vec<usize> = idx.iter().map(|&i| ds.rows[i].category).collect();
     let ge: Vec<usize> = idx.iter().map(|&i| ds.rows[i].escalation).collect();
     let pc: Vec<usize> = preds.iter().map(|p| argmax(&p.category)).collect();
     let pe: Vec<usize> = preds.iter().map(|p| argmax(&p.escalation)).collect();
-    let reports = flagger_reports(&flagger, &texts);
+    let reports: Vec<_> = texts.iter().map(|t| flagger.scan(t)).collect();
     let mut per_flag = Vec::new();
     for f in Flag::ALL {
         let mut b = metrics::Binary::default();
@@ -312,8 +312,4 @@ pub fn run_eval(a: &EvalArgs) -> anyhow::Result<String> {
         out["bow_escalation"] = json!(metrics::report(&LEVELS, &ge, &be));
     }
     Ok(if a.json { serde_json::to_string_pretty(&out)? } else { text })
-}
-
-fn flagger_reports(f: &Flagger, texts: &[&str]) -> Vec<crate::flags::FlagReport> {
-    texts.iter().map(|t| f.scan(t)).collect()
 }
