@@ -85,3 +85,60 @@ pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> S
     assert!(!msg.is_empty());
     msg
 }
+
+/// A Server-Sent Events reader over a streaming response.
+pub struct Sse {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl Sse {
+    /// Open `path` as an event stream (asserts 200 and the content type).
+    pub async fn open(app: &TestApp, path: &str) -> Sse {
+        let resp = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        Sse { resp, buf: String::new() }
+    }
+
+    /// The next event as `(event name, data as JSON)`, skipping comments;
+    /// `None` when the stream ended. Panics after 20 s without an event.
+    pub async fn next(&mut self) -> Option<(String, serde_json::Value)> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let frame: String = self.buf.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        name = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a comment (keep-alive)
+                }
+                return Some((name, serde_json::from_str(&data).expect("data is JSON")));
+            }
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), self.resp.chunk()).await.expect("an event within 20 s").unwrap();
+            match chunk {
+                Some(b) => self.buf.push_str(std::str::from_utf8(&b).expect("UTF-8 events")),
+                None => return None,
+            }
+        }
+    }
+}
+
+/// The corpus folder (`$KESU_CORPORA`, else `../shared/corpora` beside the
+/// checkout), or `None` — then corpus tests skip loudly, unless
+/// `KESU_REQUIRE_CORPORA=1`, which makes a missing corpus a failure.
+pub fn corpora() -> Option<PathBuf> {
+    let p = std::env::var_os("KESU_CORPORA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora"));
+    if p.join("stc3/train_data_cn.json").exists() {
+        return Some(p);
+    }
+    assert!(std::env::var("KESU_REQUIRE_CORPORA").is_err(), "KESU_REQUIRE_CORPORA is set but {} has no corpora", p.display());
+    eprintln!("SKIPPED: no corpora at {} (set KESU_CORPORA)", p.display());
+    None
+}
