@@ -8,11 +8,11 @@
 //! to one message before sending the next, as a live chat does).
 //!
 //! ```text
-//! cargo bench --bench conversations                      # 32 conversations
+//! cargo bench --bench conversations                      # 1, 8 and 32 conversations at once
 //! KESU_BENCH_CONVERSATIONS=64 cargo bench --bench conversations
 //! ```
-//! Prints p50/p90/p99 per-message latency for customer messages, agent
-//! messages and the classify peer, and the customer/peer ratios.
+//! Prints, per concurrency level, p50/p90/p99 per-message latency for customer
+//! messages, agent messages and the classify peer, and the customer/peer ratios.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -82,13 +82,16 @@ async fn run(base: &str, dialogues: &[Vec<(String, String)>], classify_peer: boo
 
 fn main() {
     let root = std::env::var_os("KESU_CORPORA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora"));
-    let n = env_usize("KESU_BENCH_CONVERSATIONS", 32);
-    let rounds = env_usize("KESU_BENCH_ROUNDS", 2);
+    let levels: Vec<usize> = std::env::var("KESU_BENCH_CONVERSATIONS").unwrap_or_else(|_| "1,8,32".into()).split(',').filter_map(|v| v.trim().parse().ok()).collect();
+    let rounds = env_usize("KESU_BENCH_ROUNDS", 4);
     let all = kesu::corpus::stc3_dialogues(&root).expect("STC-3 corpus (set KESU_CORPORA)");
     // dialogues of 4+ turns, spread over the file
-    let long: Vec<_> = all.iter().filter(|d| d.turns.len() >= 4).collect();
-    let step = (long.len() / n).max(1);
-    let dialogues: Vec<Vec<(String, String)>> = long.iter().step_by(step).take(n).map(|d| d.turns.clone()).collect();
+    // (empty turns, which the API rightly refuses, are left out)
+    let long: Vec<Vec<(String, String)>> = all
+        .iter()
+        .map(|d| d.turns.iter().filter(|(_, t)| !t.trim().is_empty()).cloned().collect::<Vec<_>>())
+        .filter(|turns| turns.len() >= 4)
+        .collect();
 
     let mut s = Settings::defaults();
     s.port = 0;
@@ -105,30 +108,45 @@ fn main() {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let state = actix_web::web::Data::new(kesu::api::AppState::new(pipeline, s));
         actix_web::rt::spawn(kesu::api::serve(listener, state).unwrap());
-        // warm up
-        run(&base, &dialogues[..2.min(dialogues.len())], false, "warm").await;
-
-        let (mut conv, mut peer) = (Vec::new(), Vec::new());
-        for r in 0..rounds {
-            // interleave the two so machine noise hits both
-            conv.push(run(&base, &dialogues, false, &format!("r{r}")).await);
-            peer.push(run(&base, &dialogues, true, "peer").await);
-        }
-        let merge = |runs: &[Run], f: fn(&Run) -> &Vec<f64>| {
-            let mut v: Vec<f64> = runs.iter().flat_map(|r| f(r).iter().copied()).collect();
-            v.sort_by(f64::total_cmp);
-            v
-        };
-        let (c, a, p) = (merge(&conv, |r| &r.customer), merge(&conv, |r| &r.agent), merge(&peer, |r| &r.customer));
+        run(&base, &long[..2], false, "warm").await;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-        println!("conversations: {n} concurrent STC-3 dialogues x {rounds} rounds; {cores} cores, {workers} HTTP workers, {inference} inference slots");
-        println!("| messages | n | p50 ms | p90 ms | p99 ms |");
-        println!("|---|---|---|---|---|");
-        for (name, v) in [("customer (classified + state + event)", &c), ("agent (recorded only)", &a), ("peer: /v1/classify of the same customer texts", &p)] {
-            println!("| {name} | {} | {:.1} | {:.1} | {:.1} |", v.len(), pct(v, 0.5), pct(v, 0.9), pct(v, 0.99));
+        println!("{cores} cores, {workers} HTTP workers, {inference} inference slots; {rounds} rounds per level, conversation and peer runs interleaved");
+        println!("| concurrent conversations | messages | n | p50 ms | p90 ms | p99 ms |");
+        println!("|---|---|---|---|---|---|");
+        let mut ratios = Vec::new();
+        for &n in &levels {
+            let step = (long.len() / n.max(1)).max(1);
+            let dialogues: Vec<Vec<(String, String)>> = long.iter().step_by(step).take(n).cloned().collect();
+            let (mut conv, mut peer) = (Vec::new(), Vec::new());
+            for r in 0..rounds {
+                // alternate which goes first, so drift in machine load hits both alike
+                if r % 2 == 0 {
+                    conv.push(run(&base, &dialogues, false, &format!("n{n}r{r}")).await);
+                    peer.push(run(&base, &dialogues, true, "peer").await);
+                } else {
+                    peer.push(run(&base, &dialogues, true, "peer").await);
+                    conv.push(run(&base, &dialogues, false, &format!("n{n}r{r}")).await);
+                }
+            }
+            let merge = |runs: &[Run], f: fn(&Run) -> &Vec<f64>| {
+                let mut v: Vec<f64> = runs.iter().flat_map(|r| f(r).iter().copied()).collect();
+                v.sort_by(f64::total_cmp);
+                v
+            };
+            let (c, a, p) = (merge(&conv, |r| &r.customer), merge(&conv, |r| &r.agent), merge(&peer, |r| &r.customer));
+            for (name, v) in [("customer (classified + state + event)", &c), ("agent (recorded only)", &a), ("peer: /v1/classify, same customer texts", &p)] {
+                println!("| {n} | {name} | {} | {:.1} | {:.1} | {:.1} |", v.len(), pct(v, 0.5), pct(v, 0.9), pct(v, 0.99));
+            }
+            let cw: f64 = conv.iter().map(|r| r.wall.as_secs_f64()).sum();
+            ratios.push(format!(
+                "{n} conversations: customer/peer p50 {:.2}, p99 {:.2}; {:.1} messages/s",
+                pct(&c, 0.5) / pct(&p, 0.5),
+                pct(&c, 0.99) / pct(&p, 0.99),
+                (c.len() + a.len()) as f64 / cw
+            ));
         }
-        println!("customer/peer ratio: p50 {:.2}, p99 {:.2}", pct(&c, 0.5) / pct(&p, 0.5), pct(&c, 0.99) / pct(&p, 0.99));
-        let cw: f64 = conv.iter().map(|r| r.wall.as_secs_f64()).sum();
-        println!("throughput: {:.1} messages/s (conversation runs), {:.1} texts/s (peer runs)", (c.len() + a.len()) as f64 / cw, p.len() as f64 / peer.iter().map(|r| r.wall.as_secs_f64()).sum::<f64>());
+        for r in ratios {
+            println!("{r}");
+        }
     });
 }
