@@ -17,4 +17,5 @@ pub mod pipeline;
 pub mod conversation;
 pub mod cli;
 pub mod corpus;
+pub mod store;
 pub mod train;

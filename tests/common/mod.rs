@@ -142,3 +142,75 @@ pub fn corpora() -> Option<PathBuf> {
     eprintln!("SKIPPED: no corpora at {} (set KESU_CORPORA)", p.display());
     None
 }
+
+/// A private PostgreSQL server for tests: a fresh cluster in a temp dir on a
+/// random port, run as the `postgres` user (initdb refuses root), stopped on
+/// drop. `None` (tests say SKIPPED) where Debian's PostgreSQL server is not
+/// installed, unless `KESU_REQUIRE_POSTGRES=1` (set by `.ci/run`).
+pub struct PgServer {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+impl PgServer {
+    pub fn start() -> Option<PgServer> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql").ok().and_then(|d| {
+            let mut v: Vec<PathBuf> = d.flatten().map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect();
+            v.sort();
+            v.pop()
+        });
+        let Some(bin) = bin else {
+            assert!(std::env::var("KESU_REQUIRE_POSTGRES").is_err(), "KESU_REQUIRE_POSTGRES is set but no PostgreSQL server under /usr/lib/postgresql");
+            eprintln!("SKIPPED: no PostgreSQL server installed (apt-get install postgresql)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let root = unsafe { libc_geteuid() } == 0;
+        let pg = PgServer { dir, port, bin };
+        if root {
+            assert!(Command::new("chown").args(["-R", "postgres:postgres"]).arg(pg.dir.path()).status().unwrap().success());
+        }
+        let data = pg.dir.path().join("data");
+        pg.run(root, &[pg.bin.join("initdb").to_str().unwrap(), "-D", data.to_str().unwrap(), "-U", "kesu", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", pg.dir.path().display());
+        pg.run(root, &[pg.bin.join("pg_ctl").to_str().unwrap(), "-D", data.to_str().unwrap(), "-o", &opts, "-l", pg.dir.path().join("log").to_str().unwrap(), "-w", "start"]);
+        Some(pg)
+    }
+
+    fn run(&self, root: bool, args: &[&str]) {
+        let out = if root {
+            Command::new("runuser").args(["-u", "postgres", "--"]).args(args).output().unwrap()
+        } else {
+            Command::new(args[0]).args(&args[1..]).output().unwrap()
+        };
+        assert!(out.status.success(), "{args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://kesu@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stop the server now (fast shutdown: open connections are cut).
+    pub fn stop(&self) {
+        let root = unsafe { libc_geteuid() } == 0;
+        let data = self.dir.path().join("data");
+        self.run(root, &[self.bin.join("pg_ctl").to_str().unwrap(), "-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"]);
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let args = [self.bin.join("pg_ctl").to_string_lossy().to_string(), "-D".into(), data.to_string_lossy().to_string(), "-m".into(), "immediate".into(), "stop".into()];
+        let _ = if unsafe { libc_geteuid() } == 0 { Command::new("runuser").args(["-u", "postgres", "--"]).args(&args).output() } else { Command::new(&args[0]).args(&args[1..]).output() };
+    }
+}
+
+use std::process::Command;
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
