@@ -91,6 +91,36 @@ pub struct Settings {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub conversations: ConversationSettings,
+    #[command(flatten)]
+    pub store: StoreSettings,
+}
+
+/// The complaint store (`src/store/`) and what classify stores.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct StoreSettings {
+    /// Database: `sqlite://path/file.db` (created on first start) or `postgres://user:pass@host/db`.
+    #[arg(long, env = "KESU_DATABASE_URL", default_value = "sqlite://kesu-data/kesu.db")]
+    #[serde(skip)]
+    pub database_url: String,
+    /// Database connections at most.
+    #[arg(long, env = "KESU_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
+    pub database_max_connections: u32,
+    /// Run without a store: classify stores nothing and the review API answers 503.
+    #[arg(long, env = "KESU_NO_STORE", default_value_t = false)]
+    pub no_store: bool,
+    /// Store classified items that need review (a non-negated flag hit of review severity, or any self-harm / collective-action hit).
+    #[arg(long, env = "KESU_STORE_NEEDS_REVIEW", default_value_t = true, action = clap::ArgAction::Set)]
+    pub store_needs_review: bool,
+    /// Store classified items at this escalation level or above (4 = never by level).
+    #[arg(long, env = "KESU_STORE_MIN_ESCALATION", default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=4))]
+    pub store_min_escalation: u8,
+}
+
+impl StoreSettings {
+    /// Whether a classified item must be stored.
+    pub fn should_store(&self, needs_review: bool, escalation: u8) -> bool {
+        (self.store_needs_review && needs_review) || escalation >= self.store_min_escalation
+    }
 }
 
 /// Live conversations (`/v1/conversations`): memory bounds and alert rules

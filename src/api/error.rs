@@ -34,6 +34,11 @@ pub enum ApiError {
     NotFound(String),
     #[error("no live conversation {0:?} (never opened, deleted or expired)")]
     UnknownConversation(String),
+    #[error("no stored item {0:?}")]
+    UnknownItem(String),
+    /// Optimistic-concurrency conflict (409).
+    #[error("{message}")]
+    Conflict { message: String },
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("internal error: {0}")]
@@ -70,6 +75,8 @@ impl ApiError {
             ApiError::Unavailable { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::UnknownConversation(_) => "unknown_conversation",
+            ApiError::UnknownItem(_) => "unknown_item",
+            ApiError::Conflict { .. } => "version_conflict",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Internal(_) => "internal",
         }
@@ -88,7 +95,8 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded { .. } | ApiError::Timeout { .. } | ApiError::NotReady | ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::NotFound(_) | ApiError::UnknownConversation(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::UnknownConversation(_) | ApiError::UnknownItem(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -114,6 +122,22 @@ impl From<crate::pipeline::PipelineError> for ApiError {
         match e {
             crate::pipeline::PipelineError::NoModel => ApiError::NotReady,
             crate::pipeline::PipelineError::Model(m) => ApiError::Internal(m.to_string()),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError as S;
+        match e {
+            S::NotFound(id) => ApiError::UnknownItem(id),
+            S::Conflict { .. } => ApiError::Conflict { message: e.to_string() },
+            S::Transition { .. } => ApiError::invalid("invalid_transition", e.to_string()),
+            S::Cursor(_) => ApiError::invalid("invalid_cursor", e.to_string()),
+            S::Db(err) => {
+                tracing::error!(error = %err, "store unavailable");
+                ApiError::Unavailable { code: "store_unavailable", message: "the complaint store is unavailable; nothing was stored or changed".into(), retry_after: 5 }
+            }
         }
     }
 }

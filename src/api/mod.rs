@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod reviews;
 pub mod routes;
 pub mod types;
 
@@ -35,13 +36,23 @@ pub struct AppState {
     pub metrics: Metrics,
     pub admission: Admission,
     pub conversations: Registry,
+    /// The complaint store; `None` when run with `KESU_NO_STORE`.
+    pub store: Option<crate::store::Store>,
 }
 
 impl AppState {
     pub fn new(pipeline: Arc<Pipeline>, settings: Settings) -> AppState {
         let admission = Admission::new(settings.max_concurrent_inference, settings.max_queued, settings.queue_timeout(), settings.retry_after_secs);
         let conversations = Registry::new(settings.conversations.limits());
-        AppState { pipeline, settings, metrics: Metrics::new(), admission, conversations }
+        AppState { pipeline, settings, metrics: Metrics::new(), admission, conversations, store: None }
+    }
+}
+
+impl AppState {
+    /// Attach the complaint store.
+    pub fn with_store(mut self, store: Option<crate::store::Store>) -> AppState {
+        self.store = store;
+        self
     }
 }
 
@@ -92,6 +103,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource("/v1/conversations/{id}")
                 .route(web::get().to(conversations::get_conversation))
                 .route(web::delete().to(conversations::delete_conversation))
+                .default_service(not_allowed()),
+        )
+        .service(web::resource("/v1/reviews").route(web::get().to(reviews::list)).default_service(not_allowed()))
+        .service(web::resource("/v1/reviews/export").route(web::get().to(reviews::export)).default_service(not_allowed()))
+        .service(web::resource("/v1/reviews/false-positive-terms").route(web::get().to(reviews::false_positive_terms)).default_service(not_allowed()))
+        .service(web::resource("/v1/reviews/{id}/history").route(web::get().to(reviews::history)).default_service(not_allowed()))
+        .service(
+            web::resource("/v1/reviews/{id}")
+                .route(web::get().to(reviews::get))
+                .route(web::patch().to(reviews::patch))
                 .default_service(not_allowed()),
         )
         .service(web::resource("/console").route(web::get().to(conversations::console)).default_service(not_allowed()))
