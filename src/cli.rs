@@ -71,9 +71,12 @@ pub struct ImportArgs {
 pub struct InputArgs {
     /// One text to process (otherwise --file or standard input).
     pub text: Option<String>,
-    /// A file with one text per line: a JSON object {"id": .., "text": ..} or plain text (id = line number).
+    /// A file with one text per line: a JSON object {"id": .., "text": .., "customer_ref": ..} or plain text (id = line number).
     #[arg(long, short)]
     pub file: Option<PathBuf>,
+    /// With TEXT (classify): who sent it, for repeat-contact triage (in JSONL input: a `customer_ref` field per line).
+    #[arg(long)]
+    pub customer_ref: Option<String>,
     /// Also output jieba segments (classify only).
     #[arg(long)]
     pub segments: bool,
@@ -153,8 +156,10 @@ fn serve(settings: Settings) -> i32 {
         }
     };
     let info = pipeline.model().map(|m| m.info().version.clone()).unwrap_or_default();
+    let lists = pipeline.lists();
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or(addr), model = %info,
-        lexicon = pipeline.flagger().version(), terms = pipeline.flagger().term_count(), "kesu listening");
+        lexicon = lists.flagger.version(), terms = lists.flagger.term_count(), triage_rules = %lists.triage.version, "kesu listening");
+    drop(lists);
     let state = actix_web::web::Data::new(crate::api::AppState::new(pipeline, settings));
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -176,8 +181,14 @@ fn serve(settings: Settings) -> i32 {
     }
 }
 
-/// One input record: its id and text, or why it is unusable.
-type Record = (ItemId, Result<String, String>);
+/// One usable input line: the text and who sent it.
+struct Line {
+    text: String,
+    customer_ref: Option<String>,
+}
+
+/// One input record: its id and line, or why it is unusable.
+type Record = (ItemId, Result<Line, String>);
 
 fn parse_line(n: usize, raw: &[u8]) -> Option<Record> {
     let line_id = ItemId::Int(n as i64);
@@ -193,14 +204,16 @@ fn parse_line(n: usize, raw: &[u8]) -> Option<Record> {
         struct In {
             id: Option<ItemId>,
             text: String,
+            customer_ref: Option<String>,
         }
         return Some(match serde_json::from_str::<In>(line) {
             Ok(r) if r.text.trim().is_empty() => (r.id.unwrap_or(line_id), Err(format!("line {n}: empty text"))),
-            Ok(r) => (r.id.unwrap_or(line_id), Ok(r.text)),
+            Ok(r) if r.customer_ref.as_ref().is_some_and(|c| c.trim().is_empty()) => (r.id.unwrap_or(line_id), Err(format!("line {n}: blank customer_ref"))),
+            Ok(r) => (r.id.unwrap_or(line_id), Ok(Line { text: r.text, customer_ref: r.customer_ref })),
             Err(e) => (line_id, Err(format!("line {n}: {e}"))),
         });
     }
-    Some((line_id, Ok(line.to_string())))
+    Some((line_id, Ok(Line { text: line.to_string(), customer_ref: None })))
 }
 
 fn process(args: InputArgs, classify: bool) -> i32 {
@@ -219,8 +232,20 @@ fn process(args: InputArgs, classify: bool) -> i32 {
             eprintln!("kesu: give TEXT or --file, not both");
             return EXIT_BAD_INPUT;
         }
-        records.push((ItemId::Int(1), if t.trim().is_empty() { Err("empty text".into()) } else { Ok(t.clone()) }));
+        let line = Line { text: t.clone(), customer_ref: args.customer_ref.clone() };
+        let record = if t.trim().is_empty() {
+            Err("empty text".into())
+        } else if line.customer_ref.as_ref().is_some_and(|c| c.trim().is_empty()) {
+            Err("blank --customer-ref".into())
+        } else {
+            Ok(line)
+        };
+        records.push((ItemId::Int(1), record));
     } else {
+        if args.customer_ref.is_some() {
+            eprintln!("kesu: --customer-ref goes with TEXT; in JSONL input give a customer_ref field per line");
+            return EXIT_BAD_INPUT;
+        }
         let reader: Box<dyn BufRead> = match &args.file {
             Some(p) => match std::fs::File::open(p) {
                 Ok(f) => Box::new(std::io::BufReader::new(f)),
@@ -250,9 +275,10 @@ fn process(args: InputArgs, classify: bool) -> i32 {
     let mut out = BufWriter::new(stdout.lock());
     let mut bad = 0usize;
     for chunk in records.chunks(args.chunk.max(1)) {
-        let good: Vec<&str> = chunk.iter().filter_map(|(_, t)| t.as_deref().ok()).collect();
+        let good: Vec<crate::pipeline::Input> =
+            chunk.iter().filter_map(|(_, l)| l.as_ref().ok()).map(|l| crate::pipeline::Input { text: &l.text, customer_ref: l.customer_ref.as_deref() }).collect();
         let mut results = if classify {
-            match pipeline.classify(&good, args.segments) {
+            match pipeline.classify_items(&good, args.segments) {
                 Ok(r) => r.into_iter().map(|c| serde_json::to_value(c).expect("serialisable")).collect::<Vec<_>>(),
                 Err(e) => {
                     eprintln!("kesu: {e}");
@@ -260,7 +286,8 @@ fn process(args: InputArgs, classify: bool) -> i32 {
                 }
             }
         } else {
-            good.iter().map(|t| serde_json::to_value(pipeline.flags(t)).expect("serialisable")).collect()
+            let lists = pipeline.lists();
+            good.iter().map(|i| serde_json::to_value(lists.flagger.scan(i.text)).expect("serialisable")).collect()
         }
         .into_iter();
         for (id, text) in chunk {

@@ -36,6 +36,9 @@ pub enum ApiError {
     UnknownConversation(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A word list or rules file that cannot be loaded (reload refused; the previous version keeps serving).
+    #[error("{message}")]
+    InvalidFile { code: &'static str, file: String, line: Option<usize>, message: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -52,6 +55,12 @@ pub struct ErrorDetail {
     /// Stable machine-readable code, e.g. `invalid_json`, `empty_text`, `overloaded`.
     pub code: String,
     pub message: String,
+    /// The file at fault (`invalid_lexicon`, `invalid_user_dict`, `invalid_triage_rules`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Its 1-based line, when the problem is on one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
 }
 
 impl ApiError {
@@ -71,6 +80,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::UnknownConversation(_) => "unknown_conversation",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::InvalidFile { code, .. } => code,
             ApiError::Internal(_) => "internal",
         }
     }
@@ -86,7 +96,7 @@ impl ResponseError for ApiError {
             ApiError::BadJson(_) | ApiError::InvalidUtf8(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge { .. } | ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid { .. } | ApiError::InvalidFile { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded { .. } | ApiError::Timeout { .. } | ApiError::NotReady | ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound(_) | ApiError::UnknownConversation(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -105,7 +115,11 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        b.json(ErrorBody { error: ErrorDetail { code: self.code().to_string(), message: self.to_string() } })
+        let (file, line) = match self {
+            ApiError::InvalidFile { file, line, .. } => (Some(file.clone()), *line),
+            _ => (None, None),
+        };
+        b.json(ErrorBody { error: ErrorDetail { code: self.code().to_string(), message: self.to_string(), file, line } })
     }
 }
 
@@ -114,6 +128,17 @@ impl From<crate::pipeline::PipelineError> for ApiError {
         match e {
             crate::pipeline::PipelineError::NoModel => ApiError::NotReady,
             crate::pipeline::PipelineError::Model(m) => ApiError::Internal(m.to_string()),
+        }
+    }
+}
+
+impl From<crate::pipeline::ReloadError> for ApiError {
+    fn from(e: crate::pipeline::ReloadError) -> Self {
+        match e {
+            crate::pipeline::ReloadError::List(l) => {
+                ApiError::InvalidFile { code: l.kind.error_code(), file: l.file.display().to_string(), line: l.line, message: l.to_string() }
+            }
+            e @ crate::pipeline::ReloadError::NoSource => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP service (actix-web): routes, error mapping, admission control,
-//! metrics, request ids and the OpenAPI document.
+//! metrics, request ids, reloads and the OpenAPI document.
 
+pub mod admin;
 pub mod admission;
 pub mod conversations;
 pub mod error;
@@ -35,13 +36,14 @@ pub struct AppState {
     pub metrics: Metrics,
     pub admission: Admission,
     pub conversations: Registry,
+    pub reloads: admin::ReloadLog,
 }
 
 impl AppState {
     pub fn new(pipeline: Arc<Pipeline>, settings: Settings) -> AppState {
         let admission = Admission::new(settings.max_concurrent_inference, settings.max_queued, settings.queue_timeout(), settings.retry_after_secs);
         let conversations = Registry::new(settings.conversations.limits());
-        AppState { pipeline, settings, metrics: Metrics::new(), admission, conversations }
+        AppState { pipeline, settings, metrics: Metrics::new(), admission, conversations, reloads: admin::ReloadLog::default() }
     }
 }
 
@@ -98,12 +100,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/healthz").route(web::get().to(routes::healthz)).default_service(not_allowed()))
         .service(web::resource("/readyz").route(web::get().to(routes::readyz)).default_service(not_allowed()))
         .service(web::resource("/metrics").route(web::get().to(routes::metrics)).default_service(not_allowed()))
-        .service(web::resource("/openapi.json").route(web::get().to(routes::openapi)).default_service(not_allowed()));
+        .service(web::resource("/openapi.json").route(web::get().to(routes::openapi)).default_service(not_allowed()))
+        .service(web::resource("/admin/reload").route(web::post().to(admin::reload)).default_service(not_allowed()));
 }
 
-/// Start the server on `listener` (bind to port 0 for a random port), and a
-/// task that expires idle conversations. Call from within a Tokio runtime.
+/// Start the server on `listener` (bind to port 0 for a random port), a
+/// task that expires idle conversations, and (Unix) a SIGHUP handler that
+/// reloads the word lists and triage rules. Call from within a Tokio runtime.
 pub fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
+    admin::reload_on_sighup(&state)?;
     let workers = state.settings.workers.max(1);
     let every = (state.conversations.limits().ttl / 4).clamp(std::time::Duration::from_millis(10), std::time::Duration::from_secs(60));
     let weak = Arc::downgrade(&state.clone().into_inner());

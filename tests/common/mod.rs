@@ -37,7 +37,11 @@ pub fn settings(dir: &Path, with_model: bool) -> Settings {
 
 /// Spawn the app; `tweak` adjusts settings before start.
 pub async fn spawn_with(with_model: bool, tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
+    spawn_in(tempfile::tempdir().unwrap(), with_model, tweak).await
+}
+
+/// Spawn the app with `dir` as its temp dir (the tiny model is written there).
+pub async fn spawn_in(dir: tempfile::TempDir, with_model: bool, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let mut s = settings(dir.path(), with_model);
     tweak(&mut s);
     let pipeline = Arc::new(Pipeline::load(&s.resources, with_model).expect("pipeline loads"));
@@ -53,7 +57,37 @@ pub async fn spawn() -> TestApp {
     spawn_with(true, |_| {}).await
 }
 
+/// Copy the shipped lexicon folder (legal_risk.tsv, user_dict.txt, triage.toml) into `dir`.
+pub fn copy_lexicons(dir: &Path) -> PathBuf {
+    let to = dir.join("lexicons");
+    std::fs::create_dir_all(&to).unwrap();
+    for f in ["legal_risk.tsv", "user_dict.txt", "triage.toml"] {
+        std::fs::copy(lexicons().join(f), to.join(f)).unwrap();
+    }
+    to
+}
+
+/// Spawn the app on its own copy of the lexicon folder (`lexicons_dir()`),
+/// which a test may edit and reload; `triage`, when given, replaces triage.toml.
+pub async fn spawn_own_lexicons(triage: Option<&str>, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let lex = copy_lexicons(dir.path());
+    if let Some(t) = triage {
+        std::fs::write(lex.join("triage.toml"), t).unwrap();
+    }
+    spawn_in(dir, true, |s| {
+        s.resources.lexicons = lex;
+        tweak(s);
+    })
+    .await
+}
+
 impl TestApp {
+    /// The lexicon folder of an app from [`spawn_own_lexicons`].
+    pub fn lexicons_dir(&self) -> PathBuf {
+        self.dir.path().join("lexicons")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
