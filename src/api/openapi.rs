@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use super::{conversations, reviews, routes};
+use super::{admin, conversations, reviews, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -10,8 +10,8 @@ use super::{conversations, reviews, routes};
     paths(routes::classify, routes::flags, routes::segment,
         conversations::post_message, conversations::get_conversation, conversations::delete_conversation, conversations::events, conversations::console,
         reviews::list, reviews::get, reviews::patch, reviews::history, reviews::export, reviews::false_positive_terms,
-        routes::healthz, routes::readyz, routes::info, routes::metrics, routes::openapi),
-    tags((name = "classify"), (name = "flags"), (name = "segment"), (name = "conversations"), (name = "reviews"), (name = "ops"))
+        routes::healthz, routes::readyz, routes::info, routes::metrics, routes::openapi, admin::reload),
+    tags((name = "classify"), (name = "flags"), (name = "segment"), (name = "conversations"), (name = "reviews"), (name = "ops"), (name = "admin"))
 )]
 pub struct ApiDoc;
 

@@ -19,9 +19,13 @@ fn store(state: &AppState) -> Result<&Store, ApiError> {
     state.store.as_ref().ok_or_else(|| ApiError::Unavailable { code: "store_disabled", message: "kesu runs without a store (KESU_NO_STORE)".into(), retry_after: 60 })
 }
 
-/// Who made a change: the API key's name once keys are configured; until
-/// then the `x-kesu-actor` header, else `anonymous`.
+/// Who made a change: the API key's name; with `--no-auth`, the
+/// `x-kesu-actor` header (1-100 bytes), else `anonymous`.
 pub(super) fn actor(req: &HttpRequest) -> String {
+    use actix_web::HttpMessage;
+    if let Some(p) = req.extensions().get::<crate::auth::Principal>() {
+        return p.name.clone();
+    }
     req.headers().get("x-kesu-actor").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty() && v.len() <= 100).unwrap_or("anonymous").to_string()
 }
 
@@ -147,7 +151,9 @@ pub async fn patch(req: HttpRequest, path: web::Path<String>, body: web::Payload
         }
     }
     let who = actor(&req);
-    let item = store(&state)?.update(&path, version, &Patch { status: p.status, assignee: p.assignee, note: p.note }, &who).await?;
+    // Notes are stored, so they are masked like texts.
+    let note = p.note.map(|n| if state.settings.store.store_mask_pii { crate::text::pii::mask(&n).text } else { n });
+    let item = store(&state)?.update(&path, version, &Patch { status: p.status, assignee: p.assignee, note }, &who).await?;
     tracing::info!(item = %item.id, version = item.version, status = item.status.as_str(), actor = %who, "review item changed");
     Ok(HttpResponse::Ok().insert_header((header::ETAG, format!("\"{}\"", item.version))).json(item))
 }
@@ -211,11 +217,18 @@ pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     // the first page is read before answering, so a dead store is a clean 503
     let first = store.list(&filter, None, 500).await?;
     let head = csv.then(|| csv_bytes([EXPORT_COLUMNS.iter().map(|c| c.to_string()).collect()]));
-    let body = stream::unfold((Some(first), head, store, filter), move |(page, head, store, filter)| async move {
+    // State: the next page to write (`Err`: reading it failed), the CSV header.
+    type Next = Option<Result<Page, String>>;
+    let body = stream::unfold((Some(Ok(first)) as Next, head, store, filter), move |(page, head, store, filter)| async move {
         if let Some(h) = head {
             return Some((Ok::<_, actix_web::Error>(web::Bytes::from(h)), (page, None, store, filter)));
         }
-        let page = page?;
+        let page = match page? {
+            Ok(p) => p,
+            // A failure mid-stream aborts the transfer (no final chunk), so the
+            // client sees a broken download, never a short file that looks whole.
+            Err(e) => return Some((Err(ApiError::Internal(format!("export stopped: {e}")).into()), (None, None, store, filter))),
+        };
         let bytes = if csv {
             csv_bytes(page.items.iter().map(csv_row))
         } else {
@@ -225,9 +238,11 @@ pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
                 l
             }).collect()
         };
-        let next = match &page.next {
-            // a failure mid-stream ends the body early; the client sees a short file
-            Some(c) => store.list(&filter, Some(c), 500).await.map_err(|e| tracing::error!(error = %e, "export stopped")).ok(),
+        let next: Next = match &page.next {
+            Some(c) => Some(store.list(&filter, Some(c), 500).await.map_err(|e| {
+                tracing::error!(error = %e, "export stopped");
+                e.to_string()
+            })),
             None => None,
         };
         Some((Ok(web::Bytes::from(bytes)), (next, None, store, filter)))
