@@ -161,6 +161,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .default_service(not_allowed()),
         )
         .service(web::resource("/console").route(web::get().to(conversations::console)).default_service(not_allowed()))
+        .service(web::resource("/review").route(web::get().to(reviews::console)).default_service(not_allowed()))
         .service(web::resource("/healthz").route(web::get().to(routes::healthz)).default_service(not_allowed()))
         .service(web::resource("/readyz").route(web::get().to(routes::readyz)).default_service(not_allowed()))
         .service(web::resource("/metrics").route(web::get().to(routes::metrics)).default_service(not_allowed()))

@@ -9,7 +9,7 @@ use super::{admin, conversations, reviews, routes};
     info(title = "kesu", description = "Chinese customer-complaint triage: category, escalation and legal-risk flags.", license(name = "MIT OR Apache-2.0")),
     paths(routes::classify, routes::flags, routes::segment,
         conversations::post_message, conversations::get_conversation, conversations::delete_conversation, conversations::events, conversations::console,
-        reviews::list, reviews::get, reviews::patch, reviews::history, reviews::export, reviews::false_positive_terms,
+        reviews::list, reviews::get, reviews::patch, reviews::history, reviews::export, reviews::false_positive_terms, reviews::console,
         routes::healthz, routes::readyz, routes::info, routes::metrics, routes::openapi, admin::reload),
     tags((name = "classify"), (name = "flags"), (name = "segment"), (name = "conversations"), (name = "reviews"), (name = "ops"), (name = "admin"))
 )]
