@@ -99,7 +99,7 @@ pub async fn post_message(req: HttpRequest, path: web::Path<String>, body: web::
         state.metrics.conversation_messages.with_label_values(&[m.role.as_str()]).inc();
         for a in &rec.message.alerts {
             state.metrics.conversation_alerts.with_label_values(&[a.kind.as_str()]).inc();
-            tracing::info!(conversation = %id, seq = a.seq, kind = ?a.kind, reason = %a.reason, "conversation alert");
+            tracing::info!(conversation = %crate::text::pii::mask(&id).text, seq = a.seq, kind = ?a.kind, reason = %crate::text::pii::mask(&a.reason).text, "conversation alert");
         }
         return Ok(HttpResponse::Ok().json(rec));
     }

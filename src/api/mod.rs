@@ -6,6 +6,7 @@ pub mod admission;
 pub mod conversations;
 pub mod error;
 pub mod extract;
+pub mod logging;
 pub mod metrics;
 pub mod openapi;
 pub mod reviews;
@@ -193,7 +194,7 @@ pub fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Resu
             .app_data(state.clone())
             .wrap(middleware::from_fn(authorize))
             .wrap(middleware::from_fn(observe))
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<logging::MaskedRootSpan>::new())
             .configure(configure)
             .default_service(web::to(|req: actix_web::HttpRequest| async move {
                 Err::<actix_web::HttpResponse, _>(ApiError::NotFound(format!("{} {}", req.method(), req.path())))
