@@ -9,6 +9,7 @@ pub mod extract;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
 pub mod reviews;
 pub mod routes;
 pub mod types;
