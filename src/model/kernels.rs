@@ -92,7 +92,11 @@ unsafe impl Sync for SendPtr {}
 /// Multiply-adds below which a product runs on the calling thread only.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
 
-/// `out[t, n] = x[t, k] · W + bias`, in parallel over panels (rayon pool).
+/// `out[t, n] = x[t, k] · W + bias` (f32; each output is the same sum in the
+/// same order whatever the thread count). Work items are the 32-column weight
+/// panels, each over all `t` rows (the panel stays in L2 while `x` streams
+/// past it; blocking the rows too measured no faster), run in parallel on the
+/// rayon pool when the product is big enough.
 pub fn linear(lvl: Level, x: &[f32], t: usize, w: &PackedMatrix, out: &mut [f32]) {
     assert!(x.len() >= t * w.k && out.len() >= t * w.n);
     let np = w.n.div_ceil(NR);

@@ -35,6 +35,9 @@ enum Words {
     F32(Vec<f32>),
 }
 
+/// The BERT encoder with weights dequantised to f32 and packed for
+/// [`kernels::linear`]; immutable after loading, so one instance serves any
+/// number of threads.
 pub struct PackedBert {
     pub config: BertConfig,
     words: Words,
@@ -54,8 +57,9 @@ fn f16_to_f32(bits: u16) -> f32 {
 }
 
 impl PackedBert {
-    /// `None` when the shapes do not suit the kernels (head size not a
-    /// multiple of 32); the caller then uses the candle path.
+    /// Loads and packs the encoder of `f`. `Ok(None)` when the shapes do not
+    /// suit the kernels (head size not a multiple of 32): the caller then uses
+    /// the candle path. Errors on missing tensors or inconsistent shapes.
     pub fn load(f: &ModelFile) -> Result<Option<Self>> {
         let c = f.config()?;
         let (h, ff) = (c.hidden_size, c.intermediate_size);
@@ -105,7 +109,8 @@ impl PackedBert {
         Ok(Some(Self { emb_ln: ln("embeddings.LayerNorm")?, config: c, words, pos_type, layers, level: kernels::level() }))
     }
 
-    /// Runs the kernels at `level` instead of the detected one (tests).
+    /// Runs the kernels at `level`, capped at the detected one (never an
+    /// instruction set this CPU lacks); for tests and measurements.
     pub fn with_level(mut self, level: Level) -> Self {
         self.level = level.min(kernels::detected());
         self
@@ -133,8 +138,23 @@ impl PackedBert {
     }
 
     /// Encodes the windows `seqs` (token ids, `<s>`/`</s>` included) together;
-    /// returns, per window, the SUM of its final hidden states.
+    /// returns, per window, the SUM of its final hidden states. Errors on a
+    /// window longer than the context or a token id outside the vocabulary.
     pub fn forward_sums(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        self.forward_sums_timed(seqs, None)
+    }
+
+    /// [`Self::forward_sums`], adding the wall time of each step to `times`
+    /// when given (for profiling; the results are the same).
+    pub fn forward_sums_timed(&self, seqs: &[&[u32]], mut times: Option<&mut OpTimes>) -> Result<Vec<Vec<f32>>> {
+        let mut clock = std::time::Instant::now();
+        let mut lap = |op: Op| {
+            if let Some(t) = times.as_deref_mut() {
+                let now = std::time::Instant::now();
+                t.0[op as usize] += now - clock;
+                clock = now;
+            }
+        };
         let c = &self.config;
         let (h, ff, nh) = (c.hidden_size, c.intermediate_size, c.num_attention_heads);
         let hd = h / nh;
@@ -161,6 +181,7 @@ impl PackedBert {
         }
         let eps = c.layer_norm_eps as f32;
         kernels::add_layer_norm(lvl, &mut x, None, &self.emb_ln.0, &self.emb_ln.1, eps);
+        lap(Op::Embed);
         let mut qkv = vec![0f32; t * 3 * h];
         let mut ctx = vec![0f32; t * h];
         let mut tmp = vec![0f32; t * h];
@@ -168,15 +189,23 @@ impl PackedBert {
         let scale = 1.0 / (hd as f32).sqrt();
         for layer in &self.layers {
             kernels::linear(lvl, &x, t, &layer.qkv, &mut qkv);
+            lap(Op::Qkv);
             attention(lvl, &qkv, &starts, h, nh, scale, &mut ctx);
+            lap(Op::Attention);
             kernels::linear(lvl, &ctx, t, &layer.attn_out, &mut tmp);
+            lap(Op::AttnOut);
             kernels::add_layer_norm(lvl, &mut x, Some(&tmp), &layer.attn_ln.0, &layer.attn_ln.1, eps);
+            lap(Op::LayerNorm);
             kernels::linear(lvl, &x, t, &layer.ffn_in, &mut mid);
+            lap(Op::FfnIn);
             gelu(lvl, &mut mid, ff);
+            lap(Op::Gelu);
             kernels::linear(lvl, &mid, t, &layer.ffn_out, &mut tmp);
+            lap(Op::FfnOut);
             kernels::add_layer_norm(lvl, &mut x, Some(&tmp), &layer.out_ln.0, &layer.out_ln.1, eps);
+            lap(Op::LayerNorm);
         }
-        Ok(starts
+        let sums = starts
             .windows(2)
             .map(|w| {
                 let mut s = vec![0f32; h];
@@ -187,7 +216,45 @@ impl PackedBert {
                 }
                 s
             })
-            .collect())
+            .collect();
+        lap(Op::Pool);
+        Ok(sums)
+    }
+}
+
+/// The steps of the forward pass that [`PackedBert::forward_sums_timed`] times.
+#[derive(Debug, Clone, Copy)]
+pub enum Op {
+    /// Embedding lookup (Q4_0 rows decoded) and the embedding LayerNorm.
+    Embed,
+    /// The fused query/key/value product.
+    Qkv,
+    /// Scores, softmax and the weighted sum of values, per window and head.
+    Attention,
+    /// The attention output product.
+    AttnOut,
+    /// Residual additions and LayerNorms.
+    LayerNorm,
+    /// The FFN input product (h -> 4h).
+    FfnIn,
+    /// GELU on the FFN activations.
+    Gelu,
+    /// The FFN output product (4h -> h).
+    FfnOut,
+    /// Summing the final states per window.
+    Pool,
+}
+
+/// Accumulated wall time per [`Op`].
+#[derive(Debug, Clone, Default)]
+pub struct OpTimes(pub [std::time::Duration; 9]);
+
+impl OpTimes {
+    /// `(name, seconds)` per op, in forward order.
+    pub fn named(&self) -> Vec<(&'static str, f64)> {
+        const NAMES: [&str; 9] =
+            ["embed", "qkv", "attention", "attn_out", "add_layer_norm", "ffn_in", "gelu", "ffn_out", "pool"];
+        NAMES.iter().zip(&self.0).map(|(n, d)| (*n, d.as_secs_f64())).collect()
     }
 }
 

