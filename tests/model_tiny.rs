@@ -155,7 +155,7 @@ fn packed_encoder_matches_candle_at_every_kernel_level() {
     let p = tiny(&dir, 9);
     let opts = |weights| LoadOptions { weights, max_tokens: 24, max_windows: 4, ..Default::default() };
     let long: String = "我的包裹到底什么时候能到呢？客服说明天".chars().cycle().take(70).collect();
-    let texts: Vec<&str> = TEXTS.iter().cloned().chain([long.as_str(), ""]).collect();
+    let texts: Vec<&str> = TEXTS.iter().copied().chain([long.as_str(), ""]).collect();
     let candle = Classifier::load(&p, &opts(WeightFormat::F32Candle)).unwrap();
     let (want, want_e) = (candle.predict(&texts).unwrap(), candle.embed(&texts).unwrap());
     for lvl in [Level::Portable, Level::Avx2, Level::Avx512].into_iter().filter(|&l| l <= detected()) {

@@ -281,6 +281,7 @@ fn attention(lvl: Level, qkv: &[f32], starts: &[usize], h: usize, nh: usize, sca
     let nseq = starts.len() - 1;
     let out = SendPtr(ctx.as_mut_ptr());
     let task = |i: usize| {
+        #[allow(clippy::redundant_locals)] // capture the Send wrapper, not its raw pointer field
         let out = out;
         let (s, head) = (i / nh, i % nh);
         let (s0, l) = (starts[s], starts[s + 1] - starts[s]);
