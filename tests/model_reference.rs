@@ -5,8 +5,8 @@
 //!    The imported base model must reproduce them (cosine >= 0.999) and the
 //!    same tokenisation, with the default (packed) encoder and the other
 //!    paths. Runs when a base model is found: $KESU_BASE_MODEL,
-//!    models/base.gguf or .cache/models/base.gguf (scripts/fetch-base-model.sh
-//!    + `kesu import-base`); otherwise it prints why it is skipped and passes,
+//!    models/base.gguf or .cache/models/base.gguf (scripts/fetch-base-model.sh,
+//!    then `kesu import-base`); otherwise it prints why it is skipped and passes,
 //!    unless KESU_REQUIRE_BASE_MODEL=1 (set by .ci/run after fetching), which
 //!    makes a missing base model a failure.
 //! 2. The tiny random model (no download) is pinned to committed numbers so

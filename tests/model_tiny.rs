@@ -153,7 +153,7 @@ fn packed_encoder_matches_candle_at_every_kernel_level() {
     use kesu::model::kernels::{detected, Level};
     let dir = tempfile::tempdir().unwrap();
     let p = tiny(&dir, 9);
-    let opts = |weights| LoadOptions { weights, max_tokens: 24, max_windows: 4, ..Default::default() };
+    let opts = |weights| LoadOptions { weights, max_tokens: 24, max_windows: 4 };
     let long: String = "我的包裹到底什么时候能到呢？客服说明天".chars().cycle().take(70).collect();
     let texts: Vec<&str> = TEXTS.iter().copied().chain([long.as_str(), ""]).collect();
     let candle = Classifier::load(&p, &opts(WeightFormat::F32Candle)).unwrap();
