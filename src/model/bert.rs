@@ -46,9 +46,12 @@ impl BertConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WeightFormat {
-    /// Dequantise to f32 at load; f32 GEMM (gemm crate). Fastest on x86 CPUs.
+    /// Dequantise to f32 at load; packed-token encoder with kesu's own
+    /// kernels ([`super::packed`]). The default: fastest measured.
     #[default]
     F32,
+    /// Dequantise to f32 at load; the candle path (padded batches, gemm crate).
+    F32Candle,
     /// Dequantise to f16 at load; activations cast to f16 per matmul.
     F16,
     /// Requantise to Q8_0 (candle's quantised matmul, int8 dot products).
@@ -62,10 +65,11 @@ impl std::str::FromStr for WeightFormat {
     fn from_str(s: &str) -> Result<Self> {
         Ok(match s.to_ascii_lowercase().as_str() {
             "f32" => Self::F32,
+            "f32_candle" | "f32-candle" | "candle" => Self::F32Candle,
             "f16" => Self::F16,
             "q8_0" | "q8" => Self::Q8_0,
             "stored" | "q4_0" | "q4" | "raw" => Self::Stored,
-            _ => bail!("unknown weight format {s:?} (f32, f16, q8_0, stored)"),
+            _ => bail!("unknown weight format {s:?} (f32, f32_candle, f16, q8_0, stored)"),
         })
     }
 }
@@ -124,7 +128,7 @@ fn convert(w: &QTensor, fmt: WeightFormat) -> Result<QMatMul> {
     let dev = Device::Cpu;
     Ok(match (fmt, w.dtype()) {
         // Stored transposed (`[in, out]`, contiguous): gemm packs it faster.
-        (_, GgmlDType::F32) | (WeightFormat::F32, _) => QMatMul::Tensor(w.dequantize(&dev)?.t()?.contiguous()?),
+        (_, GgmlDType::F32) | (WeightFormat::F32 | WeightFormat::F32Candle, _) => QMatMul::Tensor(w.dequantize(&dev)?.t()?.contiguous()?),
         (WeightFormat::F16, _) => QMatMul::TensorF16(w.dequantize_f16(&dev)?.t()?.contiguous()?),
         (WeightFormat::Q8_0, GgmlDType::Q8_0) | (WeightFormat::Stored, _) => {
             // Raw blocks; copy through `QStorage` so we do not rely on env switches.

@@ -32,6 +32,8 @@ pub mod bert;
 pub mod format;
 pub mod heads;
 pub mod import;
+pub mod kernels;
+pub mod packed;
 pub mod reference;
 pub mod testing;
 pub mod tokenize;
@@ -96,7 +98,10 @@ pub struct Prediction {
     pub truncated: bool,
 }
 
-/// Largest number of (padded) tokens run through the encoder at once.
+/// Largest number of tokens the packed encoder runs at once (bounds memory:
+/// ~15 KB of activations per token).
+const PACKED_TOKEN_BUDGET: usize = 8192;
+/// Largest number of (padded) tokens run through the candle encoder at once.
 const BATCH_TOKEN_BUDGET: usize = 8192;
 /// Largest number of windows run through the encoder at once.
 const BATCH_MAX_ROWS: usize = 64;
@@ -105,10 +110,26 @@ const BATCH_MAX_ROWS: usize = 64;
 /// padded positions cost more than larger matrix products gain.
 const MIN_FILL: f32 = 0.95;
 
+/// The encoder: packed tokens with kesu's kernels (default), or candle's
+/// padded batches (the other weight formats).
+enum Encoder {
+    Packed(packed::PackedBert),
+    Candle(bert::BertModel),
+}
+
+impl Encoder {
+    fn config(&self) -> &bert::BertConfig {
+        match self {
+            Encoder::Packed(m) => &m.config,
+            Encoder::Candle(m) => &m.config,
+        }
+    }
+}
+
 /// A loaded model, shareable across threads.
 pub struct Classifier {
     info: ModelInfo,
-    encoder: bert::BertModel,
+    encoder: Encoder,
     heads: heads::Heads,
     tokenizer: tokenize::TextTokenizer,
 }
@@ -129,8 +150,15 @@ impl Classifier {
 
     fn load_inner(path: &Path, opts: &LoadOptions) -> anyhow::Result<Self> {
         let f = format::ModelFile::read(path)?;
-        let encoder = bert::BertModel::load(&f, opts.weights)?;
-        let hidden = encoder.config.hidden_size;
+        let packed = match opts.weights {
+            WeightFormat::F32 => packed::PackedBert::load(&f)?,
+            _ => None,
+        };
+        let encoder = match packed {
+            Some(m) => Encoder::Packed(m),
+            None => Encoder::Candle(bert::BertModel::load(&f, opts.weights)?),
+        };
+        let hidden = encoder.config().hidden_size;
         let heads = heads::Heads::load(&f, hidden)?;
         let category_labels = f.get_strings(format::KEY_LABELS_CATEGORY)?;
         let escalation_labels = f.get_strings(format::KEY_LABELS_ESCALATION)?;
@@ -145,7 +173,7 @@ impl Classifier {
             Some(v) => serde_json::from_str(v.to_string()?)?,
             None => serde_json::json!({}),
         };
-        let ctx = encoder.config.max_position_embeddings;
+        let ctx = encoder.config().max_position_embeddings;
         if opts.max_tokens < 3 || opts.max_tokens > ctx {
             anyhow::bail!("max_tokens must be in 3..={ctx}, got {}", opts.max_tokens);
         }
@@ -170,7 +198,16 @@ impl Classifier {
 
     /// The model's hidden size (length of [`Classifier::embed`] vectors).
     pub fn hidden_size(&self) -> usize {
-        self.encoder.config.hidden_size
+        self.encoder.config().hidden_size
+    }
+
+    /// Runs the packed encoder's kernels at `level` (no effect on the candle
+    /// path); for tests and measurements.
+    pub fn with_kernel_level(mut self, level: kernels::Level) -> Self {
+        if let Encoder::Packed(m) = self.encoder {
+            self.encoder = Encoder::Packed(m.with_level(level));
+        }
+        self
     }
 
     /// The tokenizer (with the model's input prefix).
@@ -218,6 +255,28 @@ impl Classifier {
             wins.extend(w);
         }
         let mut counts = vec![0usize; texts.len()];
+        if let Encoder::Packed(m) = &self.encoder {
+            // No padding: windows in input order, up to the token budget per pass.
+            let mut start = 0;
+            while start < wins.len() {
+                let mut end = start + 1;
+                let mut tokens = wins[start].ids.len();
+                while end < wins.len() && tokens + wins[end].ids.len() <= PACKED_TOKEN_BUDGET {
+                    tokens += wins[end].ids.len();
+                    end += 1;
+                }
+                let seqs: Vec<&[u32]> = wins[start..end].iter().map(|w| w.ids.as_slice()).collect();
+                for (w, s) in wins[start..end].iter().zip(m.forward_sums(&seqs)?) {
+                    let acc = &mut out[w.text].embedding;
+                    for (a, v) in acc.iter_mut().zip(&s) {
+                        *a += v;
+                    }
+                    counts[w.text] += w.ids.len();
+                }
+                start = end;
+            }
+            return Ok(normalise(out, counts));
+        }
         // Longest first, so each sub-batch is padded to a similar length.
         let mut order: Vec<usize> = (0..wins.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(wins[i].ids.len()));
@@ -248,20 +307,11 @@ impl Classifier {
             }
             start = end;
         }
-        for (p, n) in out.iter_mut().zip(counts) {
-            let n = n.max(1) as f32;
-            let mut norm = 0f32;
-            for v in p.embedding.iter_mut() {
-                *v /= n;
-                norm += *v * *v;
-            }
-            let inv = 1.0 / norm.sqrt().max(1e-6);
-            p.embedding.iter_mut().for_each(|v| *v *= inv);
-        }
-        Ok(out)
+        Ok(normalise(out, counts))
     }
 
-    /// Encodes windows padded to the longest; returns, per window, the SUM of
+
+    /// Encodes windows padded to the longest (candle path); returns, per window, the SUM of
     /// its (unpadded) token states.
     fn run_windows(&self, batch: &[&tokenize::Window]) -> anyhow::Result<Vec<Vec<f32>>> {
         let l = batch.iter().map(|w| w.ids.len()).max().unwrap_or(0);
@@ -273,7 +323,8 @@ impl Classifier {
             lens.push(w.ids.len());
         }
         let ids = Tensor::from_vec(ids, (b, l), &Device::Cpu)?;
-        let states = self.encoder.forward(&ids, &lens)?; // [b, l, h]
+        let Encoder::Candle(enc) = &self.encoder else { anyhow::bail!("not the candle encoder") };
+        let states = enc.forward(&ids, &lens)?; // [b, l, h]
         let h = self.hidden_size();
         let flat = states.flatten_all()?.to_vec1::<f32>()?;
         Ok(lens
@@ -291,6 +342,21 @@ impl Classifier {
             })
             .collect())
     }
+}
+
+/// Mean over `counts` tokens, then L2 normalisation.
+fn normalise(mut out: Vec<Pooled>, counts: Vec<usize>) -> Vec<Pooled> {
+    for (p, n) in out.iter_mut().zip(counts) {
+        let n = n.max(1) as f32;
+        let mut norm = 0f32;
+        for v in p.embedding.iter_mut() {
+            *v /= n;
+            norm += *v * *v;
+        }
+        let inv = 1.0 / norm.sqrt().max(1e-6);
+        p.embedding.iter_mut().for_each(|v| *v *= inv);
+    }
+    out
 }
 
 #[cfg(test)]

