@@ -66,6 +66,8 @@ fn tiny_model_round_trips_through_the_file() {
         category_bias: vec![0.0, 0.0, 5.0],
         escalation_weight: vec![0.0; 4 * 64],
         escalation_bias: vec![0.0; 4],
+        category_hidden: None,
+        escalation_hidden: None,
     };
     let p3 = dir.path().join("heads.gguf");
     write_model_with_heads(&p, &p3, &heads, "trained-1", serde_json::json!({"dev": {"f1": 0.5}})).unwrap();

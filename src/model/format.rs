@@ -5,7 +5,9 @@
 //!   (`embeddings.word_embeddings.weight`, `encoder.layer.{i}.attention.self.query.weight`, ...);
 //!   large matrices are usually ggml `Q4_0`, vectors `F32`;
 //! * the heads `heads.category.{weight,bias}` `[3,H]`/`[3]` and
-//!   `heads.escalation.{weight,bias}` `[4,H]`/`[4]` (F32);
+//!   `heads.escalation.{weight,bias}` `[4,H]`/`[4]` (F32); a head with a
+//!   hidden ReLU layer of `U` units also has `heads.{name}.hidden.{weight,bias}`
+//!   `[U,H]`/`[U]`, and its output layer is then `[labels,U]`;
 //! * metadata: `general.architecture = "bert"`, `bert.*` hyper-parameters,
 //!   `kesu.model_version`, `kesu.labels.category`, `kesu.labels.escalation`,
 //!   `kesu.input_prefix`, `kesu.pooling`, `kesu.metadata` (JSON string) and
@@ -39,13 +41,17 @@ pub const CATEGORY_LABELS: [&str; 3] = ["product", "service", "information_secur
 pub const ESCALATION_LABELS: [&str; 4] = ["calm", "dissatisfied", "angry", "escalating"];
 pub const DEFAULT_PREFIX: &str = "query: ";
 
-/// Head weights (row-major `[labels, hidden]`).
+/// Head weights (row-major `[labels, hidden]`, or `[labels, units]` after
+/// an optional hidden ReLU layer `[units, hidden]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeadWeights {
     pub category_weight: Vec<f32>,
     pub category_bias: Vec<f32>,
     pub escalation_weight: Vec<f32>,
     pub escalation_bias: Vec<f32>,
+    /// Hidden layer (weight `[units, hidden]`, bias `[units]`) of the category head.
+    pub category_hidden: Option<(Vec<f32>, Vec<f32>)>,
+    pub escalation_hidden: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl HeadWeights {
@@ -55,7 +61,48 @@ impl HeadWeights {
             category_bias: vec![0.0; CATEGORY_LABELS.len()],
             escalation_weight: vec![0.0; ESCALATION_LABELS.len() * hidden],
             escalation_bias: vec![0.0; ESCALATION_LABELS.len()],
+            category_hidden: None,
+            escalation_hidden: None,
         }
+    }
+
+    /// Checks the shapes against the encoder's `hidden` size and label counts.
+    pub fn check(&self, hidden: usize, n_category: usize, n_escalation: usize) -> Result<()> {
+        for (name, w, b, hid, n) in [
+            ("category", &self.category_weight, &self.category_bias, &self.category_hidden, n_category),
+            ("escalation", &self.escalation_weight, &self.escalation_bias, &self.escalation_hidden, n_escalation),
+        ] {
+            let inp = match hid {
+                Some((hw, hb)) => {
+                    if hb.is_empty() || hw.len() != hb.len() * hidden {
+                        bail!("{name} head: hidden layer has {} weights for {} units, hidden size {hidden}", hw.len(), hb.len());
+                    }
+                    hb.len()
+                }
+                None => hidden,
+            };
+            if b.len() != n || w.len() != n * inp {
+                bail!("{name} head: {} weights and {} biases, expected {n}x{inp} and {n}", w.len(), b.len());
+            }
+        }
+        Ok(())
+    }
+
+    /// The head tensors as stored (F32).
+    pub fn tensors(&self, n_category: usize, n_escalation: usize) -> Result<Vec<(String, QTensor)>> {
+        let mut out = Vec::new();
+        for (name, w, b, hid, n) in [
+            ("category", &self.category_weight, &self.category_bias, &self.category_hidden, n_category),
+            ("escalation", &self.escalation_weight, &self.escalation_bias, &self.escalation_hidden, n_escalation),
+        ] {
+            if let Some((hw, hb)) = hid {
+                out.push((format!("heads.{name}.hidden.weight"), f32_qtensor(hw.clone(), &[hb.len(), hw.len() / hb.len()])?));
+                out.push((format!("heads.{name}.hidden.bias"), f32_qtensor(hb.clone(), &[hb.len()])?));
+            }
+            out.push((format!("heads.{name}.weight"), f32_qtensor(w.clone(), &[n, w.len() / n.max(1)])?));
+            out.push((format!("heads.{name}.bias"), f32_qtensor(b.clone(), &[n])?));
+        }
+        Ok(out)
     }
 }
 
@@ -119,15 +166,10 @@ pub fn write_model(path: &Path, parts: &ModelParts) -> Result<()> {
         (KEY_METADATA, V::String(serde_json::to_string(&parts.metadata)?)),
         (KEY_TOKENIZER, V::String(parts.tokenizer_json.clone())),
     ];
-    let hw = &parts.heads;
     let nc = parts.category_labels.len();
     let ne = parts.escalation_labels.len();
-    let heads = [
-        ("heads.category.weight".to_string(), f32_qtensor(hw.category_weight.clone(), &[nc, h])?),
-        ("heads.category.bias".to_string(), f32_qtensor(hw.category_bias.clone(), &[nc])?),
-        ("heads.escalation.weight".to_string(), f32_qtensor(hw.escalation_weight.clone(), &[ne, h])?),
-        ("heads.escalation.bias".to_string(), f32_qtensor(hw.escalation_bias.clone(), &[ne])?),
-    ];
+    parts.heads.check(h, nc, ne)?;
+    let heads = parts.heads.tensors(nc, ne)?;
     let meta_refs: Vec<(&str, &V)> = meta.iter().map(|(k, v)| (*k, v)).collect();
     let tensors: Vec<(&str, &QTensor)> =
         parts.encoder.iter().chain(heads.iter()).map(|(n, t)| (n.as_str(), t)).collect();
@@ -203,11 +245,20 @@ impl ModelFile {
     }
 
     pub fn heads(&self) -> Result<HeadWeights> {
+        let hidden = |name: &str| -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+            let w = format!("heads.{name}.hidden.weight");
+            if !self.tensors.contains_key(&w) {
+                return Ok(None);
+            }
+            Ok(Some((self.f32_vec(&w)?, self.f32_vec(&format!("heads.{name}.hidden.bias"))?)))
+        };
         Ok(HeadWeights {
             category_weight: self.f32_vec("heads.category.weight")?,
             category_bias: self.f32_vec("heads.category.bias")?,
             escalation_weight: self.f32_vec("heads.escalation.weight")?,
             escalation_bias: self.f32_vec("heads.escalation.bias")?,
+            category_hidden: hidden("category")?,
+            escalation_hidden: hidden("escalation")?,
         })
     }
 
@@ -255,14 +306,29 @@ pub fn write_model_with_heads(
     version: &str,
     metadata: serde_json::Value,
 ) -> Result<()> {
+    write_model_with(src, dst, heads, Vec::new(), version, metadata)
+}
+
+/// Like [`write_model_with_heads`], also replacing encoder tensors: each of
+/// `encoder` must have the name and shape of a tensor of the source model
+/// (e.g. fine-tuned layers; any ggml type the loader can dequantise).
+pub fn write_model_with(
+    src: &Path,
+    dst: &Path,
+    heads: &HeadWeights,
+    encoder: Vec<(String, QTensor)>,
+    version: &str,
+    metadata: serde_json::Value,
+) -> Result<()> {
     let mut parts = ModelFile::read(src)?.into_parts()?;
     let h = parts.config.hidden_size;
-    if heads.category_weight.len() != parts.category_labels.len() * h
-        || heads.category_bias.len() != parts.category_labels.len()
-        || heads.escalation_weight.len() != parts.escalation_labels.len() * h
-        || heads.escalation_bias.len() != parts.escalation_labels.len()
-    {
-        bail!("head weights do not match hidden size {h} and the label counts");
+    heads.check(h, parts.category_labels.len(), parts.escalation_labels.len())?;
+    for (name, t) in encoder {
+        let slot = parts.encoder.iter_mut().find(|(n, _)| *n == name).with_context(|| format!("the model has no tensor {name}"))?;
+        if slot.1.shape().dims() != t.shape().dims() {
+            bail!("{name}: shape {:?}, the model's is {:?}", t.shape().dims(), slot.1.shape().dims());
+        }
+        slot.1 = t;
     }
     parts.heads = heads.clone();
     parts.version = version.to_string();

@@ -94,8 +94,16 @@ impl SparseLogReg {
     }
 
     fn probs_raw(w: &[f32], dim: usize, classes: usize, x: &[(usize, f32)]) -> Vec<f32> {
-        let z: Vec<f32> = (0..classes).map(|c| w[dim * classes + c] + x.iter().map(|&(k, v)| w[c * dim + k] * v).sum::<f32>()).collect();
-        crate::model::heads::softmax(&z)
+        crate::model::heads::softmax(&Self::logits_raw(w, dim, classes, x))
+    }
+
+    fn logits_raw(w: &[f32], dim: usize, classes: usize, x: &[(usize, f32)]) -> Vec<f32> {
+        (0..classes).map(|c| w[dim * classes + c] + x.iter().map(|&(k, v)| w[c * dim + k] * v).sum::<f32>()).collect()
+    }
+
+    /// Class scores (before the softmax) of one text's features.
+    pub fn logits(&self, x: &[(usize, f32)]) -> Vec<f32> {
+        Self::logits_raw(&self.w, self.dim, self.classes, x)
     }
 
     pub fn predict(&self, x: &[(usize, f32)]) -> usize {
