@@ -89,6 +89,69 @@ pub struct Settings {
     /// Log format.
     #[arg(long, env = "KESU_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub conversations: ConversationSettings,
+}
+
+/// Live conversations (`/v1/conversations`): memory bounds and alert rules
+/// (see `src/conversation/mod.rs` for the rules' exact meaning).
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct ConversationSettings {
+    /// A conversation with no message (or subscription) for this many seconds expires.
+    #[arg(long, env = "KESU_CONVERSATION_TTL_SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub conversation_ttl_secs: u64,
+    /// Most live conversations; a new one beyond that gets 503 too_many_conversations (live ones are never evicted).
+    #[arg(long, env = "KESU_MAX_CONVERSATIONS", default_value_t = 10_000)]
+    pub max_conversations: usize,
+    /// Newest messages kept in memory per conversation (the counters cover all).
+    #[arg(long, env = "KESU_CONVERSATION_MAX_MESSAGES", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub conversation_max_messages: u64,
+    /// Event-stream subscribers per conversation.
+    #[arg(long, env = "KESU_CONVERSATION_MAX_SUBSCRIBERS", default_value_t = 8)]
+    pub conversation_max_subscribers: usize,
+    /// Trend smoothing factor alpha (0 < alpha <= 1; 1 = last message only).
+    #[arg(long, env = "KESU_ALERT_ALPHA", default_value_t = 0.5)]
+    pub alert_alpha: f32,
+    /// level_crossed: the trend rising to this level (0..3) alerts.
+    #[arg(long, env = "KESU_ALERT_LEVEL", default_value_t = 2.0)]
+    pub alert_level: f32,
+    /// fast_rise: a rise of the trend by this many levels ...
+    #[arg(long, env = "KESU_ALERT_RISE", default_value_t = 1.0)]
+    pub alert_rise: f32,
+    /// ... within this many customer messages alerts.
+    #[arg(long, env = "KESU_ALERT_RISE_WINDOW", default_value_t = 3)]
+    pub alert_rise_window: usize,
+    /// consecutive_negative: this many dissatisfied-or-worse customer messages in a row alert (0 = off).
+    #[arg(long, env = "KESU_ALERT_CONSECUTIVE", default_value_t = 3)]
+    pub alert_consecutive: u32,
+    /// threat_flag: non-negated hits of these flags alert (comma-separated).
+    #[arg(long, env = "KESU_ALERT_THREAT_FLAGS", value_delimiter = ',', default_value = "litigation,regulator,media,self_harm_violence")]
+    pub alert_threat_flags: Vec<crate::flags::Flag>,
+}
+
+impl ConversationSettings {
+    /// The alert rules these settings describe.
+    pub fn rules(&self) -> crate::conversation::AlertRules {
+        crate::conversation::AlertRules {
+            alpha: self.alert_alpha.clamp(f32::EPSILON, 1.0),
+            level: self.alert_level,
+            rise: self.alert_rise,
+            rise_window: self.alert_rise_window,
+            consecutive: self.alert_consecutive,
+            threat_flags: self.alert_threat_flags.clone(),
+        }
+    }
+
+    /// The registry limits these settings describe.
+    pub fn limits(&self) -> crate::conversation::registry::Limits {
+        crate::conversation::registry::Limits {
+            ttl: Duration::from_secs(self.conversation_ttl_secs),
+            max_conversations: self.max_conversations,
+            max_messages: self.conversation_max_messages as usize,
+            max_alerts: 200,
+            channel_capacity: 64,
+        }
+    }
 }
 
 impl Settings {

@@ -51,24 +51,37 @@ pub fn index(records: Vec<Record>) -> HashMap<(String, String), String> {
     records.into_iter().map(|r| ((r.source, r.id), r.text)).collect()
 }
 
-fn read_stc3(root: &Path, out: &mut Vec<Record>) -> anyhow::Result<()> {
+/// One STC-3 customer–helpdesk dialogue, turns in order.
+#[derive(Debug, Clone)]
+pub struct Dialogue {
+    pub id: String,
+    /// `(sender, text)`: sender `customer` or `helpdesk`; a turn's utterances joined.
+    pub turns: Vec<(String, String)>,
+}
+
+/// Every STC-3 dialogue under `root` (`stc3/train_data_cn.json`), in file order.
+pub fn stc3_dialogues(root: &Path) -> anyhow::Result<Vec<Dialogue>> {
     #[derive(serde::Deserialize)]
     struct Turn {
         sender: String,
         utterances: Vec<String>,
     }
     #[derive(serde::Deserialize)]
-    struct Dialogue {
+    struct Raw {
         id: String,
         turns: Vec<Turn>,
     }
     let p = root.join("stc3/train_data_cn.json");
     let raw = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
-    let dialogues: Vec<Dialogue> = serde_json::from_slice(&raw).with_context(|| format!("parsing {}", p.display()))?;
-    for d in dialogues {
-        for (i, t) in d.turns.into_iter().enumerate() {
-            if t.sender == "customer" {
-                out.push(Record { source: "stc3".into(), id: format!("{}:{i}", d.id), text: t.utterances.concat() });
+    let dialogues: Vec<Raw> = serde_json::from_slice(&raw).with_context(|| format!("parsing {}", p.display()))?;
+    Ok(dialogues.into_iter().map(|d| Dialogue { id: d.id, turns: d.turns.into_iter().map(|t| (t.sender, t.utterances.concat())).collect() }).collect())
+}
+
+fn read_stc3(root: &Path, out: &mut Vec<Record>) -> anyhow::Result<()> {
+    for d in stc3_dialogues(root)? {
+        for (i, (sender, text)) in d.turns.into_iter().enumerate() {
+            if sender == "customer" {
+                out.push(Record { source: "stc3".into(), id: format!("{}:{i}", d.id), text });
             }
         }
     }

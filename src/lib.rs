@@ -14,6 +14,8 @@ pub mod text;
 pub mod api;
 pub mod config;
 pub mod pipeline;
+pub mod conversation;
 pub mod cli;
 pub mod corpus;
+pub mod store;
 pub mod train;

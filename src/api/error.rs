@@ -27,8 +27,13 @@ pub enum ApiError {
     Timeout { ms: u64, retry_after: u64 },
     #[error("the model is not loaded")]
     NotReady,
+    /// A capacity limit other than the inference queue (503 + Retry-After).
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String, retry_after: u64 },
     #[error("no route for {0}")]
     NotFound(String),
+    #[error("no live conversation {0:?} (never opened, deleted or expired)")]
+    UnknownConversation(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("internal error: {0}")]
@@ -62,7 +67,9 @@ impl ApiError {
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::Timeout { .. } => "timeout",
             ApiError::NotReady => "not_ready",
+            ApiError::Unavailable { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
+            ApiError::UnknownConversation(_) => "unknown_conversation",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Internal(_) => "internal",
         }
@@ -80,8 +87,8 @@ impl ResponseError for ApiError {
             ApiError::BodyTooLarge { .. } | ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Overloaded { .. } | ApiError::Timeout { .. } | ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Overloaded { .. } | ApiError::Timeout { .. } | ApiError::NotReady | ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotFound(_) | ApiError::UnknownConversation(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -90,7 +97,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut b = HttpResponse::build(self.status_code());
         match self {
-            ApiError::Overloaded { retry_after } | ApiError::Timeout { retry_after, .. } => {
+            ApiError::Overloaded { retry_after } | ApiError::Timeout { retry_after, .. } | ApiError::Unavailable { retry_after, .. } => {
                 b.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             ApiError::NotReady => {

@@ -1,6 +1,6 @@
 //! Prometheus metrics (`GET /metrics`).
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use crate::flags::FlagReport;
 use crate::pipeline::Classified;
@@ -13,6 +13,9 @@ pub struct Metrics {
     pub items_classified: IntCounter,
     pub flags_raised: IntCounterVec,
     pub escalation_levels: IntCounterVec,
+    pub conversation_messages: IntCounterVec,
+    pub conversation_alerts: IntCounterVec,
+    pub conversations_live: IntGauge,
 }
 
 impl Metrics {
@@ -28,12 +31,16 @@ impl Metrics {
         let items_classified = IntCounter::new("kesu_items_classified_total", "Texts classified by the model").unwrap();
         let flags_raised = IntCounterVec::new(Opts::new("kesu_flags_raised_total", "Texts raising each legal-risk flag"), &["flag"]).unwrap();
         let escalation_levels = IntCounterVec::new(Opts::new("kesu_escalation_level_total", "Classified texts by predicted escalation level"), &["level"]).unwrap();
-        for c in [&requests, &flags_raised, &escalation_levels] {
+        let conversation_messages = IntCounterVec::new(Opts::new("kesu_conversation_messages_total", "Conversation messages recorded, by role"), &["role"]).unwrap();
+        let conversation_alerts = IntCounterVec::new(Opts::new("kesu_conversation_alerts_total", "Conversation alerts fired, by kind"), &["kind"]).unwrap();
+        let conversations_live = IntGauge::new("kesu_conversations_live", "Live conversations held in memory").unwrap();
+        registry.register(Box::new(conversations_live.clone())).unwrap();
+        for c in [&requests, &flags_raised, &escalation_levels, &conversation_messages, &conversation_alerts] {
             registry.register(Box::new(c.clone())).unwrap();
         }
         registry.register(Box::new(latency.clone())).unwrap();
         registry.register(Box::new(items_classified.clone())).unwrap();
-        Metrics { registry, requests, latency, items_classified, flags_raised, escalation_levels }
+        Metrics { registry, requests, latency, items_classified, flags_raised, escalation_levels, conversation_messages, conversation_alerts, conversations_live }
     }
 
     /// Count one request.

@@ -2,6 +2,7 @@
 //! metrics, request ids and the OpenAPI document.
 
 pub mod admission;
+pub mod conversations;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -21,6 +22,7 @@ use actix_web::{middleware, web, App, HttpMessage, HttpServer};
 use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::config::Settings;
+use crate::conversation::Registry;
 use crate::pipeline::Pipeline;
 use admission::Admission;
 use error::ApiError;
@@ -32,12 +34,14 @@ pub struct AppState {
     pub settings: Settings,
     pub metrics: Metrics,
     pub admission: Admission,
+    pub conversations: Registry,
 }
 
 impl AppState {
     pub fn new(pipeline: Arc<Pipeline>, settings: Settings) -> AppState {
         let admission = Admission::new(settings.max_concurrent_inference, settings.max_queued, settings.queue_timeout(), settings.retry_after_secs);
-        AppState { pipeline, settings, metrics: Metrics::new(), admission }
+        let conversations = Registry::new(settings.conversations.limits());
+        AppState { pipeline, settings, metrics: Metrics::new(), admission, conversations }
     }
 }
 
@@ -82,15 +86,38 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/flags").route(web::post().to(routes::flags)).default_service(not_allowed()))
         .service(web::resource("/v1/segment").route(web::post().to(routes::segment)).default_service(not_allowed()))
         .service(web::resource("/v1/info").route(web::get().to(routes::info)).default_service(not_allowed()))
+        .service(web::resource("/v1/conversations/{id}/messages").route(web::post().to(conversations::post_message)).default_service(not_allowed()))
+        .service(web::resource("/v1/conversations/{id}/events").route(web::get().to(conversations::events)).default_service(not_allowed()))
+        .service(
+            web::resource("/v1/conversations/{id}")
+                .route(web::get().to(conversations::get_conversation))
+                .route(web::delete().to(conversations::delete_conversation))
+                .default_service(not_allowed()),
+        )
+        .service(web::resource("/console").route(web::get().to(conversations::console)).default_service(not_allowed()))
         .service(web::resource("/healthz").route(web::get().to(routes::healthz)).default_service(not_allowed()))
         .service(web::resource("/readyz").route(web::get().to(routes::readyz)).default_service(not_allowed()))
         .service(web::resource("/metrics").route(web::get().to(routes::metrics)).default_service(not_allowed()))
         .service(web::resource("/openapi.json").route(web::get().to(routes::openapi)).default_service(not_allowed()));
 }
 
-/// Start the server on `listener` (bind to port 0 for a random port).
+/// Start the server on `listener` (bind to port 0 for a random port), and a
+/// task that expires idle conversations. Call from within a Tokio runtime.
 pub fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
     let workers = state.settings.workers.max(1);
+    let every = (state.conversations.limits().ttl / 4).clamp(std::time::Duration::from_millis(10), std::time::Duration::from_secs(60));
+    let weak = Arc::downgrade(&state.clone().into_inner());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let Some(st) = weak.upgrade() else { break };
+            let n = st.conversations.sweep();
+            if n > 0 {
+                tracing::info!(expired = n, live = st.conversations.len(), "idle conversations expired");
+            }
+        }
+    });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

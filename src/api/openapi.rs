@@ -2,13 +2,15 @@
 
 use utoipa::OpenApi;
 
-use super::routes;
+use super::{conversations, routes};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "kesu", description = "Chinese customer-complaint triage: category, escalation and legal-risk flags.", license(name = "MIT OR Apache-2.0")),
-    paths(routes::classify, routes::flags, routes::segment, routes::healthz, routes::readyz, routes::info, routes::metrics, routes::openapi),
-    tags((name = "classify"), (name = "flags"), (name = "segment"), (name = "ops"))
+    paths(routes::classify, routes::flags, routes::segment,
+        conversations::post_message, conversations::get_conversation, conversations::delete_conversation, conversations::events, conversations::console,
+        routes::healthz, routes::readyz, routes::info, routes::metrics, routes::openapi),
+    tags((name = "classify"), (name = "flags"), (name = "segment"), (name = "conversations"), (name = "ops"))
 )]
 pub struct ApiDoc;
 

@@ -13,6 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::read_json;
 use super::types::*;
 use super::AppState;
+use crate::pipeline::Classified;
 
 /// A validated request: the items to work on and whether it was a batch.
 struct Work {
@@ -43,21 +44,51 @@ fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
         }
     };
     for (i, t) in texts.iter().enumerate() {
-        let at = if batch { format!("items[{i}].text") } else { "text".to_string() };
-        if t.trim().is_empty() {
-            return Err(ApiError::invalid("empty_text", format!("{at} is empty")));
-        }
-        let n = t.chars().count();
-        if n > s.max_text_chars {
-            return Err(ApiError::TooLarge { code: "text_too_long", message: format!("{at} has {n} chars; at most {}", s.max_text_chars) });
-        }
+        check_text(&if batch { format!("items[{i}].text") } else { "text".to_string() }, t, s)?;
     }
     Ok(Work { batch, ids, texts, segments: req.segments })
+}
+
+/// Check one text against the limits: not blank (422 `empty_text`), at most
+/// `max_text_chars` chars (413 `text_too_long`). `at` names it in the message.
+pub(super) fn check_text(at: &str, t: &str, s: &crate::config::Settings) -> Result<(), ApiError> {
+    if t.trim().is_empty() {
+        return Err(ApiError::invalid("empty_text", format!("{at} is empty")));
+    }
+    let n = t.chars().count();
+    if n > s.max_text_chars {
+        return Err(ApiError::TooLarge { code: "text_too_long", message: format!("{at} has {n} chars; at most {}", s.max_text_chars) });
+    }
+    Ok(())
 }
 
 /// Run CPU-bound work on the blocking pool.
 async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, ApiError> {
     web::block(f).await.map_err(|e| ApiError::Internal(format!("worker failed: {e}")))
+}
+
+/// Classify `texts` with the model: through admission control, on the
+/// blocking pool, counted in the metrics. Exactly one result per text, in order.
+pub(super) async fn run_classify(state: &AppState, texts: Vec<String>, segments: bool) -> Result<Vec<Classified>, ApiError> {
+    if state.pipeline.model().is_none() {
+        return Err(ApiError::NotReady);
+    }
+    let permit = state.admission.admit().await?;
+    let pipeline = Arc::clone(&state.pipeline);
+    let n = texts.len();
+    let results = blocking(move || {
+        let _permit = permit;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        pipeline.classify(&refs, segments)
+    })
+    .await??;
+    if results.len() != n {
+        return Err(ApiError::Internal(format!("{} results for {n} items", results.len())));
+    }
+    for r in &results {
+        state.metrics.observe_classified(r);
+    }
+    Ok(results)
 }
 
 /// Single or batch classify answer.
@@ -83,22 +114,8 @@ pub async fn classify(req: HttpRequest, body: web::Payload, state: web::Data<App
     let parsed: TextsRequest = read_json(&req, body, state.settings.max_body_bytes).await?;
     let work = validate(parsed, &state)?;
     let model_version = state.pipeline.model().map(|m| m.info().version.clone()).ok_or(ApiError::NotReady)?;
-    let permit = state.admission.admit().await?;
-    let pipeline = Arc::clone(&state.pipeline);
-    let (texts, segments) = (work.texts, work.segments);
-    let n = texts.len();
-    let results = blocking(move || {
-        let _permit = permit;
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        pipeline.classify(&refs, segments)
-    })
-    .await??;
-    if results.len() != n {
-        return Err(ApiError::Internal(format!("{} results for {n} items", results.len())));
-    }
-    for r in &results {
-        state.metrics.observe_classified(r);
-    }
+    let n = work.texts.len();
+    let results = run_classify(&state, work.texts, work.segments).await?;
     tracing::info!(items = n, took_ms = t0.elapsed().as_secs_f64() * 1e3, "classified");
     let items: Vec<ClassifyItem> = work.ids.into_iter().zip(results).map(|(id, result)| ClassifyItem { id, result }).collect();
     Ok(if work.batch {
@@ -231,6 +248,7 @@ pub async fn info(state: web::Data<AppState>) -> HttpResponse {
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.metrics.conversations_live.set(state.conversations.len() as i64);
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }
 

@@ -85,3 +85,132 @@ pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> S
     assert!(!msg.is_empty());
     msg
 }
+
+/// A Server-Sent Events reader over a streaming response.
+pub struct Sse {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl Sse {
+    /// Open `path` as an event stream (asserts 200 and the content type).
+    pub async fn open(app: &TestApp, path: &str) -> Sse {
+        let resp = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        Sse { resp, buf: String::new() }
+    }
+
+    /// The next event as `(event name, data as JSON)`, skipping comments;
+    /// `None` when the stream ended. Panics after 20 s without an event.
+    pub async fn next(&mut self) -> Option<(String, serde_json::Value)> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let frame: String = self.buf.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        name = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a comment (keep-alive)
+                }
+                return Some((name, serde_json::from_str(&data).expect("data is JSON")));
+            }
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), self.resp.chunk()).await.expect("an event within 20 s").unwrap();
+            match chunk {
+                Some(b) => self.buf.push_str(std::str::from_utf8(&b).expect("UTF-8 events")),
+                None => return None,
+            }
+        }
+    }
+}
+
+/// The corpus folder (`$KESU_CORPORA`, else `../shared/corpora` beside the
+/// checkout), or `None` — then corpus tests skip loudly, unless
+/// `KESU_REQUIRE_CORPORA=1`, which makes a missing corpus a failure.
+pub fn corpora() -> Option<PathBuf> {
+    let p = std::env::var_os("KESU_CORPORA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora"));
+    if p.join("stc3/train_data_cn.json").exists() {
+        return Some(p);
+    }
+    assert!(std::env::var("KESU_REQUIRE_CORPORA").is_err(), "KESU_REQUIRE_CORPORA is set but {} has no corpora", p.display());
+    eprintln!("SKIPPED: no corpora at {} (set KESU_CORPORA)", p.display());
+    None
+}
+
+/// A private PostgreSQL server for tests: a fresh cluster in a temp dir on a
+/// random port, run as the `postgres` user (initdb refuses root), stopped on
+/// drop. `None` (tests say SKIPPED) where Debian's PostgreSQL server is not
+/// installed, unless `KESU_REQUIRE_POSTGRES=1` (set by `.ci/run`).
+pub struct PgServer {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+impl PgServer {
+    pub fn start() -> Option<PgServer> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql").ok().and_then(|d| {
+            let mut v: Vec<PathBuf> = d.flatten().map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect();
+            v.sort();
+            v.pop()
+        });
+        let Some(bin) = bin else {
+            assert!(std::env::var("KESU_REQUIRE_POSTGRES").is_err(), "KESU_REQUIRE_POSTGRES is set but no PostgreSQL server under /usr/lib/postgresql");
+            eprintln!("SKIPPED: no PostgreSQL server installed (apt-get install postgresql)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let root = unsafe { libc_geteuid() } == 0;
+        let pg = PgServer { dir, port, bin };
+        if root {
+            assert!(Command::new("chown").args(["-R", "postgres:postgres"]).arg(pg.dir.path()).status().unwrap().success());
+        }
+        let data = pg.dir.path().join("data");
+        pg.run(root, &[pg.bin.join("initdb").to_str().unwrap(), "-D", data.to_str().unwrap(), "-U", "kesu", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", pg.dir.path().display());
+        pg.run(root, &[pg.bin.join("pg_ctl").to_str().unwrap(), "-D", data.to_str().unwrap(), "-o", &opts, "-l", pg.dir.path().join("log").to_str().unwrap(), "-w", "start"]);
+        Some(pg)
+    }
+
+    fn run(&self, root: bool, args: &[&str]) {
+        let out = if root {
+            Command::new("runuser").args(["-u", "postgres", "--"]).args(args).output().unwrap()
+        } else {
+            Command::new(args[0]).args(&args[1..]).output().unwrap()
+        };
+        assert!(out.status.success(), "{args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://kesu@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stop the server now (fast shutdown: open connections are cut).
+    pub fn stop(&self) {
+        let root = unsafe { libc_geteuid() } == 0;
+        let data = self.dir.path().join("data");
+        self.run(root, &[self.bin.join("pg_ctl").to_str().unwrap(), "-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"]);
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let args = [self.bin.join("pg_ctl").to_string_lossy().to_string(), "-D".into(), data.to_string_lossy().to_string(), "-m".into(), "immediate".into(), "stop".into()];
+        let _ = if unsafe { libc_geteuid() } == 0 { Command::new("runuser").args(["-u", "postgres", "--"]).args(&args).output() } else { Command::new(&args[0]).args(&args[1..]).output() };
+    }
+}
+
+use std::process::Command;
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}

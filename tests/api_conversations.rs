@@ -1,0 +1,199 @@
+//! The conversation API against the real app on a random port (tiny model):
+//! recording, ordering, the event stream, limits, expiry and every error.
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+async fn say(app: &TestApp, id: &str, role: &str, text: &str) -> Value {
+    let r = app.post_json(&format!("/v1/conversations/{id}/messages"), &json!({"role": role, "text": text})).await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[actix_web::test]
+async fn messages_are_numbered_scored_and_kept() {
+    let app = spawn().await;
+    let a = say(&app, "conv-1", "customer", "宽带断了三天了，一直没人来修").await;
+    assert_eq!(a["message"]["seq"], 1);
+    assert_eq!(a["message"]["role"], "customer");
+    let level = a["message"]["emotion"]["level"].as_u64().unwrap();
+    assert!(level <= 3);
+    assert_eq!(a["state"]["last_level"], level);
+    assert_eq!(a["state"]["peak"]["seq"], 1);
+    assert!(a["message"]["category"]["label"].is_string());
+    assert!(a["message"]["trend"].as_f64().unwrap() >= 0.0);
+    assert!(a["message"]["received_at"].as_str().unwrap().contains('T'));
+
+    let b = app
+        .post_json("/v1/conversations/conv-1/messages", &json!({"role": "agent", "text": "您好，非常抱歉，已为您催促", "timestamp": "2026-11-23T10:15:00+08:00"}))
+        .await;
+    assert_eq!(b.status(), 200);
+    let b: Value = b.json().await.unwrap();
+    assert_eq!(b["message"]["seq"], 2);
+    assert!(b["message"].get("emotion").is_none(), "agent messages are not scored");
+    assert_eq!(b["message"]["timestamp"], "2026-11-23T10:15:00+08:00");
+    assert_eq!((b["state"]["messages"].as_u64(), b["state"]["customer_messages"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(b["state"]["trend"], a["state"]["trend"], "agent text does not move the trend");
+
+    let v: Value = app.get("/v1/conversations/conv-1").await.json().await.unwrap();
+    assert_eq!(v["state"]["messages"], 2);
+    assert_eq!(v["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2]);
+
+    // other conversations are separate
+    assert_eq!(say(&app, "conv-2", "customer", "你好").await["message"]["seq"], 1);
+
+    let d = app.client.delete(app.url("/v1/conversations/conv-1")).send().await.unwrap();
+    assert_eq!(d.status(), 204);
+    expect_error(app.get("/v1/conversations/conv-1").await, 404, "unknown_conversation").await;
+    expect_error(app.client.delete(app.url("/v1/conversations/conv-1")).send().await.unwrap(), 404, "unknown_conversation").await;
+    // a new message starts it afresh
+    assert_eq!(say(&app, "conv-1", "customer", "还在吗").await["message"]["seq"], 1);
+}
+
+#[actix_web::test]
+async fn threat_words_alert_once_and_negated_ones_do_not() {
+    let app = spawn().await;
+    let n = say(&app, "t", "customer", "我不想去12315投诉，只想退款").await;
+    assert!(n["message"]["alerts"].as_array().unwrap().iter().all(|a| a["kind"] != "threat_flag"), "negated: {n}");
+    let a = say(&app, "t", "customer", "再不处理我就去１２３１５投诉，还要找媒体曝光").await;
+    let threat = a["message"]["alerts"].as_array().unwrap().iter().find(|a| a["kind"] == "threat_flag").expect("threat alert").clone();
+    assert_eq!(threat["flags"], json!(["regulator", "media"]));
+    assert_eq!(threat["seq"], 2);
+    assert!(threat["reason"].as_str().unwrap().contains("１２３１５"), "reason names the original text: {threat}");
+    assert_eq!(a["state"]["handoff_recommended"], true);
+    assert_eq!(a["state"]["status"], "alert");
+    let again = say(&app, "t", "customer", "12315见").await;
+    assert!(again["message"]["alerts"].as_array().unwrap().iter().all(|a| a["kind"] != "threat_flag"), "once per flag");
+    assert_eq!(again["state"]["handoff_recommended"], true, "sticky");
+}
+
+#[actix_web::test]
+async fn concurrent_messages_get_distinct_ordered_seqs_and_the_stream_sees_them_in_order() {
+    let app = std::sync::Arc::new(spawn().await);
+    let mut sse = Sse::open(&app, "/v1/conversations/busy/events").await;
+    let (name, snap) = sse.next().await.unwrap();
+    assert_eq!(name, "snapshot");
+    assert_eq!(snap["state"]["messages"], 0);
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let role = if i % 3 == 2 { "agent" } else { "customer" };
+            let v = say(&app, "busy", role, &format!("第{i}条消息：怎么还没到货")).await;
+            (i, v["message"]["seq"].as_u64().unwrap(), v["message"]["text"].as_str().unwrap().to_string())
+        }));
+    }
+    let mut answered = Vec::new();
+    for t in tasks {
+        answered.push(t.await.unwrap());
+    }
+    let mut seqs: Vec<u64> = answered.iter().map(|a| a.1).collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=12).collect::<Vec<_>>(), "every message recorded once");
+    let mut last = 0;
+    for _ in 0..12 {
+        let (name, ev) = sse.next().await.unwrap();
+        assert_eq!(name, "message");
+        let seq = ev["message"]["seq"].as_u64().unwrap();
+        assert_eq!(seq, last + 1, "events in seq order without gaps");
+        last = seq;
+        let (_, _, text) = answered.iter().find(|a| a.1 == seq).unwrap();
+        assert_eq!(ev["message"]["text"], text.as_str(), "the event is the POST answer");
+        assert_eq!(ev["state"]["messages"], seq);
+    }
+    let v: Value = app.get("/v1/conversations/busy").await.json().await.unwrap();
+    assert_eq!(v["state"]["customer_messages"], 8);
+
+    // a late subscriber gets everything in its snapshot
+    let mut late = Sse::open(&app, "/v1/conversations/busy/events").await;
+    let (_, snap) = late.next().await.unwrap();
+    assert_eq!(snap["messages"].as_array().unwrap().len(), 12);
+
+    // ending the conversation ends both streams with `closed`
+    app.client.delete(app.url("/v1/conversations/busy")).send().await.unwrap();
+    for s in [&mut sse, &mut late] {
+        let (name, ev) = s.next().await.unwrap();
+        assert_eq!((name.as_str(), ev["reason"].as_str()), ("closed", Some("deleted")));
+        assert!(s.next().await.is_none(), "stream ends");
+    }
+}
+
+#[actix_web::test]
+async fn idle_conversations_expire() {
+    let app = spawn_with(true, |s| s.conversations.conversation_ttl_secs = 1).await;
+    say(&app, "idle", "customer", "在吗").await;
+    let mut sse = Sse::open(&app, "/v1/conversations/idle/events").await;
+    assert_eq!(sse.next().await.unwrap().0, "snapshot");
+    let (name, ev) = sse.next().await.unwrap();
+    assert_eq!((name.as_str(), ev["reason"].as_str()), ("closed", Some("expired")));
+    expect_error(app.get("/v1/conversations/idle").await, 404, "unknown_conversation").await;
+    let m = app.get("/metrics").await.text().await.unwrap();
+    assert!(m.contains("kesu_conversations_live 0"), "{m}");
+}
+
+#[actix_web::test]
+async fn limits_on_conversations_and_subscribers() {
+    let app = spawn_with(true, |s| {
+        s.conversations.max_conversations = 2;
+        s.conversations.conversation_max_subscribers = 1;
+    })
+    .await;
+    say(&app, "a", "agent", "您好").await;
+    say(&app, "b", "agent", "您好").await;
+    let r = app.post_json("/v1/conversations/c/messages", &json!({"role": "agent", "text": "您好"})).await;
+    assert!(r.headers().get("retry-after").is_some());
+    expect_error(r, 503, "too_many_conversations").await;
+    assert_eq!(say(&app, "a", "agent", "还在").await["message"]["seq"], 2, "live conversations keep working");
+    let _one = Sse::open(&app, "/v1/conversations/a/events").await;
+    expect_error(app.get("/v1/conversations/a/events").await, 503, "too_many_subscribers").await;
+    app.client.delete(app.url("/v1/conversations/b")).send().await.unwrap();
+    say(&app, "c", "agent", "您好").await;
+}
+
+#[actix_web::test]
+async fn bad_messages_get_json_errors_and_are_not_recorded() {
+    let app = spawn().await;
+    let p = "/v1/conversations/e/messages";
+    expect_error(app.post_json(p, &json!({"role": "customer", "text": "  "})).await, 422, "empty_text").await;
+    expect_error(app.post_json(p, &json!({"role": "boss", "text": "hi"})).await, 422, "invalid_request").await;
+    expect_error(app.post_json(p, &json!({"text": "hi"})).await, 422, "invalid_request").await;
+    expect_error(app.post_json(p, &json!({"role": "customer", "text": "hi", "extra": 1})).await, 422, "invalid_request").await;
+    expect_error(app.post_json(p, &json!({"role": "customer", "text": "hi", "timestamp": "yesterday"})).await, 422, "invalid_timestamp").await;
+    expect_error(app.post_json(p, &json!({"role": "customer", "text": "长".repeat(20_001)})).await, 413, "text_too_long").await;
+    expect_error(app.post_raw(p, Some("text/plain"), b"{}".to_vec()).await, 415, "unsupported_media_type").await;
+    expect_error(app.post_raw(p, Some("application/json"), b"{\"role\":".to_vec()).await, 400, "invalid_json").await;
+    expect_error(app.post_raw(p, Some("application/json"), b"{\"role\":\"customer\",\"text\":\"\xff\"}".to_vec()).await, 400, "invalid_utf8").await;
+    let long_id = format!("/v1/conversations/{}/messages", "x".repeat(129));
+    expect_error(app.post_json(&long_id, &json!({"role": "customer", "text": "hi"})).await, 422, "invalid_conversation_id").await;
+    expect_error(app.post_json("/v1/conversations/a%20b/messages", &json!({"role": "customer", "text": "hi"})).await, 422, "invalid_conversation_id").await;
+    expect_error(app.get("/v1/conversations/e/messages").await, 405, "method_not_allowed").await;
+    // nothing above was recorded, so the conversation was never opened
+    expect_error(app.get("/v1/conversations/e").await, 404, "unknown_conversation").await;
+}
+
+#[actix_web::test]
+async fn without_a_model_customer_messages_wait_but_agent_messages_record() {
+    let app = spawn_with(false, |_| {}).await;
+    let r = app.post_json("/v1/conversations/n/messages", &json!({"role": "customer", "text": "在吗"})).await;
+    expect_error(r, 503, "not_ready").await;
+    assert_eq!(say(&app, "n", "agent", "您好").await["message"]["seq"], 1);
+}
+
+#[actix_web::test]
+async fn console_page_and_openapi() {
+    let app = spawn().await;
+    let r = app.get("/console").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = r.text().await.unwrap();
+    assert!(html.contains("EventSource") && html.contains("/v1/conversations/"));
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    for p in ["/v1/conversations/{id}/messages", "/v1/conversations/{id}/events", "/v1/conversations/{id}", "/console"] {
+        assert!(doc["paths"].get(p).is_some(), "{p} in the OpenAPI document");
+    }
+    assert!(doc["paths"]["/v1/conversations/{id}"].get("delete").is_some());
+    for s in ["MessageIn", "Recorded", "View", "Alert", "Event"] {
+        assert!(doc["components"]["schemas"].get(s).is_some(), "schema {s}");
+    }
+}

@@ -1,0 +1,143 @@
+//! The complaint store on SQLite and on a real PostgreSQL (a private server
+//! started by the test): storing, the queue's order, filters and keyset
+//! pages, status moves, optimistic concurrency, the audit log, false-positive
+//! term export, and a database that goes away.
+mod common;
+
+use common::PgServer;
+use kesu::store::{Filter, NewItem, Patch, Status, Store, StoreError};
+use serde_json::json;
+
+fn item(text: &str, priority: &str, flags: &[&str], severity: u8, category: &str, escalation: u8) -> NewItem {
+    let hits: Vec<_> = flags.iter().map(|f| json!({"term": format!("{f}-term"), "flag": f, "severity": severity, "text": "x", "start": 0, "end": 1, "negated": false})).collect();
+    NewItem {
+        caller_id: Some(format!("c-{text}")),
+        channel: Some("weibo".into()),
+        customer_ref: None,
+        text: text.into(),
+        result: json!({"flags": {"hits": hits}, "emotion": {"level": escalation}}),
+        flags: flags.iter().map(|s| s.to_string()).collect(),
+        max_severity: severity,
+        category: category.into(),
+        escalation,
+        priority: priority.into(),
+        route: if priority == "P1" { "compliance".into() } else { "senior_agent".into() },
+    }
+}
+
+async fn suite(store: Store) {
+    // store: committed, version 1, audit entry
+    let ids = store
+        .insert(
+            &[
+                item("old P3", "P3", &[], 0, "service", 2),
+                item("P1 一起去集体诉讼", "P1", &["collective_action", "litigation"], 3, "service", 3),
+                item("P2 记者曝光", "P2", &["media"], 2, "product", 3),
+                item("P1 later", "P1", &["self_harm_violence"], 3, "service", 3),
+                item("50%_off 骗子", "P3", &["police_crime"], 1, "information_security", 2),
+            ],
+            "intake-key",
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 5);
+    let first = store.get(&ids[0]).await.unwrap();
+    assert_eq!((first.version, first.status, first.caller_id.as_deref()), (1, Status::New, Some("c-old P3")));
+    let h = store.history(&ids[0]).await.unwrap();
+    assert_eq!((h.len(), h[0].action.as_str(), h[0].actor.as_str()), (1, "stored", "intake-key"));
+
+    // queue order: priority, then age; pages of 2 cover everything once
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list(&Filter::default(), after.as_deref(), 2).await.unwrap();
+        seen.extend(page.items.iter().map(|i| i.text.clone()));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["P1 一起去集体诉讼", "P1 later", "P2 记者曝光", "old P3", "50%_off 骗子"]);
+
+    // filters
+    let texts = |p: kesu::store::Page| p.items.into_iter().map(|i| i.text).collect::<Vec<_>>();
+    let f = |flag: Option<&str>| Filter { flag: flag.map(String::from), ..Filter::default() };
+    assert_eq!(texts(store.list(&f(Some("litigation")), None, 50).await.unwrap()), ["P1 一起去集体诉讼"]);
+    assert!(texts(store.list(&f(Some("litig")), None, 50).await.unwrap()).is_empty(), "whole flag names only");
+    assert_eq!(store.list(&Filter { min_severity: Some(2), ..Filter::default() }, None, 50).await.unwrap().items.len(), 3);
+    assert_eq!(texts(store.list(&Filter { category: Some("product".into()), ..Filter::default() }, None, 50).await.unwrap()), ["P2 记者曝光"]);
+    assert_eq!(store.list(&Filter { route: Some("compliance".into()), ..Filter::default() }, None, 50).await.unwrap().items.len(), 2);
+    assert_eq!(texts(store.list(&Filter { q: Some("曝光".into()), ..Filter::default() }, None, 50).await.unwrap()), ["P2 记者曝光"]);
+    assert_eq!(texts(store.list(&Filter { q: Some("%_".into()), ..Filter::default() }, None, 50).await.unwrap()), ["50%_off 骗子"], "LIKE wildcards are literal");
+    assert!(matches!(store.list(&Filter::default(), Some("garbage"), 2).await, Err(StoreError::Cursor(_))));
+
+    // moves, audit, conflicts
+    let id = &ids[1];
+    let it = store.update(id, 1, &Patch { status: Some(Status::InReview), assignee: Some("li".into()), note: None }, "reviewer-a").await.unwrap();
+    assert_eq!((it.version, it.status, it.assignee.as_deref()), (2, Status::InReview, Some("li")));
+    assert!(matches!(store.update(id, 1, &Patch { status: Some(Status::Confirmed), ..Patch::default() }, "reviewer-b").await, Err(StoreError::Conflict { current: 2, given: 1, .. })));
+    let it = store.update(id, 2, &Patch { status: Some(Status::Confirmed), note: Some("真实威胁".into()), ..Patch::default() }, "reviewer-a").await.unwrap();
+    assert_eq!(it.version, 3);
+    assert!(matches!(store.update(id, 3, &Patch { status: Some(Status::New), ..Patch::default() }, "x").await, Err(StoreError::Transition { .. })));
+    let same = store.update(id, 3, &Patch { status: Some(Status::Confirmed), ..Patch::default() }, "x").await.unwrap();
+    assert_eq!(same.version, 3, "a no-op change is not a new version");
+    let h = store.history(id).await.unwrap();
+    assert_eq!(h.iter().map(|c| c.version).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(h[1].changes["status"], json!({"from": "new", "to": "in_review"}));
+    assert_eq!(h[1].changes["assignee"], json!({"from": null, "to": "li"}));
+    assert_eq!((h[2].actor.as_str(), &h[2].changes["note"]["to"]), ("reviewer-a", &json!("真实威胁")));
+    let open = store.list(&Filter { status: vec![Status::New, Status::InReview], ..Filter::default() }, None, 50).await.unwrap();
+    assert!(open.items.iter().all(|i| &i.id != id), "a confirmed item leaves the queue");
+    assert!(matches!(store.get("nope").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.update("nope", 1, &Patch::default(), "x").await, Err(StoreError::NotFound(_))));
+
+    // several reviewers mark one item at once: exactly one wins
+    let target = ids[2].clone();
+    let mut tasks = Vec::new();
+    for r in 0..8 {
+        let (s, t) = (store.clone(), target.clone());
+        tasks.push(tokio::spawn(async move { s.update(&t, 1, &Patch { status: Some(Status::FalsePositive), note: Some(format!("r{r}")), ..Patch::default() }, &format!("r{r}")).await }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(wins, 1, "exactly one concurrent writer wins");
+    assert_eq!(store.history(&target).await.unwrap().len(), 2);
+
+    // false-positive feedback per term
+    let terms = store.false_positive_terms().await.unwrap();
+    assert_eq!(terms.len(), 1);
+    assert_eq!((terms[0].term.as_str(), terms[0].flag.as_str(), terms[0].items), ("media-term", "media", 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/sub/kesu.db", dir.path().display());
+    let store = Store::open(&url, 4).await.unwrap();
+    assert!(dir.path().join("sub/kesu.db").exists(), "created on first open");
+    suite(store.clone()).await;
+    // reopening migrates nothing and keeps the data
+    drop(store);
+    let again = Store::open(&url, 1).await.unwrap();
+    assert_eq!(again.list(&Filter::default(), None, 50).await.unwrap().items.len(), 5);
+    // the database going away: an error, never a silent success
+    again.pool().close().await;
+    assert!(again.insert(&[item("lost?", "P1", &[], 0, "service", 3)], "x").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store() {
+    let Some(pg) = PgServer::start() else { return };
+    let store = Store::open(&pg.url(), 4).await.unwrap();
+    suite(store.clone()).await;
+    assert_eq!(store.url(), pg.url(), "no password to hide");
+    pg.stop();
+    assert!(store.insert(&[item("lost?", "P1", &[], 0, "service", 3)], "x").await.is_err(), "stopped database: insert fails");
+    assert!(!store.ping().await);
+}
