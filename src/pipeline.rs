@@ -1,20 +1,29 @@
 //! The one place that turns a text into a result: flags, optional
-//! segmentation, and the model's category and escalation.
+//! segmentation, the model's category and escalation, and triage.
 //!
 //! [`Pipeline`] is built once at start-up from [`Resources`] and shared
 //! (`Send + Sync`). Its methods are synchronous and CPU-bound: the HTTP layer
 //! calls them on a blocking pool, never on an async worker.
+//!
+//! The word lists and triage rules ([`WordLists`]) sit behind one atomically
+//! swapped snapshot: each call takes the snapshot once at its start and uses
+//! it to the end, so [`Pipeline::reload`] never changes a request in flight.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::config::Resources;
 use crate::flags::{FlagReport, Flagger};
+use crate::lists::{ListError, WordLists};
 use crate::model::heads::argmax;
 use crate::model::{Classifier, LoadOptions, ModelError, Prediction};
 use crate::text::{Segment, Segmenter};
+use crate::triage::{ContactStore, Facts, MemoryContacts, Triage, TriageRules};
 
 /// The category result of one text.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -61,6 +70,8 @@ pub struct Classified {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub segments: Option<Vec<Segment>>,
     pub model: ModelInput,
+    /// Priority and route from the triage rules (`lexicons/triage.toml`).
+    pub triage: Triage,
     /// Milliseconds spent on this item: its flagging and segmentation plus the
     /// encoder pass of the chunk it was batched in.
     pub took_ms: f64,
@@ -75,59 +86,133 @@ pub enum PipelineError {
     Model(#[from] ModelError),
 }
 
-/// Segmenter + flagger + (optional) model.
+/// A reload that did not happen (the previous lists keep serving).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    List(#[from] ListError),
+    #[error("this pipeline was not loaded from a lexicon folder, so it cannot reload")]
+    NoSource,
+}
+
+/// One text to classify, with the customer it came from (for repeat-contact triage).
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub text: &'a str,
+    pub customer_ref: Option<&'a str>,
+}
+
+/// Word lists and triage rules (one swappable snapshot) + (optional) model + contact store.
 pub struct Pipeline {
-    segmenter: Segmenter,
-    flagger: Flagger,
+    lists: ArcSwap<WordLists>,
+    contacts: Arc<dyn ContactStore>,
     model: Option<Classifier>,
     batch_size: usize,
+    /// Lexicon folder and needs_review threshold, for reloads.
+    source: Option<(PathBuf, u8)>,
+    reload_lock: Mutex<()>,
 }
 
 impl Pipeline {
     /// Load the word lists and, when `with_model`, the model file.
     pub fn load(res: &Resources, with_model: bool) -> anyhow::Result<Pipeline> {
-        let segmenter = Segmenter::load(&res.user_dict_path())?;
-        let flagger = Flagger::load(&res.legal_risk_path(), res.review_min_severity).map_err(anyhow::Error::msg)?;
+        let lists = WordLists::load(&res.lexicons, res.review_min_severity)?;
+        let contacts = Arc::new(MemoryContacts::new(res.repeat_capacity, Duration::from_secs(res.repeat_window_secs)));
         let model = if with_model {
             let opts = LoadOptions { max_tokens: res.model_max_tokens as usize, max_windows: res.model_max_windows as usize, ..LoadOptions::default() };
             Some(Classifier::load(&res.model, &opts)?)
         } else {
             None
         };
-        Ok(Pipeline { segmenter, flagger, model, batch_size: res.model_batch_size.max(1) as usize })
+        Ok(Pipeline {
+            lists: ArcSwap::from_pointee(lists),
+            contacts,
+            model,
+            batch_size: res.model_batch_size.max(1) as usize,
+            source: Some((res.lexicons.clone(), res.review_min_severity)),
+            reload_lock: Mutex::new(()),
+        })
     }
 
-    /// Assemble from parts (tests, embedding).
+    /// Assemble from parts (tests, embedding): no triage rules (everything P4
+    /// `standard`, see [`Pipeline::with_triage`]), no reloads, a default contact store.
     pub fn from_parts(segmenter: Segmenter, flagger: Flagger, model: Option<Classifier>, batch_size: usize) -> Pipeline {
-        Pipeline { segmenter, flagger, model, batch_size: batch_size.max(1) }
+        Pipeline {
+            lists: ArcSwap::from_pointee(WordLists::from_parts(flagger, segmenter, TriageRules::default())),
+            contacts: Arc::new(MemoryContacts::new(100_000, Duration::from_secs(86_400))),
+            model,
+            batch_size: batch_size.max(1),
+            source: None,
+            reload_lock: Mutex::new(()),
+        }
+    }
+
+    /// Replace the triage rules (embedding, tests).
+    ///
+    /// # Panics
+    /// When a snapshot taken with [`Pipeline::lists`] is still alive.
+    pub fn with_triage(self, rules: TriageRules) -> Pipeline {
+        let Pipeline { lists, contacts, model, batch_size, source, reload_lock } = self;
+        let Ok(lists) = Arc::try_unwrap(lists.into_inner()) else { panic!("Pipeline::with_triage: a snapshot from Pipeline::lists() is still alive") };
+        Pipeline { lists: ArcSwap::from_pointee(WordLists { triage: rules, ..lists }), contacts, model, batch_size, source, reload_lock }
+    }
+
+    /// Replace the repeat-contact store (e.g. a database-backed one).
+    pub fn with_contacts(mut self, store: Arc<dyn ContactStore>) -> Pipeline {
+        self.contacts = store;
+        self
     }
 
     pub fn model(&self) -> Option<&Classifier> {
         self.model.as_ref()
     }
-    pub fn flagger(&self) -> &Flagger {
-        &self.flagger
+
+    /// The current word lists and rules (a snapshot: unaffected by later reloads).
+    pub fn lists(&self) -> Arc<WordLists> {
+        self.lists.load_full()
     }
-    pub fn segmenter(&self) -> &Segmenter {
-        &self.segmenter
+
+    pub fn contacts(&self) -> &dyn ContactStore {
+        &*self.contacts
+    }
+
+    /// Re-read the lexicon folder's three files and swap them in together;
+    /// on any error nothing changes. Reloads run one at a time.
+    pub fn reload(&self) -> Result<Arc<WordLists>, ReloadError> {
+        let (dir, review_min_severity) = self.source.as_ref().ok_or(ReloadError::NoSource)?;
+        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lists = WordLists::load(dir, *review_min_severity)?;
+        lists.generation = self.lists.load().generation + 1;
+        let lists = Arc::new(lists);
+        self.lists.store(Arc::clone(&lists));
+        Ok(lists)
     }
 
     /// Flags of one text.
     pub fn flags(&self, text: &str) -> FlagReport {
-        self.flagger.scan(text)
+        self.lists.load().flagger.scan(text)
     }
 
     /// Segmentation of one text.
     pub fn segment(&self, text: &str) -> Vec<Segment> {
-        self.segmenter.segment(text)
+        self.lists.load().segmenter.segment(text)
     }
 
-    /// Classify `texts`: exactly one result per text, in input order.
+    /// Classify `texts` (no customer references): see [`Pipeline::classify_items`].
+    pub fn classify(&self, texts: &[&str], with_segments: bool) -> Result<Vec<Classified>, PipelineError> {
+        let items: Vec<Input> = texts.iter().map(|&text| Input { text, customer_ref: None }).collect();
+        self.classify_items(&items, with_segments)
+    }
+
+    /// Classify `items`: exactly one result per item, in input order.
     ///
     /// Texts are sorted by length and run through the encoder in chunks of
     /// `model_batch_size`, so each forward pass pads only to the longest text
-    /// of its chunk.
-    pub fn classify(&self, texts: &[&str], with_segments: bool) -> Result<Vec<Classified>, PipelineError> {
+    /// of its chunk. Contacts are recorded in input order (a `customer_ref`
+    /// twice in one batch: the second is a repeat).
+    pub fn classify_items(&self, items: &[Input<'_>], with_segments: bool) -> Result<Vec<Classified>, PipelineError> {
+        let lists = self.lists.load_full();
+        let texts: Vec<&str> = items.iter().map(|i| i.text).collect();
         let model = self.model.as_ref().ok_or(PipelineError::NoModel)?;
         let info = model.info();
         let mut order: Vec<usize> = (0..texts.len()).collect();
@@ -146,18 +231,30 @@ impl Pipeline {
             }
         }
         let mut results = Vec::with_capacity(texts.len());
-        for (text, pred) in texts.iter().zip(preds) {
+        for (item, pred) in items.iter().zip(preds) {
             let (p, model_ms) = pred.expect("every index is in exactly one chunk");
             let t0 = Instant::now();
-            let flags = self.flagger.scan(text);
-            let segments = with_segments.then(|| self.segmenter.segment(text));
+            let flags = lists.flagger.scan(item.text);
+            let segments = with_segments.then(|| lists.segmenter.segment(item.text));
+            let category = category_result(&info.category_labels, &p.category);
+            let emotion = emotion_result(&info.escalation_labels, &p.escalation);
+            let prior_contacts = item.customer_ref.and_then(|c| match self.contacts.record(c, SystemTime::now()) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    tracing::warn!(error = %e, "repeat-contact lookup failed; triaged without it");
+                    None
+                }
+            });
+            let facts = Facts { flags: &flags, category: &category.label, escalation: emotion.level, prior_contacts, repeat_window: self.contacts.window() };
+            let triage = lists.triage.evaluate(&facts);
             let own_ms = t0.elapsed().as_secs_f64() * 1e3;
             results.push(Classified {
-                category: category_result(&info.category_labels, &p.category),
-                emotion: emotion_result(&info.escalation_labels, &p.escalation),
+                category,
+                emotion,
                 flags,
                 segments,
                 model: ModelInput { model_version: info.version.clone(), tokens: p.tokens, windows: p.windows, truncated: p.truncated },
+                triage,
                 took_ms: own_ms + model_ms,
             });
         }

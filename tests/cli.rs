@@ -75,3 +75,33 @@ fn missing_input_file_and_bad_usage_exit_2() {
     let out = kesu().args(["flags", "--bogus"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn classify_output_has_triage_and_counts_repeat_contacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    kesu::model::testing::write_tiny_model(&model, 3).unwrap();
+    let input = "{\"id\": 1, \"text\": \"退款太慢\", \"customer_ref\": \"c-9\"}\n{\"id\": 2, \"text\": \"我们要集体维权\"}\n{\"id\": 3, \"text\": \"还是没退\", \"customer_ref\": \"c-9\"}\n{\"id\": 4, \"text\": \"x\", \"customer_ref\": \" \"}\n";
+    let mut child = kesu().args(["classify", "--model"]).arg(&model).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "the blank customer_ref line is bad input");
+    let v = lines(&out.stdout);
+    assert_eq!(v.len(), 4);
+    assert_eq!(v[0]["triage"]["prior_contacts"], 0);
+    assert!(v[1]["triage"].get("prior_contacts").is_none());
+    assert_eq!((v[1]["triage"]["priority"].as_str(), v[1]["triage"]["route"].as_str()), (Some("P1"), Some("compliance")));
+    assert_eq!(v[2]["triage"]["prior_contacts"], 1);
+    let p = v[2]["triage"]["priority"].as_str().unwrap();
+    assert!(["P1", "P2", "P3"].contains(&p), "a repeat contact is at least P3: {p}");
+    assert!(v[2]["triage"]["reasons"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().contains("repeat contact (1 earlier within 24 h)")));
+    assert!(v[2]["triage"]["rules_version"].is_string());
+    assert_eq!(v[3]["error"]["code"], "bad_input");
+
+    // TEXT with --customer-ref; --customer-ref without TEXT is a usage error
+    let out = kesu().args(["classify", "退款", "--customer-ref", "c-1", "--model"]).arg(&model).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(lines(&out.stdout)[0]["triage"]["prior_contacts"], 0);
+    let out = kesu().args(["classify", "--customer-ref", "c-1", "--model"]).arg(&model).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

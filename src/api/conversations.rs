@@ -90,7 +90,7 @@ pub async fn post_message(req: HttpRequest, path: web::Path<String>, body: web::
             continue;
         }
         let scored = match m.role {
-            Role::Customer => Some(Scored::from(run_classify(&state, vec![m.text.clone()], false).await?.remove(0))),
+            Role::Customer => Some(Scored::from(run_classify(&state, vec![m.text.clone()], vec![], false).await?.remove(0))),
             Role::Agent => None,
         };
         let rec = conv.record(m.role, m.text, timestamp, scored, &rules, OffsetDateTime::now_utc());

@@ -34,8 +34,22 @@ pub enum ApiError {
     NotFound(String),
     #[error("no live conversation {0:?} (never opened, deleted or expired)")]
     UnknownConversation(String),
+    #[error("no stored item {0:?}")]
+    UnknownItem(String),
+    /// Optimistic-concurrency conflict (409).
+    #[error("{message}")]
+    Conflict { message: String },
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// No API key, or one that is not configured (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid key without the role the route needs (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A word list or rules file that cannot be loaded (reload refused; the previous version keeps serving).
+    #[error("{message}")]
+    InvalidFile { code: &'static str, file: String, line: Option<usize>, message: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -52,6 +66,12 @@ pub struct ErrorDetail {
     /// Stable machine-readable code, e.g. `invalid_json`, `empty_text`, `overloaded`.
     pub code: String,
     pub message: String,
+    /// The file at fault (`invalid_lexicon`, `invalid_user_dict`, `invalid_triage_rules`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Its 1-based line, when the problem is on one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
 }
 
 impl ApiError {
@@ -70,7 +90,12 @@ impl ApiError {
             ApiError::Unavailable { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::UnknownConversation(_) => "unknown_conversation",
+            ApiError::UnknownItem(_) => "unknown_item",
+            ApiError::Conflict { .. } => "version_conflict",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::InvalidFile { code, .. } => code,
             ApiError::Internal(_) => "internal",
         }
     }
@@ -86,10 +111,13 @@ impl ResponseError for ApiError {
             ApiError::BadJson(_) | ApiError::InvalidUtf8(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge { .. } | ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid { .. } | ApiError::InvalidFile { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded { .. } | ApiError::Timeout { .. } | ApiError::NotReady | ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::NotFound(_) | ApiError::UnknownConversation(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::UnknownConversation(_) | ApiError::UnknownItem(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -103,9 +131,16 @@ impl ResponseError for ApiError {
             ApiError::NotReady => {
                 b.insert_header((header::RETRY_AFTER, "5"));
             }
+            ApiError::Unauthorized(_) => {
+                b.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"kesu\""));
+            }
             _ => {}
         }
-        b.json(ErrorBody { error: ErrorDetail { code: self.code().to_string(), message: self.to_string() } })
+        let (file, line) = match self {
+            ApiError::InvalidFile { file, line, .. } => (Some(file.clone()), *line),
+            _ => (None, None),
+        };
+        b.json(ErrorBody { error: ErrorDetail { code: self.code().to_string(), message: self.to_string(), file, line } })
     }
 }
 
@@ -114,6 +149,33 @@ impl From<crate::pipeline::PipelineError> for ApiError {
         match e {
             crate::pipeline::PipelineError::NoModel => ApiError::NotReady,
             crate::pipeline::PipelineError::Model(m) => ApiError::Internal(m.to_string()),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError as S;
+        match e {
+            S::NotFound(id) => ApiError::UnknownItem(id),
+            S::Conflict { .. } => ApiError::Conflict { message: e.to_string() },
+            S::Transition { .. } => ApiError::invalid("invalid_transition", e.to_string()),
+            S::Cursor(_) => ApiError::invalid("invalid_cursor", e.to_string()),
+            S::Db(err) => {
+                tracing::error!(error = %err, "store unavailable");
+                ApiError::Unavailable { code: "store_unavailable", message: "the complaint store is unavailable; nothing was stored or changed".into(), retry_after: 5 }
+            }
+        }
+    }
+}
+
+impl From<crate::pipeline::ReloadError> for ApiError {
+    fn from(e: crate::pipeline::ReloadError) -> Self {
+        match e {
+            crate::pipeline::ReloadError::List(l) => {
+                ApiError::InvalidFile { code: l.kind.error_code(), file: l.file.display().to_string(), line: l.line, message: l.to_string() }
+            }
+            e @ crate::pipeline::ReloadError::NoSource => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -16,6 +16,9 @@ pub struct Metrics {
     pub conversation_messages: IntCounterVec,
     pub conversation_alerts: IntCounterVec,
     pub conversations_live: IntGauge,
+    pub triage_priorities: IntCounterVec,
+    pub reloads: IntCounterVec,
+    pub store_writes: HistogramVec,
 }
 
 impl Metrics {
@@ -33,14 +36,36 @@ impl Metrics {
         let escalation_levels = IntCounterVec::new(Opts::new("kesu_escalation_level_total", "Classified texts by predicted escalation level"), &["level"]).unwrap();
         let conversation_messages = IntCounterVec::new(Opts::new("kesu_conversation_messages_total", "Conversation messages recorded, by role"), &["role"]).unwrap();
         let conversation_alerts = IntCounterVec::new(Opts::new("kesu_conversation_alerts_total", "Conversation alerts fired, by kind"), &["kind"]).unwrap();
+        let triage_priorities = IntCounterVec::new(Opts::new("kesu_triage_priority_total", "Classified texts by triage priority and route"), &["priority", "route"]).unwrap();
+        let reloads = IntCounterVec::new(Opts::new("kesu_reloads_total", "Word-list and triage-rule reloads, by result (ok, error)"), &["result"]).unwrap();
+        let store_writes = HistogramVec::new(
+            HistogramOpts::new("kesu_store_write_duration_seconds", "Complaint-store inserts from classify (one transaction per request), by result (ok, error)")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]),
+            &["result"],
+        )
+        .unwrap();
         let conversations_live = IntGauge::new("kesu_conversations_live", "Live conversations held in memory").unwrap();
         registry.register(Box::new(conversations_live.clone())).unwrap();
-        for c in [&requests, &flags_raised, &escalation_levels, &conversation_messages, &conversation_alerts] {
+        for c in [&requests, &flags_raised, &escalation_levels, &conversation_messages, &conversation_alerts, &triage_priorities, &reloads] {
             registry.register(Box::new(c.clone())).unwrap();
         }
         registry.register(Box::new(latency.clone())).unwrap();
+        registry.register(Box::new(store_writes.clone())).unwrap();
         registry.register(Box::new(items_classified.clone())).unwrap();
-        Metrics { registry, requests, latency, items_classified, flags_raised, escalation_levels, conversation_messages, conversation_alerts, conversations_live }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            items_classified,
+            flags_raised,
+            escalation_levels,
+            conversation_messages,
+            conversation_alerts,
+            conversations_live,
+            triage_priorities,
+            reloads,
+            store_writes,
+        }
     }
 
     /// Count one request.
@@ -60,7 +85,13 @@ impl Metrics {
     pub fn observe_classified(&self, c: &Classified) {
         self.items_classified.inc();
         self.escalation_levels.with_label_values(&[&c.emotion.level.to_string()]).inc();
+        self.triage_priorities.with_label_values(&[&c.triage.priority.to_string(), &c.triage.route]).inc();
         self.observe_flags(&c.flags);
+    }
+
+    /// Time one store insert.
+    pub fn observe_store(&self, seconds: f64, ok: bool) {
+        self.store_writes.with_label_values(&[if ok { "ok" } else { "error" }]).observe(seconds);
     }
 
     /// Text exposition format.

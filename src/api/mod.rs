@@ -1,12 +1,14 @@
 //! The HTTP service (actix-web): routes, error mapping, admission control,
-//! metrics, request ids and the OpenAPI document.
+//! metrics, request ids, reloads and the OpenAPI document.
 
+pub mod admin;
 pub mod admission;
 pub mod conversations;
 pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
+pub mod reviews;
 pub mod routes;
 pub mod types;
 
@@ -35,14 +37,68 @@ pub struct AppState {
     pub metrics: Metrics,
     pub admission: Admission,
     pub conversations: Registry,
+    /// The complaint store; `None` when run with `KESU_NO_STORE`.
+    pub store: Option<crate::store::Store>,
+    pub reloads: admin::ReloadLog,
+    /// API keys and roles; [`crate::auth::Access::Open`] only with `--no-auth`.
+    pub access: crate::auth::Access,
 }
 
 impl AppState {
     pub fn new(pipeline: Arc<Pipeline>, settings: Settings) -> AppState {
         let admission = Admission::new(settings.max_concurrent_inference, settings.max_queued, settings.queue_timeout(), settings.retry_after_secs);
         let conversations = Registry::new(settings.conversations.limits());
-        AppState { pipeline, settings, metrics: Metrics::new(), admission, conversations }
+        AppState { pipeline, settings, metrics: Metrics::new(), admission, conversations, store: None, reloads: admin::ReloadLog::default(), access: crate::auth::Access::Keys(Default::default()) }
     }
+}
+
+impl AppState {
+    /// Attach the complaint store.
+    pub fn with_store(mut self, store: Option<crate::store::Store>) -> AppState {
+        self.store = store;
+        self
+    }
+
+    /// Set who may call what (a new state requires keys and has none).
+    pub fn with_access(mut self, access: crate::auth::Access) -> AppState {
+        self.access = access;
+        self
+    }
+}
+
+/// Open the complaint store the settings name (`None` with `KESU_NO_STORE`):
+/// created and migrated on first use.
+pub async fn open_store(s: &crate::config::StoreSettings) -> Result<Option<crate::store::Store>, crate::store::StoreError> {
+    if s.no_store {
+        return Ok(None);
+    }
+    crate::store::Store::open(&s.database_url, s.database_max_connections).await.map(Some)
+}
+
+/// Let a request in only with a key holding the route's role
+/// ([`crate::auth::required_role`]); the caller's [`crate::auth::Principal`]
+/// goes into the request's extensions (the audit log's actor).
+async fn authorize(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use crate::auth::{presented_key, required_role, Access};
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    if let (Some(st), Some(need)) = (&state, required_role(req.path())) {
+        if let Access::Keys(keys) = &st.access {
+            let Some(key) = presented_key(req.headers()) else {
+                return Err(ApiError::Unauthorized("an API key is required: send `Authorization: Bearer <key>` or `X-Api-Key: <key>`".into()).into());
+            };
+            let Some(p) = keys.authenticate(key) else {
+                return Err(ApiError::Unauthorized("unknown API key".into()).into());
+            };
+            if let Some(role) = need {
+                if !p.may(role) {
+                    return Err(ApiError::Forbidden(format!("key {:?} lacks the `{role}` role this route needs", p.name)).into());
+                }
+            }
+            let p = p.clone();
+            req.extensions_mut().insert(p);
+        }
+    }
+    next.call(req).await
 }
 
 /// Count, time and time-limit every request; add `x-request-id`.
@@ -94,16 +150,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(conversations::delete_conversation))
                 .default_service(not_allowed()),
         )
+        .service(web::resource("/v1/reviews").route(web::get().to(reviews::list)).default_service(not_allowed()))
+        .service(web::resource("/v1/reviews/export").route(web::get().to(reviews::export)).default_service(not_allowed()))
+        .service(web::resource("/v1/reviews/false-positive-terms").route(web::get().to(reviews::false_positive_terms)).default_service(not_allowed()))
+        .service(web::resource("/v1/reviews/{id}/history").route(web::get().to(reviews::history)).default_service(not_allowed()))
+        .service(
+            web::resource("/v1/reviews/{id}")
+                .route(web::get().to(reviews::get))
+                .route(web::patch().to(reviews::patch))
+                .default_service(not_allowed()),
+        )
         .service(web::resource("/console").route(web::get().to(conversations::console)).default_service(not_allowed()))
         .service(web::resource("/healthz").route(web::get().to(routes::healthz)).default_service(not_allowed()))
         .service(web::resource("/readyz").route(web::get().to(routes::readyz)).default_service(not_allowed()))
         .service(web::resource("/metrics").route(web::get().to(routes::metrics)).default_service(not_allowed()))
-        .service(web::resource("/openapi.json").route(web::get().to(routes::openapi)).default_service(not_allowed()));
+        .service(web::resource("/openapi.json").route(web::get().to(routes::openapi)).default_service(not_allowed()))
+        .service(web::resource("/admin/reload").route(web::post().to(admin::reload)).default_service(not_allowed()));
 }
 
-/// Start the server on `listener` (bind to port 0 for a random port), and a
-/// task that expires idle conversations. Call from within a Tokio runtime.
+/// Start the server on `listener` (bind to port 0 for a random port), a
+/// task that expires idle conversations, and (Unix) a SIGHUP handler that
+/// reloads the word lists and triage rules. Call from within a Tokio runtime.
 pub fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
+    admin::reload_on_sighup(&state)?;
     let workers = state.settings.workers.max(1);
     let every = (state.conversations.limits().ttl / 4).clamp(std::time::Duration::from_millis(10), std::time::Duration::from_secs(60));
     let weak = Arc::downgrade(&state.clone().into_inner());
@@ -121,6 +190,7 @@ pub fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Resu
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(middleware::from_fn(authorize))
             .wrap(middleware::from_fn(observe))
             .wrap(TracingLogger::default())
             .configure(configure)

@@ -23,6 +23,12 @@ pub struct ItemIn {
     pub id: Option<ItemId>,
     /// The customer text (non-empty, at most `max_text_chars` chars).
     pub text: String,
+    /// Classify only: who sent it (1–256 chars, opaque; e.g. a customer or account
+    /// number). The same reference seen again within the repeat window makes a
+    /// repeat contact for triage. Never logged; kept in memory only as a hash.
+    pub customer_ref: Option<String>,
+    /// Classify only: the intake channel (e.g. `app`, `call_centre`, `weibo`); overrides the request's `channel`. Stored with the item.
+    pub channel: Option<String>,
 }
 
 /// Either one text (`text`, optional `id`) or a batch (`items`).
@@ -34,6 +40,10 @@ pub struct TextsRequest {
     pub text: Option<String>,
     /// With `text`: the caller's id, echoed back.
     pub id: Option<ItemId>,
+    /// With `text`, classify only: who sent it (see `items[].customer_ref`).
+    pub customer_ref: Option<String>,
+    /// Classify only: the intake channel for the text or every item of the batch (1-64 chars), stored with items kept for review.
+    pub channel: Option<String>,
     /// A batch of texts (at most `max_items`).
     pub items: Option<Vec<ItemIn>>,
     /// Also return jieba segments of each text (classify only).
@@ -48,6 +58,10 @@ pub struct ClassifyItem {
     pub id: Option<ItemId>,
     #[serde(flatten)]
     pub result: Classified,
+    /// kesu's id of the stored review item, when this item matched the store rule
+    /// (committed before this response was sent); absent when not stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review_id: Option<String>,
 }
 
 /// The answer to a batch classify request: one item per input, in input order.
@@ -105,7 +119,50 @@ pub struct Info {
     pub service_version: String,
     pub model: Option<ModelInfoOut>,
     pub lexicon: LexiconInfo,
+    pub triage: TriageInfo,
+    /// The word lists and rules in force: when they were loaded and how often reloaded.
+    pub reload: ReloadInfo,
     pub limits: Limits,
+}
+
+/// The triage rules and the repeat-contact tracker.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TriageInfo {
+    /// The `version` of `triage.toml` in force.
+    pub rules_version: String,
+    pub rule_count: usize,
+    /// Repeat-contact window in seconds.
+    pub repeat_window_secs: u64,
+    /// Customers remembered now / at most (null: unbounded store).
+    pub tracked_customers: usize,
+    pub repeat_capacity: Option<usize>,
+}
+
+/// Reload state of the word lists and rules.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReloadInfo {
+    /// Successful reloads since start (0: the lists loaded at start-up serve).
+    pub count: u64,
+    /// When the lists in force were loaded (RFC 3339, UTC).
+    pub loaded_at: String,
+    /// Failed reload attempts since start (the previous lists kept serving).
+    pub failed: u64,
+    /// The last failed attempt's error (file and line), if any failed.
+    pub last_error: Option<String>,
+}
+
+/// The answer to `POST /admin/reload`: what is in force now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReloadReport {
+    /// Successful reloads since start, this one included.
+    pub count: u64,
+    pub loaded_at: String,
+    pub lexicon_version: String,
+    pub lexicon_terms: usize,
+    pub user_dict_words: usize,
+    pub rules_version: String,
+    pub rule_count: usize,
+    pub took_ms: f64,
 }
 
 /// The loaded model.

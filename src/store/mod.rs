@@ -16,6 +16,8 @@
 //! * Texts are stored as given to [`Store::insert`]; the caller masks personal
 //!   data first (`crate::text::pii`).
 
+pub mod record;
+
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -50,8 +52,8 @@ impl Status {
 
     /// Whether a reviewer may move an item from `self` to `to`: forward along
     /// new → in_review → confirmed / false_positive / resolved (steps may be
-    /// skipped), confirmed → resolved, and any closed status back to
-    /// in_review (reopen).
+    /// skipped), in_review back to new (release to the queue), confirmed →
+    /// resolved, and any closed status back to in_review (reopen).
     pub fn can_move_to(self, to: Status) -> bool {
         use Status::*;
         matches!(

@@ -32,18 +32,31 @@ pub fn settings(dir: &Path, with_model: bool) -> Settings {
     s.workers = 2;
     s.resources.lexicons = lexicons();
     s.resources.model = if with_model { tiny_model(dir) } else { dir.join("absent.gguf") };
+    // Each app has its own store and keys file in its temp dir; keys are off
+    // unless a test turns them on (`s.auth.no_auth = false`).
+    s.store.database_url = format!("sqlite://{}", dir.join("kesu.db").display());
+    s.store.no_store = false;
+    s.auth.api_keys_file = dir.join("keys.toml");
+    s.auth.api_keys = None;
+    s.auth.no_auth = true;
     s
 }
 
 /// Spawn the app; `tweak` adjusts settings before start.
 pub async fn spawn_with(with_model: bool, tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
+    spawn_in(tempfile::tempdir().unwrap(), with_model, tweak).await
+}
+
+/// Spawn the app with `dir` as its temp dir (the tiny model is written there).
+pub async fn spawn_in(dir: tempfile::TempDir, with_model: bool, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let mut s = settings(dir.path(), with_model);
     tweak(&mut s);
     let pipeline = Arc::new(Pipeline::load(&s.resources, with_model).expect("pipeline loads"));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let state = actix_web::web::Data::new(kesu::api::AppState::new(pipeline, s));
+    let store = kesu::api::open_store(&s.store).await.expect("store opens");
+    let access = kesu::auth::access(&s.auth).expect("keys load").0;
+    let state = actix_web::web::Data::new(kesu::api::AppState::new(pipeline, s).with_store(store).with_access(access));
     let server = kesu::api::serve(listener, state).unwrap();
     actix_web::rt::spawn(server);
     TestApp { base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new(), dir }
@@ -53,7 +66,37 @@ pub async fn spawn() -> TestApp {
     spawn_with(true, |_| {}).await
 }
 
+/// Copy the shipped lexicon folder (legal_risk.tsv, user_dict.txt, triage.toml) into `dir`.
+pub fn copy_lexicons(dir: &Path) -> PathBuf {
+    let to = dir.join("lexicons");
+    std::fs::create_dir_all(&to).unwrap();
+    for f in ["legal_risk.tsv", "user_dict.txt", "triage.toml"] {
+        std::fs::copy(lexicons().join(f), to.join(f)).unwrap();
+    }
+    to
+}
+
+/// Spawn the app on its own copy of the lexicon folder (`lexicons_dir()`),
+/// which a test may edit and reload; `triage`, when given, replaces triage.toml.
+pub async fn spawn_own_lexicons(triage: Option<&str>, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let lex = copy_lexicons(dir.path());
+    if let Some(t) = triage {
+        std::fs::write(lex.join("triage.toml"), t).unwrap();
+    }
+    spawn_in(dir, true, |s| {
+        s.resources.lexicons = lex;
+        tweak(s);
+    })
+    .await
+}
+
 impl TestApp {
+    /// The lexicon folder of an app from [`spawn_own_lexicons`].
+    pub fn lexicons_dir(&self) -> PathBuf {
+        self.dir.path().join("lexicons")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -174,9 +217,16 @@ impl PgServer {
         }
         let data = pg.dir.path().join("data");
         pg.run(root, &[pg.bin.join("initdb").to_str().unwrap(), "-D", data.to_str().unwrap(), "-U", "kesu", "--auth=trust", "-E", "UTF8", "--no-sync"]);
-        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", pg.dir.path().display());
-        pg.run(root, &[pg.bin.join("pg_ctl").to_str().unwrap(), "-D", data.to_str().unwrap(), "-o", &opts, "-l", pg.dir.path().join("log").to_str().unwrap(), "-w", "start"]);
+        pg.start_again();
         Some(pg)
+    }
+
+    /// Start the (stopped) server again on the same port and data.
+    pub fn start_again(&self) {
+        let root = unsafe { libc_geteuid() } == 0;
+        let data = self.dir.path().join("data");
+        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
+        self.run(root, &[self.bin.join("pg_ctl").to_str().unwrap(), "-D", data.to_str().unwrap(), "-o", &opts, "-l", self.dir.path().join("log").to_str().unwrap(), "-w", "start"]);
     }
 
     fn run(&self, root: bool, args: &[&str]) {

@@ -1,0 +1,192 @@
+//! Repeat-contact tracking: has this customer (`customer_ref`) been seen
+//! within the window?
+//!
+//! [`ContactStore`] is the seam: the service uses the bounded in-memory
+//! [`MemoryContacts`]; a database-backed store (shared by several replicas,
+//! surviving restarts) can implement the same trait later.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// A contact store failed (e.g. its database is unreachable). The pipeline
+/// then triages without repeat-contact information and logs a warning.
+#[derive(Debug, thiserror::Error)]
+#[error("contact store: {0}")]
+pub struct ContactError(pub String);
+
+/// Where contacts are remembered.
+pub trait ContactStore: Send + Sync {
+    /// Record one contact of `customer` at `at` and return how many EARLIER
+    /// contacts of the same customer lie within the window, i.e. at times `t`
+    /// with `at - window <= t` (the boundary counts; earlier-recorded contacts
+    /// stamped after `at` count too).
+    fn record(&self, customer: &str, at: SystemTime) -> Result<u32, ContactError>;
+    /// The repeat-contact window.
+    fn window(&self) -> Duration;
+    /// Customers currently remembered (for `/v1/info`).
+    fn tracked(&self) -> usize;
+    /// Most customers remembered at once (`None`: unbounded, e.g. a database).
+    fn capacity(&self) -> Option<usize>;
+}
+
+/// Timestamps kept per customer: the prior-contact count saturates here.
+pub const MAX_CONTACTS_PER_CUSTOMER: usize = 16;
+
+/// In-memory, bounded store. Keeps at most `capacity` customers; a new
+/// customer beyond that evicts the customer whose latest contact was recorded
+/// longest ago (least recently contacted). Per customer it keeps the times of
+/// the newest [`MAX_CONTACTS_PER_CUSTOMER`] contacts within the window.
+/// Customer references are kept only as 64-bit keyed hashes (random key per
+/// process), never as text. Memory: about 350 bytes per customer (16 times of
+/// 16 bytes, map and recency index), so about 35 MB at 100,000 customers. `capacity` 0 turns tracking off (every contact is
+/// a first contact). Lives in one process: behind several replicas, route a
+/// customer to one replica or use a shared store.
+pub struct MemoryContacts {
+    capacity: usize,
+    window: Duration,
+    hasher: RandomState,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// customer hash → (contact times, recency stamp)
+    customers: HashMap<u64, (VecDeque<SystemTime>, u64)>,
+    /// recency stamp → customer hash; the first entry is the least recently contacted
+    by_recency: BTreeMap<u64, u64>,
+    next_stamp: u64,
+}
+
+impl MemoryContacts {
+    pub fn new(capacity: usize, window: Duration) -> MemoryContacts {
+        MemoryContacts { capacity, window, hasher: RandomState::new(), inner: Mutex::new(Inner::default()) }
+    }
+}
+
+impl ContactStore for MemoryContacts {
+    fn record(&self, customer: &str, at: SystemTime) -> Result<u32, ContactError> {
+        if self.capacity == 0 {
+            return Ok(0);
+        }
+        let key = self.hasher.hash_one(customer);
+        let window = self.window;
+        let in_window = |t: &SystemTime| at.duration_since(*t).map(|d| d <= window).unwrap_or(true);
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *g;
+        let stamp = inner.next_stamp;
+        inner.next_stamp += 1;
+        if !inner.customers.contains_key(&key) {
+            while inner.customers.len() >= self.capacity {
+                let Some((_, oldest)) = inner.by_recency.pop_first() else { break };
+                inner.customers.remove(&oldest);
+            }
+        }
+        let (times, recency) = inner.customers.entry(key).or_insert_with(|| (VecDeque::new(), stamp));
+        inner.by_recency.remove(recency);
+        *recency = stamp;
+        inner.by_recency.insert(stamp, key);
+        times.retain(in_window);
+        let prior = times.len() as u32;
+        // make room first, so the buffer never grows past MAX_CONTACTS_PER_CUSTOMER
+        while times.len() >= MAX_CONTACTS_PER_CUSTOMER {
+            times.pop_front();
+        }
+        times.push_back(at);
+        Ok(prior)
+    }
+
+    fn window(&self) -> Duration {
+        self.window
+    }
+
+    fn tracked(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).customers.len()
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        Some(self.capacity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    #[test]
+    fn counts_earlier_contacts_within_the_window() {
+        let s = MemoryContacts::new(10, DAY);
+        assert_eq!(s.record("c1", t(0)).unwrap(), 0);
+        assert_eq!(s.record("c1", t(60)).unwrap(), 1);
+        assert_eq!(s.record("c2", t(60)).unwrap(), 0, "another customer");
+        assert_eq!(s.record("c1", t(120)).unwrap(), 2);
+        assert_eq!(s.tracked(), 2);
+    }
+
+    #[test]
+    fn window_boundary_is_inclusive() {
+        let s = MemoryContacts::new(10, DAY);
+        s.record("c", t(0)).unwrap();
+        // exactly 24 h later: still within the window
+        assert_eq!(s.record("c", t(86_400)).unwrap(), 1);
+        let s = MemoryContacts::new(10, DAY);
+        s.record("c", t(0)).unwrap();
+        // one second past the window: a first contact again
+        assert_eq!(s.record("c", t(86_401)).unwrap(), 0);
+        // and the expired contact is forgotten, the new one counts
+        assert_eq!(s.record("c", t(86_402)).unwrap(), 1);
+    }
+
+    #[test]
+    fn sub_second_precision_at_the_boundary() {
+        let s = MemoryContacts::new(10, DAY);
+        s.record("c", t(0)).unwrap();
+        assert_eq!(s.record("c", t(86_400) + Duration::from_millis(1)).unwrap(), 0);
+    }
+
+    #[test]
+    fn out_of_order_times_count_as_within_the_window() {
+        let s = MemoryContacts::new(10, DAY);
+        s.record("c", t(1_000)).unwrap();
+        assert_eq!(s.record("c", t(0)).unwrap(), 1);
+    }
+
+    #[test]
+    fn least_recently_contacted_customer_is_evicted() {
+        let s = MemoryContacts::new(2, DAY);
+        s.record("a", t(0)).unwrap();
+        s.record("b", t(1)).unwrap();
+        s.record("a", t(2)).unwrap(); // a is now more recent than b
+        s.record("c", t(3)).unwrap(); // evicts b
+        assert_eq!(s.tracked(), 2);
+        assert_eq!(s.record("a", t(4)).unwrap(), 2, "a kept");
+        assert_eq!(s.record("b", t(5)).unwrap(), 0, "b was evicted"); // evicts c
+        assert_eq!(s.record("c", t(6)).unwrap(), 0, "c was evicted");
+        assert_eq!(s.tracked(), 2);
+    }
+
+    #[test]
+    fn per_customer_history_is_bounded() {
+        let s = MemoryContacts::new(10, DAY);
+        for i in 0..40 {
+            let n = s.record("c", t(i)).unwrap();
+            assert_eq!(n as usize, (i as usize).min(MAX_CONTACTS_PER_CUSTOMER));
+        }
+    }
+
+    #[test]
+    fn capacity_zero_turns_tracking_off() {
+        let s = MemoryContacts::new(0, DAY);
+        assert_eq!(s.record("c", t(0)).unwrap(), 0);
+        assert_eq!(s.record("c", t(1)).unwrap(), 0);
+        assert_eq!(s.tracked(), 0);
+    }
+}

@@ -1,0 +1,292 @@
+//! The review workflow over HTTP on the real app and a real store: classify
+//! stores what the rule picks (PII-masked, spans intact), the queue filters
+//! and pages, status moves with optimistic concurrency and an audit log,
+//! streamed export, false-positive counts per term, and a database that goes
+//! away mid-run (503, nothing stored).
+mod common;
+
+use common::{expect_error, spawn_with, PgServer, TestApp};
+use serde_json::{json, Value};
+
+/// Texts with a review-worthy flag, and calm ones without.
+const FLAGGED: &[&str] = &[
+    "你们再不退款我就去12315投诉，电话13812345678随时找我",
+    "已经找了律师，准备起诉你们公司",
+    "我要向银保监会举报你们的暴力催收",
+    "信不信我把这事发到微博上曝光你们",
+    "客服态度恶劣，我要去消费者协会投诉",
+];
+const CALM: &[&str] = &["东西收到了，包装挺好的", "请问这个快递什么时候能到"];
+
+/// An app that stores only by flags (the tiny model's escalation is arbitrary).
+async fn app() -> TestApp {
+    spawn_with(true, |s| s.store.store_min_escalation = 4).await
+}
+
+async fn classify(app: &TestApp, texts: &[&str]) -> Vec<Value> {
+    let items: Vec<Value> = texts.iter().enumerate().map(|(i, t)| json!({"id": format!("t{i}"), "text": t, "channel": "app"})).collect();
+    let r = app.post_json("/v1/classify", &json!({"items": items})).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["items"].as_array().unwrap().clone()
+}
+
+async fn json_of(r: reqwest::Response) -> Value {
+    assert!(r.status().is_success(), "status {}", r.status());
+    r.json().await.unwrap()
+}
+
+async fn patch(app: &TestApp, id: &str, body: Value, actor: &str) -> reqwest::Response {
+    app.client.patch(app.url(&format!("/v1/reviews/{id}"))).header("x-kesu-actor", actor).json(&body).send().await.unwrap()
+}
+
+#[actix_web::test]
+async fn classify_stores_exactly_the_items_the_rule_picks_masked_with_spans_intact() {
+    let app = app().await;
+    let mut texts = FLAGGED.to_vec();
+    texts.extend(CALM);
+    let items = classify(&app, &texts).await;
+    let mut stored = 0;
+    for (it, text) in items.iter().zip(&texts) {
+        let needs = it["flags"]["needs_review"].as_bool().unwrap();
+        assert_eq!(it["review_id"].is_string(), needs, "stored iff the rule matches: {it}");
+        if !needs {
+            continue;
+        }
+        stored += 1;
+        let item = json_of(app.get(&format!("/v1/reviews/{}", it["review_id"].as_str().unwrap())).await).await;
+        assert_eq!(item["status"], "new");
+        assert_eq!(item["version"], 1);
+        assert_eq!(item["channel"], "app");
+        assert_eq!(item["caller_id"], it["id"]);
+        assert_eq!(item["priority"], it["triage"]["priority"]);
+        assert_eq!(item["route"], it["triage"]["route"]);
+        let s = item["text"].as_str().unwrap();
+        assert_eq!(s.chars().count(), text.chars().count(), "masking keeps the length");
+        assert!(!s.contains("13812345678"), "phone masked: {s}");
+        let chars: Vec<char> = s.chars().collect();
+        for h in item["result"]["flags"]["hits"].as_array().unwrap() {
+            let (a, b) = (h["start"].as_u64().unwrap() as usize, h["end"].as_u64().unwrap() as usize);
+            assert_eq!(chars[a..b].iter().collect::<String>(), h["text"].as_str().unwrap(), "span points into the stored text");
+        }
+        let hist = json_of(app.get(&format!("/v1/reviews/{}/history", item["id"].as_str().unwrap())).await).await;
+        assert_eq!(hist[0]["action"], "stored");
+    }
+    assert!(stored >= 4, "the flagged texts are stored ({stored})");
+    let q = json_of(app.get("/v1/reviews?limit=100").await).await;
+    assert_eq!(q["items"].as_array().unwrap().len(), stored);
+    // the response's own texts are not masked: the caller sent them
+    assert!(items[0]["flags"]["hits"].as_array().is_some());
+}
+
+#[actix_web::test]
+async fn queue_filters_pages_and_orders_by_priority_then_age() {
+    let app = app().await;
+    for _ in 0..3 {
+        classify(&app, FLAGGED).await;
+    }
+    let all = json_of(app.get("/v1/reviews?limit=500").await).await;
+    let all = all["items"].as_array().unwrap().clone();
+    assert!(all.len() >= 12);
+    // order: priority rank, then received time
+    let keys: Vec<(String, String)> = all.iter().map(|i| (i["priority"].as_str().unwrap().into(), i["received_at"].as_str().unwrap().into())).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    // keyset pages of 5 visit every item once, in the same order
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let url = match &after {
+            Some(a) => format!("/v1/reviews?limit=5&after={a}"),
+            None => "/v1/reviews?limit=5".into(),
+        };
+        let page = json_of(app.get(&url).await).await;
+        seen.extend(page["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()));
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, all.iter().map(|i| i["id"].as_str().unwrap().to_string()).collect::<Vec<_>>());
+    // filters
+    let lit = json_of(app.get("/v1/reviews?flag=litigation&limit=500").await).await;
+    let lit = lit["items"].as_array().unwrap();
+    assert!(!lit.is_empty());
+    assert!(lit.iter().all(|i| i["flags"].as_array().unwrap().iter().any(|f| f == "litigation")));
+    let q = json_of(app.get(&format!("/v1/reviews?q={}&limit=500", urlencode("律师"))).await).await;
+    assert_eq!(q["items"].as_array().unwrap().len(), 3);
+    let p = all[0]["priority"].as_str().unwrap();
+    let byp = json_of(app.get(&format!("/v1/reviews?priority={p}&limit=500")).await).await;
+    assert!(byp["items"].as_array().unwrap().iter().all(|i| i["priority"] == p));
+    let sev = json_of(app.get("/v1/reviews?min_severity=3&limit=500").await).await;
+    assert!(sev["items"].as_array().unwrap().iter().all(|i| i["max_severity"].as_u64().unwrap() >= 3));
+    let future = json_of(app.get("/v1/reviews?from=2999-01-01T00:00:00Z").await).await;
+    assert!(future["items"].as_array().unwrap().is_empty());
+    // bad queries are 422s
+    expect_error(app.get("/v1/reviews?flag=nonsense").await, 422, "invalid_query").await;
+    expect_error(app.get("/v1/reviews?after=garbage").await, 422, "invalid_cursor").await;
+    expect_error(app.get("/v1/reviews?limit=0").await, 422, "invalid_query").await;
+    expect_error(app.get("/v1/reviews?from=yesterday").await, 422, "invalid_query").await;
+    expect_error(app.get("/v1/reviews/nope").await, 404, "unknown_item").await;
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+#[actix_web::test]
+async fn status_moves_are_versioned_audited_and_leave_the_queue() {
+    let app = app().await;
+    let items = classify(&app, &FLAGGED[..1]).await;
+    let id = items[0]["review_id"].as_str().unwrap().to_string();
+    let r = patch(&app, &id, json!({"version": 1, "status": "in_review", "assignee": "alice"}), "alice").await;
+    assert_eq!(r.headers()["etag"], "\"2\"");
+    let v = json_of(r).await;
+    assert_eq!((v["status"].as_str(), v["version"].as_i64(), v["assignee"].as_str()), (Some("in_review"), Some(2), Some("alice")));
+    // stale version: 409, nothing changed
+    expect_error(patch(&app, &id, json!({"version": 1, "status": "confirmed"}), "bob").await, 409, "version_conflict").await;
+    expect_error(patch(&app, &id, json!({"status": "confirmed"}), "bob").await, 422, "missing_version").await;
+    // If-Match works as the version; notes are PII-masked
+    let r = app
+        .client
+        .patch(app.url(&format!("/v1/reviews/{id}")))
+        .header("if-match", "\"2\"")
+        .header("x-kesu-actor", "bob")
+        .json(&json!({"status": "confirmed", "note": "客户电话13900001111已回访"}))
+        .send()
+        .await
+        .unwrap();
+    let v = json_of(r).await;
+    assert_eq!(v["status"], "confirmed");
+    assert!(!v["note"].as_str().unwrap().contains("13900001111"));
+    // not a permitted move: a confirmed item cannot go back to new
+    expect_error(patch(&app, &id, json!({"version": 3, "status": "new"}), "bob").await, 422, "invalid_transition").await;
+    // confirmed items leave the open queue but stay in `status=all`
+    let open = json_of(app.get("/v1/reviews").await).await;
+    assert!(open["items"].as_array().unwrap().iter().all(|i| i["id"] != id.as_str()));
+    let all = json_of(app.get("/v1/reviews?status=all").await).await;
+    assert!(all["items"].as_array().unwrap().iter().any(|i| i["id"] == id.as_str()));
+    // the audit log: who, when, what, in order
+    let h = json_of(app.get(&format!("/v1/reviews/{id}/history")).await).await;
+    let h = h.as_array().unwrap();
+    assert_eq!(h.iter().map(|c| c["action"].as_str().unwrap()).collect::<Vec<_>>(), ["stored", "updated", "updated"]);
+    assert_eq!(h.iter().map(|c| c["actor"].as_str().unwrap()).collect::<Vec<_>>(), ["intake", "alice", "bob"]);
+    assert_eq!(h[2]["changes"]["status"]["to"], "confirmed", "{}", h[2]);
+    assert!(h.iter().all(|c| c["at"].as_str().unwrap().ends_with('Z')));
+}
+
+#[actix_web::test]
+async fn of_eight_reviewers_marking_one_item_exactly_one_wins() {
+    let app = app().await;
+    let id = classify(&app, &FLAGGED[1..2]).await[0]["review_id"].as_str().unwrap().to_string();
+    let tries = (0..8).map(|i| {
+        let (app, id) = (&app, id.clone());
+        async move { patch(app, &id, json!({"version": 1, "status": "in_review", "assignee": format!("r{i}")}), &format!("r{i}")).await.status().as_u16() }
+    });
+    let mut codes = futures_util::future::join_all(tries).await;
+    codes.sort();
+    assert_eq!(codes, [200, 409, 409, 409, 409, 409, 409, 409]);
+    let h = json_of(app.get(&format!("/v1/reviews/{id}/history")).await).await;
+    assert_eq!(h.as_array().unwrap().len(), 2, "one change recorded");
+}
+
+#[actix_web::test]
+async fn export_streams_every_item_as_jsonl_or_csv_and_false_positives_count_per_term() {
+    let app = app().await;
+    for _ in 0..120 {
+        // > one export page (500) needs many items: send batches
+        if json_of(app.get("/v1/reviews?status=all&limit=500").await).await["next"].is_string() {
+            break;
+        }
+        classify(&app, FLAGGED).await;
+    }
+    let n = {
+        let mut n = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let url = after.as_ref().map(|a| format!("/v1/reviews?status=all&limit=500&after={a}")).unwrap_or("/v1/reviews?status=all&limit=500".into());
+            let p = json_of(app.get(&url).await).await;
+            n += p["items"].as_array().unwrap().len();
+            match p["next"].as_str() {
+                Some(a) => after = Some(a.into()),
+                None => break n,
+            }
+        }
+    };
+    assert!(n > 500);
+    let r = app.get("/v1/reviews/export?format=jsonl").await;
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    let body = r.text().await.unwrap();
+    let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), n);
+    let r = app.get("/v1/reviews/export?format=csv&flag=litigation").await;
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let body = r.text().await.unwrap();
+    let mut rd = csv::Reader::from_reader(body.as_bytes());
+    assert_eq!(rd.headers().unwrap().iter().next(), Some("id"));
+    let rows: Vec<_> = rd.records().map(|r| r.unwrap()).collect();
+    assert!(!rows.is_empty() && rows.len() < n);
+    assert!(rows.iter().all(|r| r.get(7).unwrap().contains("litigation")));
+    expect_error(app.get("/v1/reviews/export?format=xml").await, 422, "invalid_query").await;
+
+    // mark two litigation items false positive: their terms are counted
+    let lit = json_of(app.get("/v1/reviews?flag=litigation&limit=2").await).await;
+    let mut terms = std::collections::BTreeSet::new();
+    for it in lit["items"].as_array().unwrap() {
+        let id = it["id"].as_str().unwrap();
+        let v = json_of(patch(&app, id, json!({"version": 1, "status": "in_review"}), "r").await).await;
+        json_of(patch(&app, id, json!({"version": v["version"], "status": "false_positive"}), "r").await).await;
+        for h in it["result"]["flags"]["hits"].as_array().unwrap() {
+            if h["flag"] == "litigation" {
+                terms.insert(h["term"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    let fp = json_of(app.get("/v1/reviews/false-positive-terms").await).await;
+    let fp = fp.as_array().unwrap();
+    for t in &terms {
+        let row = fp.iter().find(|r| r["term"] == t.as_str()).unwrap_or_else(|| panic!("{t} counted: {fp:?}"));
+        assert_eq!(row["flag"], "litigation");
+        assert!(row["items"].as_u64().unwrap() >= 1);
+    }
+    let csv = app.get("/v1/reviews/false-positive-terms?format=csv").await.text().await.unwrap();
+    assert!(csv.starts_with("term,flag,items,negated"));
+}
+
+#[actix_web::test]
+async fn without_a_store_classify_still_answers_and_reviews_say_503() {
+    let app = spawn_with(true, |s| s.store.no_store = true).await;
+    let items = classify(&app, FLAGGED).await;
+    assert!(items.iter().all(|i| i.get("review_id").is_none()));
+    expect_error(app.get("/v1/reviews").await, 503, "store_disabled").await;
+}
+
+/// A shared PostgreSQL that goes away mid-run: classify answers 503
+/// `store_unavailable` (not 200), and nothing of the failed requests is stored.
+#[actix_web::test]
+async fn postgres_store_going_away_fails_requests_instead_of_losing_items() {
+    let Some(pg) = PgServer::start() else { return };
+    let url = pg.url();
+    let app = spawn_with(true, move |s| {
+        s.store.database_url = url;
+        s.store.store_min_escalation = 4;
+    })
+    .await;
+    let ok = classify(&app, FLAGGED).await;
+    let stored: Vec<String> = ok.iter().filter_map(|i| i["review_id"].as_str().map(String::from)).collect();
+    assert!(!stored.is_empty());
+    pg.stop();
+    let r = app.post_json("/v1/classify", &json!({"items": [{"text": FLAGGED[0]}, {"text": FLAGGED[1]}]})).await;
+    let msg = expect_error(r, 503, "store_unavailable").await;
+    assert!(msg.contains("nothing was stored"), "{msg}");
+    // a text that the rule does not pick needs no store and still works
+    let r = app.post_json("/v1/classify", &json!({"text": CALM[0]})).await;
+    assert_eq!(r.status(), 200);
+    expect_error(app.get("/v1/reviews").await, 503, "store_unavailable").await;
+    pg.start_again();
+    let all = json_of(app.get("/v1/reviews?status=all&limit=500").await).await;
+    let ids: Vec<&str> = all["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), stored.len(), "exactly the acknowledged items are stored");
+    assert!(stored.iter().all(|s| ids.contains(&s.as_str())));
+}
