@@ -132,6 +132,8 @@ fn fine_tuning_lowers_the_loss_and_the_written_model_serves_it() {
         escalation_bias: esc.bias.clone(),
         category_hidden: cat.hidden.clone(),
         escalation_hidden: esc.hidden.clone(),
+        category_ngram: None,
+        escalation_ngram: None,
     };
     let out = dir.path().join("ft.gguf");
     format::write_model_with(&base, &out, &heads, ft.layers[0].export().unwrap(), "ft-test", serde_json::json!({})).unwrap();

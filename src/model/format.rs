@@ -7,7 +7,10 @@
 //! * the heads `heads.category.{weight,bias}` `[3,H]`/`[3]` and
 //!   `heads.escalation.{weight,bias}` `[4,H]`/`[4]` (F32); a head with a
 //!   hidden ReLU layer of `U` units also has `heads.{name}.hidden.{weight,bias}`
-//!   `[U,H]`/`[U]`, and its output layer is then `[labels,U]`;
+//!   `[U,H]`/`[U]`, and its output layer is then `[labels,U]`; a head with
+//!   an n-gram part also has `heads.{name}.ngram.{weight,bias,alpha}`
+//!   (`[labels,D]` F16 over `D` hashed character-n-gram buckets, `[labels]`,
+//!   `[1]`; see `super::ngrams`);
 //! * metadata: `general.architecture = "bert"`, `bert.*` hyper-parameters,
 //!   `kesu.model_version`, `kesu.labels.category`, `kesu.labels.escalation`,
 //!   `kesu.input_prefix`, `kesu.pooling`, `kesu.metadata` (JSON string) and
@@ -22,6 +25,7 @@ use candle_core::quantized::{gguf_file, GgmlDType, QStorage, QTensor};
 use candle_core::{Device, Tensor};
 
 use super::bert::BertConfig;
+pub use super::ngrams::NgramWeights;
 
 pub const ARCH: &str = "bert";
 pub const KEY_VERSION: &str = "kesu.model_version";
@@ -52,6 +56,9 @@ pub struct HeadWeights {
     /// Hidden layer (weight `[units, hidden]`, bias `[units]`) of the category head.
     pub category_hidden: Option<(Vec<f32>, Vec<f32>)>,
     pub escalation_hidden: Option<(Vec<f32>, Vec<f32>)>,
+    /// Character-n-gram part of the category head (fused with it; see `super::ngrams`).
+    pub category_ngram: Option<NgramWeights>,
+    pub escalation_ngram: Option<NgramWeights>,
 }
 
 impl HeadWeights {
@@ -63,6 +70,8 @@ impl HeadWeights {
             escalation_bias: vec![0.0; ESCALATION_LABELS.len()],
             category_hidden: None,
             escalation_hidden: None,
+            category_ngram: None,
+            escalation_ngram: None,
         }
     }
 
@@ -85,6 +94,13 @@ impl HeadWeights {
                 bail!("{name} head: {} weights and {} biases, expected {n}x{inp} and {n}", w.len(), b.len());
             }
         }
+        for (name, ng, n) in [("category", &self.category_ngram, n_category), ("escalation", &self.escalation_ngram, n_escalation)] {
+            if let Some(g) = ng {
+                if g.dim == 0 || g.bias.len() != n || g.weight.len() != n * g.dim || !g.alpha.is_finite() {
+                    bail!("{name} head: n-gram part has {} weights and {} biases for {} buckets, expected {n} labels", g.weight.len(), g.bias.len(), g.dim);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -101,6 +117,15 @@ impl HeadWeights {
             }
             out.push((format!("heads.{name}.weight"), f32_qtensor(w.clone(), &[n, w.len() / n.max(1)])?));
             out.push((format!("heads.{name}.bias"), f32_qtensor(b.clone(), &[n])?));
+        }
+        for (name, ng) in [("category", &self.category_ngram), ("escalation", &self.escalation_ngram)] {
+            if let Some(g) = ng {
+                let n = g.bias.len();
+                let t = Tensor::from_vec(g.weight.clone(), (n, g.dim), &Device::Cpu)?;
+                out.push((format!("heads.{name}.ngram.weight"), QTensor::quantize(&t, GgmlDType::F16)?));
+                out.push((format!("heads.{name}.ngram.bias"), f32_qtensor(g.bias.clone(), &[n])?));
+                out.push((format!("heads.{name}.ngram.alpha"), f32_qtensor(vec![g.alpha], &[1])?));
+            }
         }
         Ok(out)
     }
@@ -252,6 +277,17 @@ impl ModelFile {
             }
             Ok(Some((self.f32_vec(&w)?, self.f32_vec(&format!("heads.{name}.hidden.bias"))?)))
         };
+        let ngram = |name: &str| -> Result<Option<NgramWeights>> {
+            let w = format!("heads.{name}.ngram.weight");
+            let Some(t) = self.tensors.get(&w) else { return Ok(None) };
+            let dim = *t.shape().dims().last().context("n-gram weight has no shape")?;
+            Ok(Some(NgramWeights {
+                dim,
+                weight: self.f32_vec(&w)?,
+                bias: self.f32_vec(&format!("heads.{name}.ngram.bias"))?,
+                alpha: *self.f32_vec(&format!("heads.{name}.ngram.alpha"))?.first().context("empty n-gram alpha")?,
+            }))
+        };
         Ok(HeadWeights {
             category_weight: self.f32_vec("heads.category.weight")?,
             category_bias: self.f32_vec("heads.category.bias")?,
@@ -259,6 +295,8 @@ impl ModelFile {
             escalation_bias: self.f32_vec("heads.escalation.bias")?,
             category_hidden: hidden("category")?,
             escalation_hidden: hidden("escalation")?,
+            category_ngram: ngram("category")?,
+            escalation_ngram: ngram("escalation")?,
         })
     }
 

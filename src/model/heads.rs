@@ -1,10 +1,13 @@
 //! The classification heads over the pooled, L2-normalised sentence
 //! embedding: each is a linear layer, optionally after one hidden ReLU layer,
-//! followed by a softmax.
+//! followed by a softmax. A head may also carry a character-n-gram part
+//! whose log-probabilities, times its `alpha`, are added to the head's
+//! (a weighted product of the two distributions; see `super::ngrams`).
 
 use anyhow::{bail, Result};
 
 use super::format::{HeadWeights, ModelFile};
+use super::ngrams::{char_ngrams, fuse, NgramWeights};
 
 /// One head: optional hidden ReLU layer (`[units, hidden]` + bias), then a
 /// linear layer (`[labels, units or hidden]` row-major weight + bias).
@@ -13,6 +16,7 @@ pub struct Head {
     weight: Vec<f32>,
     bias: Vec<f32>,
     inputs: usize,
+    ngram: Option<NgramWeights>,
 }
 
 impl Head {
@@ -21,7 +25,7 @@ impl Head {
         if bias.is_empty() || weight.len() != bias.len() * hidden {
             bail!("head weight has {} values, expected {}x{hidden}", weight.len(), bias.len());
         }
-        Ok(Self { first: None, weight, bias, inputs: hidden })
+        Ok(Self { first: None, weight, bias, inputs: hidden, ngram: None })
     }
     /// A head with a hidden ReLU layer `hidden_layer` (`[units, hidden]`, `[units]`).
     pub fn with_hidden(hidden_layer: (Vec<f32>, Vec<f32>), weight: Vec<f32>, bias: Vec<f32>, hidden: usize) -> Result<Self> {
@@ -50,6 +54,27 @@ impl Head {
     }
     pub fn probs(&self, x: &[f32]) -> Vec<f32> {
         softmax(&self.logits(x))
+    }
+    /// Adds a character-n-gram part (checked against the head's label count).
+    pub fn with_ngram(mut self, ngram: Option<NgramWeights>) -> Result<Self> {
+        if let Some(g) = &ngram {
+            if g.bias.len() != self.labels() || g.weight.len() != g.dim * self.labels() {
+                bail!("n-gram part has {} labels, the head {}", g.bias.len(), self.labels());
+            }
+        }
+        self.ngram = ngram;
+        Ok(self)
+    }
+    pub fn ngram(&self) -> Option<&NgramWeights> {
+        self.ngram.as_ref()
+    }
+    /// Probabilities for a text with pooled embedding `x`: the head's softmax,
+    /// fused with the n-gram part's when the head has one.
+    pub fn probs_for(&self, x: &[f32], text: &str) -> Vec<f32> {
+        match &self.ngram {
+            None => self.probs(x),
+            Some(g) => softmax(&fuse(&self.logits(x), &g.logits(&char_ngrams(text, g.dim)), g.alpha)),
+        }
     }
 }
 
@@ -80,8 +105,8 @@ impl Heads {
             None => Head::new(w, b, hidden),
         };
         Ok(Self {
-            category: head(w.category_hidden, w.category_weight, w.category_bias)?,
-            escalation: head(w.escalation_hidden, w.escalation_weight, w.escalation_bias)?,
+            category: head(w.category_hidden, w.category_weight, w.category_bias)?.with_ngram(w.category_ngram)?,
+            escalation: head(w.escalation_hidden, w.escalation_weight, w.escalation_bias)?.with_ngram(w.escalation_ngram)?,
         })
     }
 }

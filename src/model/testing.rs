@@ -113,6 +113,8 @@ pub fn tiny_parts(seed: u64) -> Result<ModelParts> {
         escalation_bias: uniform(&mut rng, 4, 0.1),
         category_hidden: None,
         escalation_hidden: None,
+        category_ngram: None,
+        escalation_ngram: None,
     };
     Ok(ModelParts {
         config: c,
