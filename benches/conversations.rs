@@ -22,16 +22,9 @@ use kesu::config::Settings;
 use kesu::pipeline::Pipeline;
 use serde_json::json;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+mod support;
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
+use support::{env_num, pct};
 
 struct Run {
     customer: Vec<f64>,
@@ -83,7 +76,7 @@ async fn run(base: &str, dialogues: &[Vec<(String, String)>], classify_peer: boo
 fn main() {
     let root = std::env::var_os("KESU_CORPORA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora"));
     let levels: Vec<usize> = std::env::var("KESU_BENCH_CONVERSATIONS").unwrap_or_else(|_| "1,8,32".into()).split(',').filter_map(|v| v.trim().parse().ok()).collect();
-    let rounds = env_usize("KESU_BENCH_ROUNDS", 4);
+    let rounds = env_num("KESU_BENCH_ROUNDS", 4usize);
     let all = kesu::corpus::stc3_dialogues(&root).expect("STC-3 corpus (set KESU_CORPORA)");
     // dialogues of 4+ turns, spread over the file
     // (empty turns, which the API rightly refuses, are left out)
@@ -106,7 +99,7 @@ fn main() {
         let pipeline = Arc::new(Pipeline::load(&s.resources, true).expect("shipped model loads"));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let state = actix_web::web::Data::new(kesu::api::AppState::new(pipeline, s));
+        let state = actix_web::web::Data::new(kesu::api::AppState::new(pipeline, s).with_access(kesu::auth::Access::Open));
         actix_web::rt::spawn(kesu::api::serve(listener, state).unwrap());
         run(&base, &long[..2], false, "warm").await;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);

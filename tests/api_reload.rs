@@ -213,7 +213,9 @@ async fn sighup_reloads_the_running_service() {
     let lex = copy_lexicons(dir.path());
     let model = tiny_model(dir.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_kesu"))
-        .args(["serve", "--port", "0", "--log-format", "json"])
+        .args(["serve", "--port", "0", "--log-format", "json", "--no-auth"])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", dir.path().join("kesu.db").display()))
         .arg("--lexicons")
         .arg(&lex)
         .arg("--model")

@@ -290,3 +290,19 @@ async fn postgres_store_going_away_fails_requests_instead_of_losing_items() {
     assert_eq!(ids.len(), stored.len(), "exactly the acknowledged items are stored");
     assert!(stored.iter().all(|s| ids.contains(&s.as_str())));
 }
+
+#[actix_web::test]
+async fn every_review_route_is_in_the_openapi_document_with_its_role() {
+    let app = app().await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    for (p, m) in [("/v1/reviews", "get"), ("/v1/reviews/{id}", "get"), ("/v1/reviews/{id}", "patch"), ("/v1/reviews/{id}/history", "get"), ("/v1/reviews/export", "get"), ("/v1/reviews/false-positive-terms", "get")] {
+        let op = &doc["paths"][p][m];
+        assert!(op.is_object(), "{m} {p} documented");
+        assert_eq!(op["security"][0]["api_key"], json!([]), "{m} {p} needs a key");
+        assert!(op["description"].as_str().unwrap().contains("`reviewer` role"), "{m} {p}");
+    }
+    assert!(doc["paths"]["/review"]["get"].is_object());
+    assert!(doc["paths"]["/review"]["get"]["security"].is_null(), "the page itself is open");
+    assert!(doc["paths"]["/v1/classify"]["post"]["description"].as_str().unwrap().contains("`intake` role"));
+    assert_eq!(doc["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
+}

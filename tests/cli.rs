@@ -105,3 +105,34 @@ fn classify_output_has_triage_and_counts_repeat_contacts() {
     let out = kesu().args(["classify", "--customer-ref", "c-1", "--model"]).arg(&model).stdin(Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn classify_store_keeps_what_the_rule_picks_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    kesu::model::testing::write_tiny_model(&model, 3).unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"id\": \"a\", \"text\": \"我要起诉你们，电话13812345678\"}\n{\"id\": \"b\", \"text\": \"包装很好\"}\n").unwrap();
+    let db = format!("sqlite://{}", dir.path().join("kesu.db").display());
+    let out = kesu()
+        .args(["classify", "--store", "--channel", "batch", "--store-min-escalation", "4", "--database-url", &db, "--file"])
+        .arg(&input)
+        .arg("--model")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = lines(&out.stdout);
+    assert!(v[0]["review_id"].is_string(), "the litigation threat is stored: {}", v[0]);
+    assert!(v[1].get("review_id").is_none(), "the calm text is not");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 item(s) stored"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let item = rt.block_on(async { kesu::store::Store::open(&db, 1).await.unwrap().get(v[0]["review_id"].as_str().unwrap()).await.unwrap() });
+    assert_eq!(item.caller_id.as_deref(), Some("a"));
+    assert_eq!(item.channel.as_deref(), Some("batch"));
+    assert!(item.text.contains("138****5678"), "{}", item.text);
+    // a store that cannot be opened is a clean runtime error (exit 1), not a panic
+    let out = kesu().args(["classify", "--store", "--database-url", "postgres://nobody@127.0.0.1:1/x", "--model"]).arg(&model).arg("退款").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the complaint store"));
+}

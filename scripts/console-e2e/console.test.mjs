@@ -10,23 +10,11 @@
 // a message posted through the API live. Then a screenshot is compared with
 // the golden image (--golden; --update rewrites it). Exit code 0 = pass.
 // Run by tests/console_browser.rs against the real app with the tiny test model.
-import { chromium } from "playwright-core";
-import { PNG } from "pngjs";
-import pixelmatch from "pixelmatch";
-import fs from "node:fs";
 import assert from "node:assert/strict";
+import { cli, compareGolden, launch } from "./shared.mjs";
 
-const args = process.argv.slice(2);
-const base = args[0];
-const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
-const golden = opt("--golden"), shot = opt("--shot") || "console.png", update = args.includes("--update");
-assert.ok(base, "usage: node console.test.mjs <base-url> [--golden FILE] [--update] [--shot FILE]");
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--font-render-hinting=none", "--force-color-profile=srgb"],
-});
+const { base, golden, shot, update } = cli("console.test.mjs");
+const browser = await launch();
 const conv = "e2e-" + (process.env.KESU_E2E_ID || "demo");
 try {
   const ctx = await browser.newContext({ viewport: { width: 1200, height: 860 }, deviceScaleFactor: 1, locale: "zh-CN" });
@@ -113,24 +101,7 @@ try {
   // screenshot test
   await page.mouse.move(0, 0);
   await page.screenshot({ path: shot });
-  if (golden) {
-    if (update || !fs.existsSync(golden)) {
-      fs.copyFileSync(shot, golden);
-      console.log(`golden written: ${golden}`);
-      if (!update) throw new Error(`no golden image at ${golden}: wrote one; check it and rerun`);
-    } else {
-      const a = PNG.sync.read(fs.readFileSync(golden)), b = PNG.sync.read(fs.readFileSync(shot));
-      assert.deepEqual([b.width, b.height], [a.width, a.height], "screenshot size");
-      const diff = new PNG({ width: a.width, height: a.height });
-      const bad = pixelmatch(a.data, b.data, diff.data, a.width, a.height, { threshold: 0.2 });
-      const ratio = bad / (a.width * a.height);
-      if (ratio > 0.01) {
-        fs.writeFileSync(shot.replace(/\.png$/, "") + ".diff.png", PNG.sync.write(diff));
-        throw new Error(`screenshot differs from ${golden} in ${(ratio * 100).toFixed(2)}% of pixels (diff image written next to ${shot})`);
-      }
-      console.log(`screenshot matches golden (${(ratio * 100).toFixed(3)}% pixels differ)`);
-    }
-  }
+  compareGolden(shot, golden, update);
   console.log("console e2e: ok");
 } finally {
   await browser.close();

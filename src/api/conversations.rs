@@ -99,7 +99,7 @@ pub async fn post_message(req: HttpRequest, path: web::Path<String>, body: web::
         state.metrics.conversation_messages.with_label_values(&[m.role.as_str()]).inc();
         for a in &rec.message.alerts {
             state.metrics.conversation_alerts.with_label_values(&[a.kind.as_str()]).inc();
-            tracing::info!(conversation = %id, seq = a.seq, kind = ?a.kind, reason = %a.reason, "conversation alert");
+            tracing::info!(conversation = %crate::text::pii::mask(&id).text, seq = a.seq, kind = ?a.kind, reason = %crate::text::pii::mask(&a.reason).text, "conversation alert");
         }
         return Ok(HttpResponse::Ok().json(rec));
     }
@@ -170,33 +170,30 @@ pub async fn events(path: web::Path<String>, state: web::Data<AppState>) -> Resu
         .streaming(body))
 }
 
-
 /// The events after the snapshot, with keep-alives, until `closed`.
 fn follow(sub: Subscription, live: Weak<Live>) -> impl futures_util::Stream<Item = Result<web::Bytes, actix_web::Error>> {
     let tick = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
     stream::unfold(Some((sub, live, tick)), |st| async move {
         let (mut sub, live, mut tick) = st?;
-        loop {
-            tokio::select! {
-                r = sub.events.recv() => match r {
-                    Ok(ev) => {
-                        let done = matches!(ev, Event::Closed { .. });
-                        let bytes = sse(&ev);
-                        return Some((Ok(bytes), (!done).then_some((sub, live, tick))));
-                    }
-                    Err(RecvError::Lagged(_)) => {
-                        let l = live.upgrade()?;
-                        let conv = l.conversation.lock().await;
-                        // skip what is queued: the snapshot holds it (messages are published under this lock)
-                        sub.events = sub.events.resubscribe();
-                        let view = conv.view();
-                        drop(conv);
-                        return Some((Ok(sse(&Event::Snapshot(view))), Some((sub, live, tick))));
-                    }
-                    Err(RecvError::Closed) => return None,
-                },
-                _ = tick.tick() => return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), Some((sub, live, tick)))),
-            }
+        tokio::select! {
+            r = sub.events.recv() => match r {
+                Ok(ev) => {
+                    let done = matches!(ev, Event::Closed { .. });
+                    let bytes = sse(&ev);
+                    Some((Ok(bytes), (!done).then_some((sub, live, tick))))
+                }
+                Err(RecvError::Lagged(_)) => {
+                    let l = live.upgrade()?;
+                    let conv = l.conversation.lock().await;
+                    // skip what is queued: the snapshot holds it (messages are published under this lock)
+                    sub.events = sub.events.resubscribe();
+                    let view = conv.view();
+                    drop(conv);
+                    Some((Ok(sse(&Event::Snapshot(view))), Some((sub, live, tick))))
+                }
+                Err(RecvError::Closed) => None,
+            },
+            _ = tick.tick() => Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), Some((sub, live, tick)))),
         }
     })
 }
@@ -216,5 +213,5 @@ fn sse(ev: &Event) -> web::Bytes {
 /// tagged by emotion, the trend and the alerts, live.
 #[utoipa::path(get, path = "/console", tag = "conversations", responses((status = 200, description = "HTML page", content_type = "text/html")))]
 pub async fn console() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(include_str!("console.html"))
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(super::pages::CONSOLE.as_str())
 }

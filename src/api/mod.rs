@@ -6,8 +6,10 @@ pub mod admission;
 pub mod conversations;
 pub mod error;
 pub mod extract;
+pub mod logging;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
 pub mod reviews;
 pub mod routes;
 pub mod types;
@@ -161,6 +163,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .default_service(not_allowed()),
         )
         .service(web::resource("/console").route(web::get().to(conversations::console)).default_service(not_allowed()))
+        .service(web::resource("/review").route(web::get().to(reviews::console)).default_service(not_allowed()))
         .service(web::resource("/healthz").route(web::get().to(routes::healthz)).default_service(not_allowed()))
         .service(web::resource("/readyz").route(web::get().to(routes::readyz)).default_service(not_allowed()))
         .service(web::resource("/metrics").route(web::get().to(routes::metrics)).default_service(not_allowed()))
@@ -192,7 +195,7 @@ pub fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Resu
             .app_data(state.clone())
             .wrap(middleware::from_fn(authorize))
             .wrap(middleware::from_fn(observe))
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<logging::MaskedRootSpan>::new())
             .configure(configure)
             .default_service(web::to(|req: actix_web::HttpRequest| async move {
                 Err::<actix_web::HttpResponse, _>(ApiError::NotFound(format!("{} {}", req.method(), req.path())))

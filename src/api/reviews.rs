@@ -272,3 +272,11 @@ pub async fn false_positive_terms(req: HttpRequest, state: web::Data<AppState>) 
         Some(f) => return Err(ApiError::invalid("invalid_query", format!("format {f:?}: json or csv"))),
     })
 }
+
+/// The review console: the queue by priority then age, filters, flagged spans
+/// highlighted (negated hits struck through), keyboard marking, the audit trail.
+/// A static page; its data calls need a `reviewer` key.
+#[utoipa::path(get, path = "/review", tag = "reviews", responses((status = 200, description = "HTML page", content_type = "text/html")))]
+pub async fn console() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(super::pages::REVIEW.as_str())
+}

@@ -331,6 +331,16 @@ pub async fn info(state: web::Data<AppState>) -> HttpResponse {
             repeat_capacity: contacts.capacity(),
         },
         reload: ReloadInfo { count: lists.generation, loaded_at: super::admin::rfc3339(lists.loaded_at), failed, last_error },
+        store: StoreInfo {
+            database: state.store.as_ref().map(|st| st.url().to_string()),
+            store_needs_review: s.store.store_needs_review,
+            store_min_escalation: s.store.store_min_escalation,
+            mask_pii: s.store.store_mask_pii,
+        },
+        auth: match state.access {
+            crate::auth::Access::Open => "open".into(),
+            crate::auth::Access::Keys(_) => "keys".into(),
+        },
         limits: Limits {
             max_body_bytes: s.max_body_bytes,
             max_items: s.max_items,

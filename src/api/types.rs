@@ -122,7 +122,20 @@ pub struct Info {
     pub triage: TriageInfo,
     /// The word lists and rules in force: when they were loaded and how often reloaded.
     pub reload: ReloadInfo,
+    pub store: StoreInfo,
+    /// `keys` (API keys and roles enforced) or `open` (`--no-auth`).
+    pub auth: String,
     pub limits: Limits,
+}
+
+/// The complaint store and what classify stores.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StoreInfo {
+    /// The database URL, password hidden; null when run without a store.
+    pub database: Option<String>,
+    pub store_needs_review: bool,
+    pub store_min_escalation: u8,
+    pub mask_pii: bool,
 }
 
 /// The triage rules and the repeat-contact tracker.

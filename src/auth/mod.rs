@@ -1,7 +1,8 @@
 //! API keys and roles.
 //!
 //! A key is an opaque random string (`kesu_` + 64 hex digits) that the client
-//! sends as `Authorization: Bearer <key>` or `X-Api-Key: <key>`. kesu keeps
+//! sends as `Authorization: Bearer <key>`, `X-Api-Key: <key>` or (the console
+//! pages) a `kesu_key` cookie. kesu keeps
 //! only each key's SHA-256, with a name (the actor in the audit log) and its
 //! roles, read from a TOML file (`KESU_API_KEYS_FILE`) and/or the environment
 //! (`KESU_API_KEYS`).
@@ -256,7 +257,10 @@ pub fn required_role(path: &str) -> Option<Option<Role>> {
     }
 }
 
-/// The key a request presents: `Authorization: Bearer <key>`, else `X-Api-Key`.
+/// The key a request presents: `Authorization: Bearer <key>`, else
+/// `X-Api-Key`, else the `kesu_key` cookie (which the two console pages set,
+/// `SameSite=Strict`, so that the browser's `EventSource` and download links
+/// carry it).
 pub fn presented_key(headers: &actix_web::http::header::HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
@@ -264,7 +268,15 @@ pub fn presented_key(headers: &actix_web::http::header::HeaderMap) -> Option<&st
             return Some(v[7..].trim());
         }
     }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()) {
+        return Some(k);
+    }
+    headers
+        .get_all(actix_web::http::header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().strip_prefix("kesu_key="))
+        .find(|k| !k.is_empty())
 }
 
 #[cfg(test)]
@@ -339,5 +351,8 @@ mod tests {
         assert_eq!(presented_key(&h), Some("k2"));
         h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer k1"));
         assert_eq!(presented_key(&h), Some("k1"));
+        let mut c = HeaderMap::new();
+        c.insert(actix_web::http::header::COOKIE, HeaderValue::from_static("a=1; kesu_key=k3; b=2"));
+        assert_eq!(presented_key(&c), Some("k3"));
     }
 }

@@ -25,9 +25,11 @@ pub struct Origin {
 /// * every flag hit's `text` is re-read from the masked text at its span, so no
 ///   part of the stored result holds an unmasked number;
 /// * segments (jieba tokens, which may hold personal data) are not stored;
-/// * a `customer_ref` is stored only as given by the caller (an opaque reference).
+/// * the caller's id, channel and `customer_ref` are masked the same way (a
+///   phone number used as a customer reference is personal data too).
 pub fn new_item(text: &str, result: &Classified, origin: Origin, mask_pii: bool) -> NewItem {
-    let stored = if mask_pii { pii::mask(text).text } else { text.to_string() };
+    let m = |s: String| if mask_pii { pii::mask(&s).text } else { s };
+    let stored = m(text.to_string());
     let chars: Vec<char> = stored.chars().collect();
     let mut r = result.clone();
     r.segments = None;
@@ -38,9 +40,9 @@ pub fn new_item(text: &str, result: &Classified, origin: Origin, mask_pii: bool)
     }
     let value = serde_json::to_value(&r).unwrap_or(serde_json::Value::Null);
     NewItem {
-        caller_id: origin.caller_id,
-        channel: origin.channel,
-        customer_ref: origin.customer_ref,
+        caller_id: origin.caller_id.map(m),
+        channel: origin.channel.map(m),
+        customer_ref: origin.customer_ref.map(m),
         text: stored,
         result: value,
         flags: r.flags.flags.iter().map(|f| f.as_str().to_string()).collect(),

@@ -264,3 +264,51 @@ extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
 }
+
+/// Run a browser test script of `scripts/console-e2e/` against `app` in
+/// headless Chromium, comparing its screenshot with `golden` (in that folder).
+/// Returns false (SKIPPED) where Chromium, Node.js or the npm packages are
+/// missing, which is a failure under `KESU_REQUIRE_BROWSER=1` (`.ci/run`).
+/// `KESU_UPDATE_GOLDEN=1` rewrites the golden image. Panics with the script's
+/// output (screenshot and diff copied to the target tmp dir) when it fails.
+pub async fn run_browser_script(app: &TestApp, script: &str, golden: &str, env: &[(&str, &str)]) -> bool {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/console-e2e");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let node_ok = Command::new("node").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    let missing: Vec<&str> = [
+        (!Path::new(&chromium).exists()).then_some("chromium"),
+        (!node_ok).then_some("node"),
+        (!dir.join("node_modules/playwright-core").exists()).then_some("npm ci --prefix scripts/console-e2e"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !missing.is_empty() {
+        assert!(std::env::var("KESU_REQUIRE_BROWSER").is_err(), "KESU_REQUIRE_BROWSER is set but missing: {missing:?}");
+        eprintln!("SKIPPED: the browser test {script} needs {missing:?}");
+        return false;
+    }
+    let stem = script.trim_end_matches(".test.mjs");
+    let shot = app.dir.path().join(format!("{stem}.png"));
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.current_dir(&dir).arg(script).arg(&app.base).arg("--golden").arg(golden).arg("--shot").arg(&shot).env("CHROMIUM", &chromium);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if std::env::var("KESU_UPDATE_GOLDEN").is_ok() {
+        cmd.arg("--update");
+    }
+    cmd.kill_on_drop(true);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(180), cmd.output()).await.expect("browser test within 180 s").unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        let keep = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        for f in [format!("{stem}.png"), format!("{stem}.diff.png")] {
+            let _ = std::fs::copy(app.dir.path().join(&f), keep.join(&f));
+        }
+        panic!("{script} failed (screenshots copied to {}):\n{log}", keep.display());
+    }
+    assert!(log.contains("e2e: ok"), "{log}");
+    assert!(log.contains("screenshot matches golden") || log.contains("golden written"), "{log}");
+    true
+}

@@ -68,7 +68,9 @@ fn shipped_defaults() {
     assert_eq!(eval(vec![], "service", 1, None), (P4, "standard".into()));
     assert_eq!(eval(vec![], "service", 0, Some(1)), (P3, "senior_agent".into()));
     assert_eq!(eval(vec![], "service", 0, Some(0)), (P4, "standard".into()));
-    assert_eq!(eval(vec![hit(PoliceCrime, 2, false)], "service", 0, None), (P4, "standard".into()));
+    assert_eq!(eval(vec![hit(PoliceCrime, 2, false)], "service", 0, None), (P2, "compliance".into()), "a crime report");
+    assert_eq!(eval(vec![hit(CollectionAbuse, 3, false)], "service", 0, None), (P2, "compliance".into()), "violent collection");
+    assert_eq!(eval(vec![hit(CollectionAbuse, 1, false)], "service", 0, None), (P4, "standard".into()), "a weak mention");
     // repeat contact never lowers a higher priority
     assert_eq!(eval(vec![hit(CollectiveAction, 2, false)], "service", 0, Some(3)), (P1, "compliance".into()));
 }
