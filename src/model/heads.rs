@@ -1,36 +1,80 @@
-//! The classification heads: two linear layers over the pooled, L2-normalised
-//! sentence embedding, each followed by a softmax.
+//! The classification heads over the pooled, L2-normalised sentence
+//! embedding: each is a linear layer, optionally after one hidden ReLU layer,
+//! followed by a softmax. A head may also carry a character-n-gram part
+//! whose log-probabilities, times its `alpha`, are added to the head's
+//! (a weighted product of the two distributions; see `super::ngrams`).
 
 use anyhow::{bail, Result};
 
 use super::format::{HeadWeights, ModelFile};
+use super::ngrams::{char_ngrams, fuse, NgramWeights};
 
-/// One linear head (`[labels, hidden]` row-major weight + bias).
+/// One head: optional hidden ReLU layer (`[units, hidden]` + bias), then a
+/// linear layer (`[labels, units or hidden]` row-major weight + bias).
 pub struct Head {
+    first: Option<Box<Head>>,
     weight: Vec<f32>,
     bias: Vec<f32>,
-    hidden: usize,
+    inputs: usize,
+    ngram: Option<NgramWeights>,
 }
 
 impl Head {
+    /// A linear head over `hidden` inputs.
     pub fn new(weight: Vec<f32>, bias: Vec<f32>, hidden: usize) -> Result<Self> {
         if bias.is_empty() || weight.len() != bias.len() * hidden {
             bail!("head weight has {} values, expected {}x{hidden}", weight.len(), bias.len());
         }
-        Ok(Self { weight, bias, hidden })
+        Ok(Self { first: None, weight, bias, inputs: hidden, ngram: None })
+    }
+    /// A head with a hidden ReLU layer `hidden_layer` (`[units, hidden]`, `[units]`).
+    pub fn with_hidden(hidden_layer: (Vec<f32>, Vec<f32>), weight: Vec<f32>, bias: Vec<f32>, hidden: usize) -> Result<Self> {
+        let first = Head::new(hidden_layer.0, hidden_layer.1, hidden)?;
+        let mut h = Head::new(weight, bias, first.labels())?;
+        h.first = Some(Box::new(first));
+        Ok(h)
     }
     pub fn labels(&self) -> usize {
         self.bias.len()
     }
     pub fn logits(&self, x: &[f32]) -> Vec<f32> {
+        let relu;
+        let x = match &self.first {
+            Some(f) => {
+                relu = f.logits(x).into_iter().map(|v| v.max(0.0)).collect::<Vec<f32>>();
+                &relu[..]
+            }
+            None => x,
+        };
         self.weight
-            .chunks_exact(self.hidden)
+            .chunks_exact(self.inputs)
             .zip(&self.bias)
             .map(|(row, b)| b + row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>())
             .collect()
     }
     pub fn probs(&self, x: &[f32]) -> Vec<f32> {
         softmax(&self.logits(x))
+    }
+    /// Adds a character-n-gram part (checked against the head's label count).
+    pub fn with_ngram(mut self, ngram: Option<NgramWeights>) -> Result<Self> {
+        if let Some(g) = &ngram {
+            if g.bias.len() != self.labels() || g.weight.len() != g.dim * self.labels() {
+                bail!("n-gram part has {} labels, the head {}", g.bias.len(), self.labels());
+            }
+        }
+        self.ngram = ngram;
+        Ok(self)
+    }
+    pub fn ngram(&self) -> Option<&NgramWeights> {
+        self.ngram.as_ref()
+    }
+    /// Probabilities for a text with pooled embedding `x`: the head's softmax,
+    /// fused with the n-gram part's when the head has one.
+    pub fn probs_for(&self, x: &[f32], text: &str) -> Vec<f32> {
+        match &self.ngram {
+            None => self.probs(x),
+            Some(g) => softmax(&fuse(&self.logits(x), &g.logits(&char_ngrams(text, g.dim)), g.alpha)),
+        }
     }
 }
 
@@ -56,9 +100,13 @@ impl Heads {
         Self::from_weights(f.heads()?, hidden)
     }
     pub fn from_weights(w: HeadWeights, hidden: usize) -> Result<Self> {
+        let head = |hid: Option<(Vec<f32>, Vec<f32>)>, w: Vec<f32>, b: Vec<f32>| match hid {
+            Some(l) => Head::with_hidden(l, w, b, hidden),
+            None => Head::new(w, b, hidden),
+        };
         Ok(Self {
-            category: Head::new(w.category_weight, w.category_bias, hidden)?,
-            escalation: Head::new(w.escalation_weight, w.escalation_bias, hidden)?,
+            category: head(w.category_hidden, w.category_weight, w.category_bias)?.with_ngram(w.category_ngram)?,
+            escalation: head(w.escalation_hidden, w.escalation_weight, w.escalation_bias)?.with_ngram(w.escalation_ngram)?,
         })
     }
 }

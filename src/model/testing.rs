@@ -111,6 +111,10 @@ pub fn tiny_parts(seed: u64) -> Result<ModelParts> {
         category_bias: uniform(&mut rng, 3, 0.1),
         escalation_weight: uniform(&mut rng, 4 * h, 2.0),
         escalation_bias: uniform(&mut rng, 4, 0.1),
+        category_hidden: None,
+        escalation_hidden: None,
+        category_ngram: None,
+        escalation_ngram: None,
     };
     Ok(ModelParts {
         config: c,

@@ -1,8 +1,6 @@
 //! The two baselines every model is compared with on the same split:
 //! keyword rules over the flagger, and a character n-gram logistic regression.
 
-use std::collections::HashMap;
-
 use crate::flags::{Flag, FlagReport};
 
 const INFOSEC: &[&str] = &["诈骗", "盗刷", "泄露", "泄漏", "骚扰电话", "被盗", "盗号", "冒充", "冒用", "钓鱼", "验证码", "个人信息", "隐私", "骗子电话", "实名", "账号被"];
@@ -33,24 +31,7 @@ pub fn keyword_rules(text: &str, flags: &FlagReport) -> (usize, usize) {
     (category, escalation)
 }
 
-/// Character 1–3-gram features, hashed into `dim` buckets, L2-normalised.
-pub fn char_ngrams(text: &str, dim: usize) -> Vec<(usize, f32)> {
-    let chars: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
-    let mut m: HashMap<usize, f32> = HashMap::new();
-    for n in 1..=3 {
-        for w in chars.windows(n) {
-            let mut h: u64 = 1469598103934665603 ^ n as u64;
-            for c in w {
-                h = (h ^ *c as u64).wrapping_mul(1099511628211);
-            }
-            *m.entry((h % dim as u64) as usize).or_default() += 1.0;
-        }
-    }
-    let norm = m.values().map(|v| v * v).sum::<f32>().sqrt().max(1e-6);
-    let mut v: Vec<(usize, f32)> = m.into_iter().map(|(k, x)| (k, x / norm)).collect();
-    v.sort_unstable_by_key(|p| p.0);
-    v
-}
+pub use crate::model::ngrams::char_ngrams;
 
 /// Multinomial logistic regression on sparse features (SGD, L2, class weights ∝ 1/√freq).
 pub struct SparseLogReg {
@@ -94,8 +75,22 @@ impl SparseLogReg {
     }
 
     fn probs_raw(w: &[f32], dim: usize, classes: usize, x: &[(usize, f32)]) -> Vec<f32> {
-        let z: Vec<f32> = (0..classes).map(|c| w[dim * classes + c] + x.iter().map(|&(k, v)| w[c * dim + k] * v).sum::<f32>()).collect();
-        crate::model::heads::softmax(&z)
+        crate::model::heads::softmax(&Self::logits_raw(w, dim, classes, x))
+    }
+
+    fn logits_raw(w: &[f32], dim: usize, classes: usize, x: &[(usize, f32)]) -> Vec<f32> {
+        (0..classes).map(|c| w[dim * classes + c] + x.iter().map(|&(k, v)| w[c * dim + k] * v).sum::<f32>()).collect()
+    }
+
+    /// Class scores (before the softmax) of one text's features.
+    pub fn logits(&self, x: &[(usize, f32)]) -> Vec<f32> {
+        Self::logits_raw(&self.w, self.dim, self.classes, x)
+    }
+
+    /// The weights as an n-gram head part (`[classes, dim]` row-major, bias).
+    pub fn to_ngram(&self, alpha: f32) -> crate::model::ngrams::NgramWeights {
+        let n = self.dim * self.classes;
+        crate::model::ngrams::NgramWeights { dim: self.dim, weight: self.w[..n].to_vec(), bias: self.w[n..].to_vec(), alpha }
     }
 
     pub fn predict(&self, x: &[(usize, f32)]) -> usize {

@@ -91,6 +91,57 @@ pub fn read_labels(dir: &Path) -> anyhow::Result<Vec<Labelled>> {
     Ok(out)
 }
 
+/// Authored texts may be at most this share of any class (each category and
+/// each escalation level) in training (issue 4).
+pub const MAX_AUTHORED_SHARE: f64 = 0.30;
+
+/// The training rows left after [`cap_authored`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capped {
+    /// Training row indices kept (input order).
+    pub kept: Vec<usize>,
+    /// Authored rows dropped to respect the cap (input order).
+    pub dropped: Vec<usize>,
+}
+
+impl Capped {
+    pub fn describe(&self, rows: &[Labelled]) -> String {
+        let ids: Vec<&str> = self.dropped.iter().map(|&i| rows[i].id.as_str()).collect();
+        format!(
+            "{} authored rows are left out of training to keep authored texts at most {:.0}% of every class: {}",
+            ids.len(),
+            MAX_AUTHORED_SHARE * 100.0,
+            ids.join(", ")
+        )
+    }
+}
+
+/// Enforces "authored texts at most `max_share` of any class in training":
+/// while some category or escalation level has more authored rows than
+/// allowed, the LAST authored row of that class (in `train` order, i.e. label
+/// file order) is dropped. Deterministic; real rows are never dropped.
+pub fn cap_authored(rows: &[Labelled], train: &[usize], max_share: f64) -> Capped {
+    let mut keep = vec![true; train.len()];
+    // class keys: category c -> c, escalation l -> 3 + l
+    let classes = |i: usize| [rows[i].category, CATEGORIES.len() + rows[i].escalation];
+    loop {
+        let mut authored = [0usize; 7];
+        let mut total = [0usize; 7];
+        for (_, &i) in train.iter().enumerate().filter(|(k, _)| keep[*k]) {
+            for c in classes(i) {
+                total[c] += 1;
+                authored[c] += rows[i].authored() as usize;
+            }
+        }
+        let Some(c) = (0..7).find(|&c| authored[c] as f64 > max_share * total[c] as f64 + 1e-9) else { break };
+        let k = (0..train.len()).rev().find(|&k| keep[k] && rows[train[k]].authored() && classes(train[k]).contains(&c)).expect("an authored row of the class");
+        keep[k] = false;
+    }
+    let kept = train.iter().zip(&keep).filter(|(_, &k)| k).map(|(&i, _)| i).collect();
+    let dropped = train.iter().zip(&keep).filter(|(_, &k)| !k).map(|(&i, _)| i).collect();
+    Capped { kept, dropped }
+}
+
 /// Which split a text is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -169,5 +220,53 @@ impl Dataset {
     /// Indices of the rows in `split`.
     pub fn indices(&self, split: Split) -> Vec<usize> {
         (0..self.rows.len()).filter(|&i| self.splits[i] == split).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(source: &str, id: usize, category: usize, escalation: usize) -> Labelled {
+        Labelled { source: source.into(), id: id.to_string(), category, touches: [false; 3], escalation, flags: vec![], text: None, file: "f".into() }
+    }
+
+    #[test]
+    fn authored_rows_are_capped_at_thirty_percent_of_every_class() {
+        // 14 real information_security rows (escalation 1), 10 authored ones:
+        // at most 6 authored (6 / 20 = 30%) may stay
+        let mut rows: Vec<Labelled> = (0..14).map(|i| row("real", i, 2, 1)).collect();
+        rows.extend((0..10).map(|i| row("authored", i, 2, 1)));
+        // plenty of real rows elsewhere, so escalation 1 itself is not the limit
+        rows.extend((0..100).map(|i| row("real", 100 + i, 0, 1)));
+        let train: Vec<usize> = (0..rows.len()).collect();
+        let c = cap_authored(&rows, &train, MAX_AUTHORED_SHARE);
+        let ids: Vec<&str> = c.dropped.iter().map(|&i| rows[i].id.as_str()).collect();
+        assert_eq!(ids, ["6", "7", "8", "9"], "the last authored rows go");
+        assert_eq!(c.kept.len(), rows.len() - 4);
+        assert!(c.describe(&rows).contains("4 authored rows"));
+
+        // an escalation level can be the binding class too: authored level 3
+        let mut rows2: Vec<Labelled> = (0..50).map(|i| row("real", i, i % 3, i % 3)).collect();
+        rows2.extend((0..4).map(|i| row("real", 50 + i, 2, 3)));
+        rows2.extend((0..5).map(|i| row("authored", i, 2, 3)));
+        let train2: Vec<usize> = (0..rows2.len()).collect();
+        let c2 = cap_authored(&rows2, &train2, MAX_AUTHORED_SHARE);
+        // level 3: 4 real -> at most 1 authored (1/5 = 20%; 2/6 = 33% is too many)
+        assert_eq!(c2.dropped.len(), 4);
+        for cl in 0..7 {
+            let (mut a, mut t) = (0, 0);
+            for &i in &c2.kept {
+                if rows2[i].category == cl || CATEGORIES.len() + rows2[i].escalation == cl {
+                    t += 1;
+                    a += rows2[i].authored() as usize;
+                }
+            }
+            assert!(a as f64 <= 0.3 * t as f64, "class {cl}: {a}/{t}");
+        }
+
+        // nothing to do without authored rows, and only train rows are looked at
+        let real: Vec<Labelled> = (0..10).map(|i| row("real", i, 0, 0)).collect();
+        assert!(cap_authored(&real, &[0, 1, 2], MAX_AUTHORED_SHARE).dropped.is_empty());
     }
 }

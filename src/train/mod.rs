@@ -1,10 +1,13 @@
 //! Training and evaluation: `kesu split`, `kesu train`, `kesu eval`.
 //!
-//! What is trained: the two linear heads (`category`, `escalation`) on the
-//! frozen encoder's pooled sentence embeddings. The encoder is not fine-tuned.
+//! What is trained (see [`run_train`]): the two heads (`category`,
+//! `escalation`) on the pooled sentence embeddings, optionally with the top
+//! encoder layers fine-tuned, and per head a character-n-gram part fused with
+//! it (weight chosen on dev).
 
 pub mod baselines;
 pub mod data;
+pub mod finetune;
 pub mod fit;
 pub mod metrics;
 pub mod split;
@@ -45,6 +48,10 @@ pub struct SplitArgs {
     pub out: PathBuf,
     #[arg(long, default_value_t = 20261122)]
     pub seed: u64,
+    /// Deal every row afresh instead of extending the existing split file
+    /// (never for a split that has been used: it moves rows between splits).
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 /// `kesu train`.
@@ -59,18 +66,68 @@ pub struct TrainArgs {
     #[arg(long, default_value = "models/kesu.gguf")]
     pub out: PathBuf,
     /// Version string stored in the model.
-    #[arg(long, default_value = "kesu-e5s-heads-1")]
+    #[arg(long, default_value = "kesu-e5s-mlp-ngram-2")]
     pub version: String,
-    #[arg(long, default_value_t = 600)]
+    /// Most epochs of head fitting (full batch; early stopping on dev).
+    #[arg(long, default_value_t = 1500)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 0.01)]
-    pub lr: f64,
+    /// Learning rate of head fitting (default 0.001 with a hidden layer, 0.01 without).
+    #[arg(long)]
+    pub lr: Option<f64>,
     #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
+    /// Hidden ReLU units of each head (0: linear heads).
+    #[arg(long, default_value_t = 128)]
+    pub hidden: usize,
+    /// Dropout on the heads' hidden layer while training.
+    #[arg(long, default_value_t = 0.3)]
+    pub dropout: f64,
+    /// Class-weight strengths tried per head (weights ∝ frequency^-power), chosen on dev.
+    #[arg(long, value_delimiter = ',', default_value = "0,0.25,0.5")]
+    pub powers: Vec<f64>,
+    /// Top encoder layers fine-tuned with the heads (0: the encoder stays
+    /// frozen, the shipped setting: with the full-ASCII vocabulary of
+    /// `kesu import-base` the base is 38.5 MB, and each fine-tuned layer stored
+    /// F16 adds 2.5 MB, past the 40 MB budget of the model file).
+    #[arg(long, default_value_t = 0)]
+    pub finetune_layers: usize,
+    /// Fine-tuning epochs (the best dev evaluation is kept).
+    #[arg(long, default_value_t = 4)]
+    pub ft_epochs: usize,
+    /// Fine-tuning learning rate of the encoder layers.
+    #[arg(long, default_value_t = 3e-5)]
+    pub ft_lr: f64,
+    /// Fine-tuning learning rate of the heads.
+    #[arg(long, default_value_t = 1e-3)]
+    pub ft_lr_heads: f64,
+    /// Texts per fine-tuning step.
+    #[arg(long, default_value_t = 16)]
+    pub ft_batch: usize,
+    /// Dev evaluations per fine-tuning epoch.
+    #[arg(long, default_value_t = 4)]
+    pub ft_evals: usize,
+    /// After fine-tuning, fit the heads afresh on the fine-tuned embeddings.
+    #[arg(long)]
+    pub refit_heads: bool,
+    /// Seed of initial head weights, dropout masks and batch order.
+    #[arg(long, default_value_t = 20261122)]
+    pub seed: u64,
     /// Texts per encoder call when embedding.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    /// Hash buckets of each head's character-n-gram part (0: no n-gram part).
+    #[arg(long, default_value_t = NGRAM_DIM)]
+    pub ngram_dim: usize,
+    /// Fusion weights of the n-gram part tried per head, chosen on dev (0: none).
+    #[arg(long, value_delimiter = ',', default_value = "0,0.25,0.5,0.75,1,1.5,2")]
+    pub alphas: Vec<f32>,
 }
+
+/// Default hash buckets of the model's n-gram parts (2^16: 0.9 MB of F16 for
+/// both heads; the bag-of-n-grams baseline uses 2^18).
+pub const NGRAM_DIM: usize = 1 << 16;
+/// Epochs of the n-gram logistic regressions (as the baseline).
+const NGRAM_EPOCHS: usize = 8;
 
 /// `kesu eval`.
 #[derive(Debug, Clone, clap::Args)]
@@ -94,7 +151,8 @@ pub struct EvalArgs {
     pub batch: usize,
 }
 
-/// Write `data/split.tsv`.
+/// Write `data/split.tsv`: extend the existing split file with the new label
+/// rows (rows already in it keep their split; see [`split::extend`]).
 pub fn run_split(a: &SplitArgs) -> anyhow::Result<String> {
     let rows = data::read_labels(&a.labels)?;
     let index = crate::corpus::index(crate::corpus::read_all(&a.corpora)?);
@@ -102,17 +160,45 @@ pub fn run_split(a: &SplitArgs) -> anyhow::Result<String> {
         .iter()
         .map(|r| r.text.clone().or_else(|| index.get(&r.key()).cloned()).with_context(|| format!("({}, {}) not in the corpora", r.source, r.id)))
         .collect::<anyhow::Result<_>>()?;
-    let s = split::assign(&rows, &texts, a.seed);
+    let existing = if a.fresh || !a.out.exists() { HashMap::new() } else { data::read_split(&a.out)? };
+    let ext = split::extend(&rows, &texts, &existing, a.seed)?;
+    let s = &ext.splits;
+    // Rows of the old file that are no longer labelled stay in it, so a row
+    // labelled again later gets its old split back.
+    let labelled: std::collections::HashSet<(String, String)> = rows.iter().map(|r| r.key()).collect();
+    let mut lines: Vec<(String, String, Split)> = rows.iter().zip(s).map(|(r, &sp)| (r.source.clone(), r.id.clone(), sp)).collect();
+    let stale: Vec<_> = existing.iter().filter(|(k, _)| !labelled.contains(*k)).map(|(k, &sp)| (k.0.clone(), k.1.clone(), sp)).collect();
+    let n_stale = stale.len();
+    lines.extend(stale);
+    lines.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
     let mut out = String::from("source\tid\tsplit\n");
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by(|&i, &j| (&rows[i].source, &rows[i].id).cmp(&(&rows[j].source, &rows[j].id)));
-    for i in order {
-        out += &format!("{}\t{}\t{}\n", rows[i].source, rows[i].id, s[i].as_str());
-        *counts.entry(s[i].as_str()).or_default() += 1;
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (src, id, sp) in &lines {
+        out += &format!("{src}\t{id}\t{}\n", sp.as_str());
+        *counts.entry(sp.as_str()).or_default() += 1;
     }
     std::fs::write(&a.out, out)?;
-    Ok(format!("wrote {} rows to {}: {:?}", rows.len(), a.out.display(), counts))
+    let mut msg = format!(
+        "wrote {} rows to {}: {:?}\n{} rows kept their split, {} new near-duplicates took the split of their group, {} new rows dealt stratified, {} authored rows to train",
+        lines.len(),
+        a.out.display(),
+        counts,
+        ext.kept,
+        ext.by_duplicate,
+        ext.stratified,
+        ext.authored
+    );
+    if n_stale > 0 {
+        msg += &format!("\n{n_stale} rows of the old split file are no longer labelled (kept in the file)");
+    }
+    if !ext.ambiguous.is_empty() {
+        msg += &format!("\n{} new rows are near-duplicates of rows in different splits:\n  {}", ext.ambiguous.len(), ext.ambiguous.join("\n  "));
+    }
+    let cap = data::cap_authored(&rows, &(0..rows.len()).filter(|&i| s[i] == Split::Train).collect::<Vec<_>>(), data::MAX_AUTHORED_SHARE);
+    if !cap.dropped.is_empty() {
+        msg += &format!("\nnote: {}", cap.describe(&rows));
+    }
+    Ok(msg)
 }
 
 /// Sentence embeddings of `texts`, cached in `.cache/embeddings/` by model file and text.
@@ -181,67 +267,281 @@ fn summary(ds: &Dataset) -> serde_json::Value {
         "escalation_counts": {"train": esc[0], "dev": esc[1], "test": esc[2]}})
 }
 
-/// Train the heads and write the model; returns a human summary.
-pub fn run_train(a: &TrainArgs) -> anyhow::Result<String> {
-    let ds = Dataset::load(&a.data.labels, &a.data.split, &a.data.corpora)?;
-    let base = Classifier::load(&a.base, &LoadOptions::default()).with_context(|| format!("loading base model {} (run scripts/fetch-base-model.sh and `kesu import-base`)", a.base.display()))?;
-    let emb = embed_all(&base, &a.base, &ds.texts, a.batch)?;
-    let (tr, dv) = (ds.indices(Split::Train), ds.indices(Split::Dev));
-    anyhow::ensure!(!tr.is_empty() && !dv.is_empty(), "train and dev splits must not be empty");
-    let cfg = fit::FitConfig { epochs: a.epochs, lr: a.lr, weight_decay: a.weight_decay, ..Default::default() };
-    let xs = |idx: &[usize]| idx.iter().map(|&i| emb[i].clone()).collect::<Vec<_>>();
-    let (xtr, xdv) = (xs(&tr), xs(&dv));
-    let ycat: Vec<usize> = tr.iter().map(|&i| ds.rows[i].category).collect();
-    let yesc: Vec<usize> = tr.iter().map(|&i| ds.rows[i].escalation).collect();
-    let dcat: Vec<usize> = dv.iter().map(|&i| ds.rows[i].category).collect();
-    let desc: Vec<usize> = dv.iter().map(|&i| ds.rows[i].escalation).collect();
-    // Model selection on dev only: the class-weight strength of each head.
-    let mut cat: Option<(f64, fit::FittedHead)> = None;
-    let mut esc: Option<(f64, fit::FittedHead)> = None;
-    for power in [0.0, 0.25, 0.5] {
+/// Dev score of the escalation head: mean of QWK and macro-F1.
+fn escalation_score(r: &metrics::Report) -> f64 {
+    0.5 * r.qwk + 0.5 * r.macro_f1
+}
+
+/// A fitted head and the class-weight power it was fitted with.
+type Chosen = (f64, fit::FittedHead);
+
+/// Fits the category and escalation heads on `xtr` for every class-weight
+/// power in `powers`; keeps, per head, the one with the best dev score
+/// (category: macro-F1; escalation: mean of QWK and macro-F1).
+fn fit_heads(xtr: &[Vec<f32>], ytr: (&[usize], &[usize]), xdv: &[Vec<f32>], ydv: (&[usize], &[usize]), cfg: &fit::FitConfig, powers: &[f64]) -> anyhow::Result<(Chosen, Chosen)> {
+    let mut cat: Option<Chosen> = None;
+    let mut esc: Option<Chosen> = None;
+    for &power in powers {
         let cfg = fit::FitConfig { class_weight_power: power, ..cfg.clone() };
-        let c = fit::fit(&xtr, &ycat, 3, &cfg, |h| {
+        let c = fit::fit(xtr, ytr.0, CATEGORIES.len(), &cfg, |h| {
             let p: Vec<usize> = xdv.iter().map(|x| h.predict(x)).collect();
-            metrics::report(&CATEGORIES, &dcat, &p).macro_f1
+            metrics::report(&CATEGORIES, ydv.0, &p).macro_f1
         })?;
         if cat.as_ref().is_none_or(|b| c.best_dev_score > b.1.best_dev_score) {
             cat = Some((power, c));
         }
-        let e = fit::fit(&xtr, &yesc, 4, &cfg, |h| {
+        let e = fit::fit(xtr, ytr.1, LEVELS.len(), &cfg, |h| {
             let p: Vec<usize> = xdv.iter().map(|x| h.predict(x)).collect();
-            let r = metrics::report(&LEVELS, &desc, &p);
-            0.5 * r.qwk + 0.5 * r.macro_f1
+            escalation_score(&metrics::report(&LEVELS, ydv.1, &p))
         })?;
         if esc.as_ref().is_none_or(|b| e.best_dev_score > b.1.best_dev_score) {
             esc = Some((power, e));
         }
     }
-    let ((cat_power, cat), (esc_power, esc)) = (cat.expect("fitted"), esc.expect("fitted"));
-    let pc: Vec<usize> = xdv.iter().map(|x| cat.predict(x)).collect();
-    let pe: Vec<usize> = xdv.iter().map(|x| esc.predict(x)).collect();
-    let rc = metrics::report(&CATEGORIES, &dcat, &pc);
-    let re = metrics::report(&LEVELS, &desc, &pe);
-    let meta = json!({
-        "trained": "category and escalation linear heads on the frozen encoder's mean-pooled, L2-normalised embeddings",
+    Ok((cat.context("no class-weight power given")?, esc.context("no class-weight power given")?))
+}
+
+fn head_weights(cat: &fit::FittedHead, esc: &fit::FittedHead) -> HeadWeights {
+    HeadWeights {
+        category_weight: cat.weight.clone(),
+        category_bias: cat.bias.clone(),
+        escalation_weight: esc.weight.clone(),
+        escalation_bias: esc.bias.clone(),
+        category_hidden: cat.hidden.clone(),
+        escalation_hidden: esc.hidden.clone(),
+        category_ngram: None,
+        escalation_ngram: None,
+    }
+}
+
+/// Train the model and write it; returns a human summary.
+///
+/// 1. the frozen encoder's per-token states below the top `finetune_layers`
+///    layers are computed (cached) for every labelled text;
+/// 2. the heads (one hidden ReLU layer each, by default) are fitted on the
+///    frozen embeddings, class-weight strength and epoch chosen on dev;
+/// 3. the top layers and the heads are fine-tuned together; the evaluation
+///    with the best dev score is kept;
+/// 4. the fine-tuned layers replace the base model's (same tensor names) and
+///    the heads are stored with them in one model file;
+/// 5. per head, a character-n-gram logistic regression (the baseline's
+///    learner, `ngram_dim` buckets) is fitted on train and fused with the head
+///    (product of the two distributions, the n-gram one weighted by alpha);
+///    alpha is chosen on dev, 0 meaning no n-gram part.
+///
+/// With `finetune_layers = 0` steps 1 and 3 are skipped (heads on the frozen
+/// encoder's embeddings, which are cached in `.cache/embeddings/`).
+pub fn run_train(a: &TrainArgs) -> anyhow::Result<String> {
+    let t0 = std::time::Instant::now();
+    let ds = Dataset::load(&a.data.labels, &a.data.split, &a.data.corpora)?;
+    let capped = data::cap_authored(&ds.rows, &ds.indices(Split::Train), data::MAX_AUTHORED_SHARE);
+    if !capped.dropped.is_empty() {
+        eprintln!("kesu train: {}", capped.describe(&ds.rows));
+    }
+    let (tr, dv) = (capped.kept.clone(), ds.indices(Split::Dev));
+    anyhow::ensure!(!tr.is_empty() && !dv.is_empty(), "train and dev splits must not be empty");
+    let labels = |idx: &[usize]| -> (Vec<usize>, Vec<usize>) { (idx.iter().map(|&i| ds.rows[i].category).collect(), idx.iter().map(|&i| ds.rows[i].escalation).collect()) };
+    let ((ycat, yesc), (dcat, desc)) = (labels(&tr), labels(&dv));
+    let cfg = fit::FitConfig {
+        epochs: a.epochs,
+        lr: a.lr.unwrap_or(if a.hidden > 0 { 0.001 } else { 0.01 }),
+        weight_decay: a.weight_decay,
+        hidden: a.hidden,
+        dropout: if a.hidden > 0 { a.dropout } else { 0.0 },
+        seed: a.seed,
+        patience: 10,
+        ..Default::default()
+    };
+    let load_base = || Classifier::load(&a.base, &LoadOptions::default()).with_context(|| format!("loading base model {} (run scripts/fetch-base-model.sh and `kesu import-base`)", a.base.display()));
+    let mut fit_meta = json!({"head_config": cfg});
+    let (heads, encoder, trained) = if a.finetune_layers == 0 {
+        let base = load_base()?;
+        let emb = embed_all(&base, &a.base, &ds.texts, a.batch)?;
+        let xs = |idx: &[usize]| idx.iter().map(|&i| emb[i].clone()).collect::<Vec<_>>();
+        let ((pc, cat), (pe, esc)) = fit_heads(&xs(&tr), (&ycat, &yesc), &xs(&dv), (&dcat, &desc), &cfg, &a.powers)?;
+        fit_meta["category"] = json!({"class_weight_power": pc, "best_epoch": cat.best_epoch, "loss": [cat.loss_start, cat.loss_best]});
+        fit_meta["escalation"] = json!({"class_weight_power": pe, "best_epoch": esc.best_epoch, "loss": [esc.loss_start, esc.loss_best]});
+        (head_weights(&cat, &esc), Vec::new(), format!("category and escalation heads ({}) on the frozen encoder's mean-pooled, L2-normalised embeddings", head_kind(a.hidden)))
+    } else {
+        let k = a.finetune_layers;
+        let file = format::ModelFile::read(&a.base)?;
+        let bcfg = file.config()?;
+        anyhow::ensure!(k <= bcfg.num_hidden_layers, "the base model has {} layers", bcfg.num_hidden_layers);
+        let h = bcfg.hidden_size;
+        let opts = LoadOptions::default();
+        let states = finetune::cache_states(&a.base, &ds.texts, k, opts.max_tokens, opts.max_windows, Some(Path::new(".cache/hidden")))?;
+        let first = bcfg.num_hidden_layers - k;
+        let layers: Vec<finetune::TopLayer> = (first..bcfg.num_hidden_layers).map(|i| finetune::TopLayer::load(&file, &bcfg, i)).collect::<anyhow::Result<_>>()?;
+        drop(file);
+        let all: Vec<usize> = (0..ds.rows.len()).collect();
+        let emb0 = finetune::embed_states(&layers, &states, &all, h)?;
+        let (mean, std) = fit::standardisation(&tr.iter().map(|&i| emb0[i].clone()).collect::<Vec<_>>());
+        let z = |e: &[f32]| -> Vec<f32> { e.iter().zip(&mean).zip(&std).map(|((v, m), s)| (v - m) / s).collect() };
+        let ztr: Vec<Vec<f32>> = tr.iter().map(|&i| z(&emb0[i])).collect();
+        let zdv: Vec<Vec<f32>> = dv.iter().map(|&i| z(&emb0[i])).collect();
+        let ((pc, cat0), (pe, esc0)) = fit_heads(&ztr, (&ycat, &yesc), &zdv, (&dcat, &desc), &cfg, &a.powers)?;
+        let frozen_dev = (cat0.best_dev_score, esc0.best_dev_score);
+        let fcfg = finetune::FinetuneConfig { epochs: a.ft_epochs, lr_layers: a.ft_lr, lr_heads: a.ft_lr_heads, weight_decay: a.weight_decay, batch: a.ft_batch, dropout: cfg.dropout, evals_per_epoch: a.ft_evals, seed: a.seed, ..Default::default() };
+        let dev_score = |layers: &[finetune::TopLayer], c: &fit::FittedHead, e: &fit::FittedHead| -> anyhow::Result<f64> {
+            let emb = finetune::embed_states(layers, &states, &dv, h)?;
+            let zs: Vec<Vec<f32>> = emb.iter().map(|e| z(e)).collect();
+            let rc = metrics::report(&CATEGORIES, &dcat, &zs.iter().map(|x| c.predict(x)).collect::<Vec<_>>());
+            let re = metrics::report(&LEVELS, &desc, &zs.iter().map(|x| e.predict(x)).collect::<Vec<_>>());
+            Ok(0.5 * rc.macro_f1 + 0.5 * escalation_score(&re))
+        };
+        let ft = finetune::finetune(
+            layers,
+            &states,
+            &tr,
+            finetune::Task { y: &ycat, classes: CATEGORIES.len(), class_weight_power: pc, init: &cat0 },
+            finetune::Task { y: &yesc, classes: LEVELS.len(), class_weight_power: pe, init: &esc0 },
+            &mean,
+            &std,
+            &fcfg,
+            dev_score,
+        )?;
+        let (cat, esc, refit) = if a.refit_heads {
+            let emb = finetune::embed_states(&ft.layers, &states, &all, h)?;
+            let xs = |idx: &[usize]| idx.iter().map(|&i| emb[i].clone()).collect::<Vec<_>>();
+            let ((rpc, c), (rpe, e)) = fit_heads(&xs(&tr), (&ycat, &yesc), &xs(&dv), (&dcat, &desc), &cfg, &a.powers)?;
+            (c, e, json!({"category_class_weight_power": rpc, "escalation_class_weight_power": rpe}))
+        } else {
+            (finetune::fold_standardisation(&ft.category, &mean, &std), finetune::fold_standardisation(&ft.escalation, &mean, &std), json!(null))
+        };
+        fit_meta["category"] = json!({"class_weight_power": pc, "frozen_best_epoch": cat0.best_epoch, "frozen_dev_macro_f1": frozen_dev.0});
+        fit_meta["escalation"] = json!({"class_weight_power": pe, "frozen_best_epoch": esc0.best_epoch, "frozen_dev_score": frozen_dev.1});
+        fit_meta["finetune"] = json!({"layers": (first..bcfg.num_hidden_layers).collect::<Vec<_>>(), "config": fcfg, "best_epoch": ft.best_epoch, "best_step": ft.best_step,
+            "best_dev_score": ft.best_dev_score, "loss_first_epoch": ft.loss_first_epoch, "loss_at_best": ft.loss_at_best, "dev_history": ft.history, "refit_heads": refit});
+        let mut encoder = Vec::new();
+        for l in &ft.layers {
+            encoder.extend(l.export()?);
+        }
+        (head_weights(&cat, &esc), encoder, format!("encoder layers {first}..{} fine-tuned with the category and escalation heads ({}) on the mean-pooled, L2-normalised embedding", bcfg.num_hidden_layers - 1, head_kind(a.hidden)))
+    };
+    let mut meta = json!({
+        "trained": trained,
         "base_model": a.base.file_name().map(|f| f.to_string_lossy().to_string()),
         "data": summary(&ds),
-        "fit": {"config": cfg, "category_class_weight_power": cat_power, "escalation_class_weight_power": esc_power, "category_best_epoch": cat.best_epoch, "escalation_best_epoch": esc.best_epoch,
-                "category_loss": [cat.loss_start, cat.loss_best], "escalation_loss": [esc.loss_start, esc.loss_best]},
-        "dev": {"category_accuracy": rc.accuracy, "category_macro_f1": rc.macro_f1, "escalation_macro_f1": re.macro_f1, "escalation_qwk": re.qwk},
+        "authored_left_out": capped.dropped.iter().map(|&i| ds.rows[i].id.clone()).collect::<Vec<_>>(),
+        "fit": fit_meta,
+        "seed": a.seed,
     });
-    let heads = HeadWeights { category_weight: cat.weight, category_bias: cat.bias, escalation_weight: esc.weight, escalation_bias: esc.bias };
     if let Some(dir) = a.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    format::write_model_with_heads(&a.base, &a.out, &heads, &a.version, meta)?;
+    format::write_model_with(&a.base, &a.out, &heads, encoder, &a.version, meta.clone())?;
+    let texts: Vec<&str> = dv.iter().map(|&i| ds.texts[i].as_str()).collect();
+    let mut heads = heads;
+    if a.ngram_dim > 0 && a.alphas.iter().any(|&x| x > 0.0) {
+        // 5. per head, a character-n-gram logistic regression on train, fused
+        //    with the head; its weight alpha is chosen on dev.
+        let model = Classifier::load(&a.out, &LoadOptions::default())?;
+        let preds = predict_all(&model, &texts, a.batch, "scoring dev (encoder heads)")?;
+        drop(model);
+        let (cat, esc, ng) = fit_ngram_parts(&ds, &tr, &dv, &preds, a)?;
+        heads.category_ngram = cat;
+        heads.escalation_ngram = esc;
+        meta["fit"]["ngram"] = ng;
+        format::write_model_with(&a.out, &a.out, &heads, Vec::new(), &a.version, meta.clone())?;
+    }
+    // Score dev with the written file, through the served code path.
+    let model = Classifier::load(&a.out, &LoadOptions::default())?;
+    let preds = predict_all(&model, &texts, a.batch, "scoring dev")?;
+    let rc = metrics::report(&CATEGORIES, &dcat, &preds.iter().map(|p| argmax(&p.category)).collect::<Vec<_>>());
+    let re = metrics::report(&LEVELS, &desc, &preds.iter().map(|p| argmax(&p.escalation)).collect::<Vec<_>>());
+    meta["dev"] = json!({"category_accuracy": rc.accuracy, "category_macro_f1": rc.macro_f1, "escalation_macro_f1": re.macro_f1, "escalation_qwk": re.qwk});
+    meta["train_seconds"] = json!(t0.elapsed().as_secs());
+    format::write_model_with(&a.out, &a.out, &heads, Vec::new(), &a.version, meta)?;
+    let size = std::fs::metadata(&a.out)?.len();
     Ok(format!(
-        "wrote {} ({} train / {} dev rows)\n{}{}",
+        "wrote {} ({:.1} MB; {} train / {} dev rows; {:.0} s)\n{}{}",
         a.out.display(),
+        size as f64 / 1e6,
         tr.len(),
         dv.len(),
+        t0.elapsed().as_secs_f64(),
         metrics::render("dev category", &rc),
         metrics::render("dev escalation", &re)
     ))
+}
+
+/// Fits the n-gram logistic regressions of both heads on `tr` and chooses
+/// each head's fusion weight on dev from `a.alphas` (smallest on ties; `None`
+/// when 0 wins). `preds` are the encoder heads' dev predictions.
+#[allow(clippy::type_complexity)]
+fn fit_ngram_parts(
+    ds: &Dataset,
+    tr: &[usize],
+    dv: &[usize],
+    preds: &[crate::model::Prediction],
+    a: &TrainArgs,
+) -> anyhow::Result<(Option<crate::model::ngrams::NgramWeights>, Option<crate::model::ngrams::NgramWeights>, serde_json::Value)> {
+    use crate::model::ngrams::{char_ngrams, fuse};
+    let dim = a.ngram_dim;
+    let xtr: Vec<_> = tr.iter().map(|&i| char_ngrams(&ds.texts[i], dim)).collect();
+    let xdv: Vec<_> = dv.iter().map(|&i| char_ngrams(&ds.texts[i], dim)).collect();
+    let ln = |p: &[f32]| -> Vec<f32> { p.iter().map(|v| v.max(1e-12).ln()).collect() };
+    let mut alphas = a.alphas.clone();
+    alphas.sort_by(f32::total_cmp);
+    alphas.dedup();
+    let mut parts = Vec::new();
+    let mut info = json!({"dim": dim, "epochs": NGRAM_EPOCHS});
+    for (name, labels, get_y, get_p) in [
+        ("category", &CATEGORIES[..], (|r: &data::Labelled| r.category) as fn(&data::Labelled) -> usize, (|p: &crate::model::Prediction| p.category.clone()) as fn(&crate::model::Prediction) -> Vec<f32>),
+        ("escalation", &LEVELS[..], |r: &data::Labelled| r.escalation, |p: &crate::model::Prediction| p.escalation.clone()),
+    ] {
+        let ytr: Vec<usize> = tr.iter().map(|&i| get_y(&ds.rows[i])).collect();
+        let ydv: Vec<usize> = dv.iter().map(|&i| get_y(&ds.rows[i])).collect();
+        let lr = baselines::SparseLogReg::train(&xtr, &ytr, dim, labels.len(), NGRAM_EPOCHS, a.seed);
+        let ng: Vec<Vec<f32>> = xdv.iter().map(|x| lr.logits(x)).collect();
+        let enc: Vec<Vec<f32>> = preds.iter().map(|p| ln(&get_p(p))).collect();
+        let score = |alpha: f32| -> f64 {
+            let p: Vec<usize> = enc.iter().zip(&ng).map(|(e, g)| argmax(&fuse(e, g, alpha))).collect();
+            let r = metrics::report(labels, &ydv, &p);
+            if name == "category" {
+                r.macro_f1
+            } else {
+                escalation_score(&r)
+            }
+        };
+        let mut best = (0f32, f64::NEG_INFINITY);
+        let mut tried = Vec::new();
+        for &alpha in &alphas {
+            let s = score(alpha);
+            tried.push(json!([alpha, s]));
+            if s > best.1 {
+                best = (alpha, s);
+            }
+        }
+        let only_ngram = metrics::report(labels, &ydv, &ng.iter().map(|z| argmax(z)).collect::<Vec<_>>());
+        info[name] = json!({"alpha": best.0, "dev_score": best.1, "dev_score_by_alpha": tried,
+            "ngram_alone_dev_score": if name == "category" { only_ngram.macro_f1 } else { escalation_score(&only_ngram) }});
+        parts.push(if best.0 > 0.0 { Some(lr.to_ngram(best.0)) } else { None });
+    }
+    let esc = parts.pop().flatten();
+    let cat = parts.pop().flatten();
+    Ok((cat, esc, info))
+}
+
+fn head_kind(hidden: usize) -> String {
+    if hidden > 0 {
+        format!("one hidden ReLU layer of {hidden} units, dropout while training")
+    } else {
+        "linear".into()
+    }
+}
+
+/// The model's predictions for `texts`, in order, with a progress bar.
+fn predict_all(model: &Classifier, texts: &[&str], batch: usize, what: &str) -> anyhow::Result<Vec<crate::model::Prediction>> {
+    let pb = indicatif::ProgressBar::new(texts.len() as u64);
+    pb.set_style(indicatif::ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} eta {{eta}}")).unwrap());
+    let mut preds = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(batch.max(1)) {
+        preds.extend(model.predict(chunk)?);
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+    Ok(preds)
 }
 
 /// Score a model (and optionally the baselines) on a split.
@@ -253,13 +553,7 @@ pub fn run_eval(a: &EvalArgs) -> anyhow::Result<String> {
     let model = Classifier::load(&a.model, &LoadOptions::default())?;
     let flagger = Flagger::load(&a.lexicon, 2).map_err(anyhow::Error::msg)?;
     let texts: Vec<&str> = idx.iter().map(|&i| ds.texts[i].as_str()).collect();
-    let mut preds = Vec::with_capacity(texts.len());
-    let pb = indicatif::ProgressBar::new(texts.len() as u64);
-    for chunk in texts.chunks(a.batch.max(1)) {
-        preds.extend(model.predict(chunk)?);
-        pb.inc(chunk.len() as u64);
-    }
-    pb.finish_and_clear();
+    let preds = predict_all(&model, &texts, a.batch, "classifying")?;
     let gc: Vec<usize> = idx.iter().map(|&i| ds.rows[i].category).collect();
     let ge: Vec<usize> = idx.iter().map(|&i| ds.rows[i].escalation).collect();
     let pc: Vec<usize> = preds.iter().map(|p| argmax(&p.category)).collect();
@@ -294,7 +588,8 @@ pub fn run_eval(a: &EvalArgs) -> anyhow::Result<String> {
     }
     if a.baselines {
         let (kc, ke): (Vec<usize>, Vec<usize>) = texts.iter().zip(&reports).map(|(t, r)| baselines::keyword_rules(t, r)).unzip();
-        let tr = ds.indices(Split::Train);
+        // Trained on what the model is trained on (authored texts capped).
+        let tr = data::cap_authored(&ds.rows, &ds.indices(Split::Train), data::MAX_AUTHORED_SHARE).kept;
         const DIM: usize = 1 << 18;
         let xtr: Vec<_> = tr.iter().map(|&i| baselines::char_ngrams(&ds.texts[i], DIM)).collect();
         let xte: Vec<_> = texts.iter().map(|t| baselines::char_ngrams(t, DIM)).collect();
@@ -306,6 +601,30 @@ pub fn run_eval(a: &EvalArgs) -> anyhow::Result<String> {
             text += &metrics::render(&format!("{name} category"), &metrics::report(&CATEGORIES, &gc, c));
             text += &metrics::render(&format!("{name} escalation"), &metrics::report(&LEVELS, &ge, e));
         }
+        // Flags: the keyword-rules baseline IS the flagger (the model's flags
+        // come from it too); the n-gram baseline is one binary logistic
+        // regression per flag on the same features.
+        let mut bow_flags = Vec::new();
+        let mut bow_any = metrics::Binary::default();
+        text += "flags, char 1-3-gram logistic regression per flag:\n";
+        for f in Flag::ALL {
+            let y: Vec<usize> = tr.iter().map(|&i| usize::from(ds.rows[i].flags.contains(&f))).collect();
+            let pred: Vec<bool> = if y.contains(&1) {
+                let m = baselines::SparseLogReg::train(&xtr, &y, DIM, 2, 8, 1);
+                xte.iter().map(|x| m.predict(x) == 1).collect()
+            } else {
+                vec![false; xte.len()]
+            };
+            let mut b = metrics::Binary::default();
+            for (k, &i) in idx.iter().enumerate() {
+                b.add(ds.rows[i].flags.contains(&f), pred[k]);
+                bow_any.add(ds.rows[i].flags.contains(&f), pred[k]);
+            }
+            text += &format!("  {:<20} P={:.3} R={:.3} support={}\n", f.as_str(), b.precision(), b.recall(), b.tp + b.fn_);
+            bow_flags.push(json!({"flag": f, "precision": b.precision(), "recall": b.recall(), "support": b.tp + b.fn_, "tp": b.tp, "fp": b.fp, "fn": b.fn_}));
+        }
+        text += &format!("  micro P={:.3} R={:.3}\n", bow_any.precision(), bow_any.recall());
+        out["bow_flags"] = json!({"micro_precision": bow_any.precision(), "micro_recall": bow_any.recall(), "per_flag": bow_flags});
         out["keyword_category"] = json!(metrics::report(&CATEGORIES, &gc, &kc));
         out["keyword_escalation"] = json!(metrics::report(&LEVELS, &ge, &ke));
         out["bow_category"] = json!(metrics::report(&CATEGORIES, &gc, &bc));
