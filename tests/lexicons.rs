@@ -55,6 +55,50 @@ fn real_complaint_phrasings_are_flagged() {
 }
 
 #[test]
+fn phrasing_classes_added_from_train_dev_review() {
+    let f = Flagger::new(&lexicon(), 2).unwrap();
+    for (text, flag) in [
+        // any 骗 aimed at the company is a fraud accusation (guide section 4, convention 1)
+        ("拖不住了就骗你", Flag::PoliceCrime),
+        ("这不是骗取用户的钱吗", Flag::PoliceCrime),
+        ("大家别上当了", Flag::PoliceCrime),
+        ("打了110", Flag::PoliceCrime),
+        // 泄漏 is a common spelling of 泄露; identity misuse and 'how do they know me'
+        ("又是谁泄漏了我的信息", Flag::PrivacyBreach),
+        ("有人冒用我的信息开卡", Flag::PrivacyBreach),
+        ("他怎么知道我买了洗发水", Flag::PrivacyBreach),
+        ("我的号码被别人补卡了", Flag::PrivacyBreach),
+        // @-mentioned complaint platforms and local news accounts
+        ("@315在线投诉 请帮忙", Flag::Media),
+        ("@厦门身边事 @某某晚报", Flag::Media),
+        ("就要让社会知道你们的态度", Flag::Media),
+        // 3.15 as a complaint channel, and unnamed authorities
+        ("本人将向315热线反映问题", Flag::Regulator),
+        ("这次不投诉315已经很不错了", Flag::Regulator),
+        ("请有关部门管一管", Flag::Regulator),
+        ("@消费者权益保护 请关注", Flag::Regulator),
+        // sarcastic or casual violence (guide section 3.5)
+        ("你们会派杀手来杀我灭口吗", Flag::SelfHarmViolence),
+        ("你就等着受死吧", Flag::SelfHarmViolence),
+        ("有本事告我", Flag::Litigation),
+    ] {
+        assert!(f.scan(text).flags.contains(&flag), "{text} should raise {flag}");
+    }
+    for text in [
+        "欺骗我的感情要你陪",
+        "运输过程有泄露，瓶子泄露严重",
+        "卫生间门是透明的，没有任何隐私",
+        "晚上骚扰电话不断",
+        "媒体炒作得太厉害了",
+        "在京东仲裁下发货",
+        "一共110元",
+        "不要追债似的找我",
+    ] {
+        assert!(f.scan(text).flags.is_empty(), "{text} should raise nothing: {:?}", f.scan(text).hits);
+    }
+}
+
+#[test]
 fn user_dictionary_keeps_its_entries_whole() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/lexicons/user_dict.txt");
     let s = Segmenter::load(std::path::Path::new(path)).unwrap();

@@ -12,7 +12,8 @@
 //!   So 不会去曝光 is negated, but 再不处理就投诉到工信部 (就 between) and
 //!   不要逼我报警 (逼 between: a threat) are not;
 //! * double negatives and idioms that are not negations (不得不, 不能不,
-//!   不然, 要不, 不管, 不仅, 不满) never count as cues.
+//!   不然, 要不, 不管, 不仅, 不满) never count as cues, nor does the 不/没 of an
+//!   A-not-A question (算不算, 要不要, 有没有).
 
 /// Maximum chars looked back from the start of a term.
 pub const WINDOW: usize = 8;
@@ -47,11 +48,17 @@ pub fn is_negated(chars: &[char], start: usize) -> bool {
             let cue: Vec<char> = cue.chars().collect();
             if end >= cue.len() && window[end - cue.len()..end] == cue[..] {
                 let cue_start = from + end - cue.len();
-                return !inside_not_cue(chars, cue_start, from + end);
+                return !inside_not_cue(chars, cue_start, from + end) && !a_not_a_question(chars, cue_start);
             }
         }
     }
     false
+}
+
+/// True when the cue at `cue_start` is the 不/没 of an A-not-A question
+/// (算不算盗窃, 要不要报警, 有没有报警): a question, not a negation.
+fn a_not_a_question(chars: &[char], cue_start: usize) -> bool {
+    matches!(chars[cue_start], '不' | '没') && cue_start > 0 && cue_start + 1 < chars.len() && chars[cue_start - 1] == chars[cue_start + 1]
 }
 
 /// True when chars `[s, e)` lie inside one of the [`NOT_CUES`] idioms.
@@ -92,6 +99,14 @@ mod tests {
         assert!(!neg("不然我就报警", "报警"));
         assert!(!neg("很不负责任起诉你们", "起诉"));
         assert!(!neg("不满意就起诉", "起诉"));
+    }
+
+    #[test]
+    fn a_not_a_questions_are_not_negations() {
+        assert!(!neg("请问算不算盗窃罪", "盗窃"));
+        assert!(!neg("要不要报警", "报警"));
+        assert!(!neg("你们有没有报警", "报警"));
+        assert!(neg("我没有报警", "报警"));
     }
 
     #[test]

@@ -197,8 +197,24 @@ pub struct Dataset {
 impl Dataset {
     /// Join labels with corpus text (from `corpora`) and the split file.
     pub fn load(labels_dir: &Path, split_file: &Path, corpora: &Path) -> anyhow::Result<Dataset> {
-        let rows = read_labels(labels_dir)?;
+        Ok(Dataset::load_inner(labels_dir, split_file, corpora, false)?.0)
+    }
+
+    /// Like [`Dataset::load`], but rows that the split file does not list are
+    /// left out instead of being an error (for scoring, where label files newer
+    /// than the split may exist). Also returns how many rows were left out.
+    pub fn load_split_rows(labels_dir: &Path, split_file: &Path, corpora: &Path) -> anyhow::Result<(Dataset, usize)> {
+        Dataset::load_inner(labels_dir, split_file, corpora, true)
+    }
+
+    fn load_inner(labels_dir: &Path, split_file: &Path, corpora: &Path, skip_unsplit: bool) -> anyhow::Result<(Dataset, usize)> {
+        let mut rows = read_labels(labels_dir)?;
         let split = read_split(split_file)?;
+        let before = rows.len();
+        if skip_unsplit {
+            rows.retain(|r| split.contains_key(&r.key()));
+        }
+        let skipped = before - rows.len();
         let index = crate::corpus::index(crate::corpus::read_all(corpora)?);
         let mut texts = Vec::with_capacity(rows.len());
         let mut splits = Vec::with_capacity(rows.len());
@@ -214,7 +230,7 @@ impl Dataset {
             texts.push(t);
             splits.push(s);
         }
-        Ok(Dataset { rows, texts, splits })
+        Ok((Dataset { rows, texts, splits }, skipped))
     }
 
     /// Indices of the rows in `split`.

@@ -149,6 +149,14 @@ pub struct EvalArgs {
     pub json: bool,
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    /// Also list the flagger's errors per text: labelled flags it misses (fn)
+    /// and flags it raises that are not labelled (fp), with the hits and the
+    /// text. For lexicon work on train and dev only: refused on test.
+    #[arg(long)]
+    pub errors: bool,
+    /// Score only the flagger (no model is loaded; the model sections are left out).
+    #[arg(long)]
+    pub flags_only: bool,
 }
 
 /// Write `data/split.tsv`: extend the existing split file with the new label
@@ -547,45 +555,41 @@ fn predict_all(model: &Classifier, texts: &[&str], batch: usize, what: &str) -> 
 /// Score a model (and optionally the baselines) on a split.
 pub fn run_eval(a: &EvalArgs) -> anyhow::Result<String> {
     let on: Split = a.on.parse().map_err(anyhow::Error::msg)?;
-    let ds = Dataset::load(&a.data.labels, &a.data.split, &a.data.corpora)?;
+    // Rows of label files newer than the split file have no split: they are not scored.
+    let (ds, _unsplit) = Dataset::load_split_rows(&a.data.labels, &a.data.split, &a.data.corpora)?;
     let idx = ds.indices(on);
     anyhow::ensure!(!idx.is_empty(), "split {} is empty", a.on);
-    let model = Classifier::load(&a.model, &LoadOptions::default())?;
+    anyhow::ensure!(!(a.errors && on == Split::Test), "--errors is for train and dev only: the test split is for the final report, not for tuning");
     let flagger = Flagger::load(&a.lexicon, 2).map_err(anyhow::Error::msg)?;
     let texts: Vec<&str> = idx.iter().map(|&i| ds.texts[i].as_str()).collect();
+    let reports: Vec<_> = texts.iter().map(|t| flagger.scan(t)).collect();
+    let (flags_json, flags_text) = flag_scores(&ds, &idx, &reports);
+    let errors = flag_errors(&ds, &idx, &reports);
+    if a.flags_only {
+        let mut out = json!({"split": a.on, "n": idx.len(), "lexicon": flagger.version(), "flags": flags_json});
+        let mut text = format!("{} texts of split {}, lexicon {}\n{flags_text}", idx.len(), a.on, flagger.version());
+        if a.errors {
+            text += &render_flag_errors(&errors);
+            out["flag_errors"] = json!(errors);
+        }
+        return Ok(if a.json { serde_json::to_string_pretty(&out)? } else { text });
+    }
+    let model = Classifier::load(&a.model, &LoadOptions::default())?;
     let preds = predict_all(&model, &texts, a.batch, "classifying")?;
     let gc: Vec<usize> = idx.iter().map(|&i| ds.rows[i].category).collect();
     let ge: Vec<usize> = idx.iter().map(|&i| ds.rows[i].escalation).collect();
     let pc: Vec<usize> = preds.iter().map(|p| argmax(&p.category)).collect();
     let pe: Vec<usize> = preds.iter().map(|p| argmax(&p.escalation)).collect();
-    let reports: Vec<_> = texts.iter().map(|t| flagger.scan(t)).collect();
-    let mut per_flag = Vec::new();
-    for f in Flag::ALL {
-        let mut b = metrics::Binary::default();
-        for (k, &i) in idx.iter().enumerate() {
-            b.add(ds.rows[i].flags.contains(&f), reports[k].flags.contains(&f));
-        }
-        per_flag.push(json!({"flag": f, "precision": b.precision(), "recall": b.recall(), "support": b.tp + b.fn_, "tp": b.tp, "fp": b.fp, "fn": b.fn_}));
-    }
-    let mut any = metrics::Binary::default();
-    for (k, &i) in idx.iter().enumerate() {
-        for f in Flag::ALL {
-            any.add(ds.rows[i].flags.contains(&f), reports[k].flags.contains(&f));
-        }
-    }
     let mut out = json!({
         "split": a.on, "n": idx.len(), "model": model.info().version,
         "model_category": metrics::report(&CATEGORIES, &gc, &pc),
         "model_escalation": metrics::report(&LEVELS, &ge, &pe),
-        "flags": {"micro_precision": any.precision(), "micro_recall": any.recall(), "per_flag": per_flag},
+        "flags": flags_json,
     });
     let mut text = format!("{} texts of split {}, model {}\n", idx.len(), a.on, model.info().version);
     text += &metrics::render("model category", &metrics::report(&CATEGORIES, &gc, &pc));
     text += &metrics::render("model escalation", &metrics::report(&LEVELS, &ge, &pe));
-    text += &format!("flags (flagger vs labels): micro P={:.3} R={:.3}\n", any.precision(), any.recall());
-    for f in out["flags"]["per_flag"].as_array().unwrap() {
-        text += &format!("  {:<20} P={:.3} R={:.3} support={}\n", f["flag"].as_str().unwrap(), f["precision"].as_f64().unwrap(), f["recall"].as_f64().unwrap(), f["support"]);
-    }
+    text += &flags_text;
     if a.baselines {
         let (kc, ke): (Vec<usize>, Vec<usize>) = texts.iter().zip(&reports).map(|(t, r)| baselines::keyword_rules(t, r)).unzip();
         // Trained on what the model is trained on (authored texts capped).
@@ -630,5 +634,93 @@ pub fn run_eval(a: &EvalArgs) -> anyhow::Result<String> {
         out["bow_category"] = json!(metrics::report(&CATEGORIES, &gc, &bc));
         out["bow_escalation"] = json!(metrics::report(&LEVELS, &ge, &be));
     }
+    if a.errors {
+        text += &render_flag_errors(&errors);
+        out["flag_errors"] = json!(errors);
+    }
     Ok(if a.json { serde_json::to_string_pretty(&out)? } else { text })
+}
+
+/// Flagger precision/recall against the labels on the rows `idx` (micro over
+/// all flags, and per flag): the JSON object and its text table.
+fn flag_scores(ds: &Dataset, idx: &[usize], reports: &[crate::flags::FlagReport]) -> (serde_json::Value, String) {
+    let mut per_flag = Vec::new();
+    let mut any = metrics::Binary::default();
+    let mut text = String::new();
+    let mut lines = String::new();
+    for f in Flag::ALL {
+        let mut b = metrics::Binary::default();
+        for (k, &i) in idx.iter().enumerate() {
+            b.add(ds.rows[i].flags.contains(&f), reports[k].flags.contains(&f));
+            any.add(ds.rows[i].flags.contains(&f), reports[k].flags.contains(&f));
+        }
+        per_flag.push(json!({"flag": f, "precision": b.precision(), "recall": b.recall(), "support": b.tp + b.fn_, "tp": b.tp, "fp": b.fp, "fn": b.fn_}));
+        lines += &format!("  {:<20} P={:.3} R={:.3} support={} tp={} fp={} fn={}\n", f.as_str(), b.precision(), b.recall(), b.tp + b.fn_, b.tp, b.fp, b.fn_);
+    }
+    text += &format!("flags (flagger vs labels): micro P={:.3} R={:.3} tp={} fp={} fn={}\n", any.precision(), any.recall(), any.tp, any.fp, any.fn_);
+    text += &lines;
+    (json!({"micro_precision": any.precision(), "micro_recall": any.recall(), "tp": any.tp, "fp": any.fp, "fn": any.fn_, "per_flag": per_flag}), text)
+}
+
+/// One text on which the flagger and the labels disagree.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FlagError {
+    pub source: String,
+    pub id: String,
+    pub split: Split,
+    /// Labelled flags the flagger does not raise (false negatives).
+    #[serde(rename = "fn")]
+    pub missed: Vec<Flag>,
+    /// Flags the flagger raises that are not labelled (false positives).
+    #[serde(rename = "fp")]
+    pub spurious: Vec<Flag>,
+    pub labelled: Vec<Flag>,
+    /// The flagger's hits as `flag:term@matched text` (`!` after the flag when negated).
+    pub hits: Vec<String>,
+    pub text: String,
+}
+
+/// The flagger's errors on the rows `idx`, in row order.
+pub fn flag_errors(ds: &Dataset, idx: &[usize], reports: &[crate::flags::FlagReport]) -> Vec<FlagError> {
+    let mut out = Vec::new();
+    for (k, &i) in idx.iter().enumerate() {
+        let (gold, pred) = (&ds.rows[i].flags, &reports[k].flags);
+        let missed: Vec<Flag> = Flag::ALL.into_iter().filter(|f| gold.contains(f) && !pred.contains(f)).collect();
+        let spurious: Vec<Flag> = Flag::ALL.into_iter().filter(|f| pred.contains(f) && !gold.contains(f)).collect();
+        if missed.is_empty() && spurious.is_empty() {
+            continue;
+        }
+        let mut labelled = gold.clone();
+        labelled.sort();
+        out.push(FlagError {
+            source: ds.rows[i].source.clone(),
+            id: ds.rows[i].id.clone(),
+            split: ds.splits[i],
+            missed,
+            spurious,
+            labelled,
+            hits: reports[k].hits.iter().map(|h| format!("{}{}:{}@{}", h.flag, if h.negated { "!" } else { "" }, h.term, h.text)).collect(),
+            text: ds.texts[i].clone(),
+        });
+    }
+    out
+}
+
+/// One block per error: `source id  fn=.. fp=.. labelled=.. hits=..` then the text on one line.
+fn render_flag_errors(errors: &[FlagError]) -> String {
+    let names = |v: &[Flag]| v.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",");
+    let mut s = format!("flag errors: {} texts\n", errors.len());
+    for e in errors {
+        s += &format!(
+            "{} {}\tfn={}\tfp={}\tlabelled={}\thits={}\n    {}\n",
+            e.source,
+            e.id,
+            names(&e.missed),
+            names(&e.spurious),
+            names(&e.labelled),
+            e.hits.join(" "),
+            e.text.replace(['\n', '\r'], " ")
+        );
+    }
+    s
 }
