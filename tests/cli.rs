@@ -136,3 +136,15 @@ fn classify_store_keeps_what_the_rule_picks_masked() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the complaint store"));
 }
+
+#[test]
+fn eval_refuses_to_list_errors_on_the_test_split() {
+    // Refused before any label, corpus or model is read (the paths do not exist).
+    let out = kesu()
+        .args(["eval", "--on", "test", "--flags-only", "--errors", "--labels", "/nonexistent/labels", "--corpora", "/nonexistent/corpora"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("train and dev only"), "{err}");
+}

@@ -555,11 +555,12 @@ fn predict_all(model: &Classifier, texts: &[&str], batch: usize, what: &str) -> 
 /// Score a model (and optionally the baselines) on a split.
 pub fn run_eval(a: &EvalArgs) -> anyhow::Result<String> {
     let on: Split = a.on.parse().map_err(anyhow::Error::msg)?;
+    // Checked before anything is read, so no test text is ever listed.
+    anyhow::ensure!(!(a.errors && on == Split::Test), "--errors is for train and dev only: the test split is for the final report, not for tuning");
     // Rows of label files newer than the split file have no split: they are not scored.
     let (ds, _unsplit) = Dataset::load_split_rows(&a.data.labels, &a.data.split, &a.data.corpora)?;
     let idx = ds.indices(on);
     anyhow::ensure!(!idx.is_empty(), "split {} is empty", a.on);
-    anyhow::ensure!(!(a.errors && on == Split::Test), "--errors is for train and dev only: the test split is for the final report, not for tuning");
     let flagger = Flagger::load(&a.lexicon, 2).map_err(anyhow::Error::msg)?;
     let texts: Vec<&str> = idx.iter().map(|&i| ds.texts[i].as_str()).collect();
     let reports: Vec<_> = texts.iter().map(|t| flagger.scan(t)).collect();
