@@ -170,6 +170,8 @@ async fn store_matching(
 }
 
 /// Single or batch classify answer.
+// Built once per response and serialised at once: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum ClassifyResponse {

@@ -22,6 +22,8 @@ use utoipa::ToSchema;
 use super::{Conversation, Recorded, View};
 
 /// Events pushed to a conversation's subscribers, in order.
+// Sent through a bounded channel per conversation; boxing would only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {

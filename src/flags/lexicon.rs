@@ -2,7 +2,7 @@
 //!
 //! Format: UTF-8, tab-separated. Lines starting with `#` are comments; a
 //! comment `# version: <v>` names the list's version. The first non-comment
-//! line is the header `term	flag	severity	note`. Each further line is one
+//! line is the header `term<TAB>flag<TAB>severity<TAB>note`. Each further line is one
 //! term with one flag (a term may appear once per flag), a severity 1–3, and a
 //! free-text note. The flag `exclude` (severity 0) marks a phrase in which
 //! flag terms have an unrelated meaning (公安局旁边): hits inside it are dropped.

@@ -191,7 +191,7 @@ impl Flagger {
                 }
             })
             .collect();
-        hits.sort_by(|a, b| (a.start, a.flag, a.end).cmp(&(b.start, b.flag, b.end)));
+        hits.sort_by_key(|a| (a.start, a.flag, a.end));
         hits.dedup();
         self.summarise(hits)
     }

@@ -154,7 +154,7 @@ pub fn f32_qtensor(data: Vec<f32>, shape: &[usize]) -> Result<QTensor> {
 pub fn raw_qtensor(bytes: &[u8], dtype: GgmlDType, shape: &[usize]) -> Result<QTensor> {
     let n: usize = shape.iter().product();
     let expect = n / dtype.block_size() * dtype.type_size();
-    if n % dtype.block_size() != 0 || bytes.len() != expect {
+    if !n.is_multiple_of(dtype.block_size()) || bytes.len() != expect {
         bail!("raw tensor {shape:?} {dtype:?}: {} bytes, expected {expect}", bytes.len());
     }
     let storage = QStorage::from_data(std::borrow::Cow::Borrowed(bytes), &Device::Cpu, dtype)?;
@@ -204,7 +204,7 @@ pub fn write_model(path: &Path, parts: &ModelParts) -> Result<()> {
         let mut w = BufWriter::new(f);
         gguf_file::write(&mut w, &meta_refs, &tensors)?;
         w.flush()?;
-        w.seek(std::io::SeekFrom::Current(0))?;
+        w.stream_position()?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
     Ok(())

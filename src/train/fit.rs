@@ -164,7 +164,7 @@ pub fn fit(x: &[Vec<f32>], y: &[usize], classes: usize, cfg: &FitConfig, mut dev
     vars.extend(w1.iter().cloned());
     vars.extend(b1.iter().cloned());
     let mut opt = AdamW::new(vars, ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() })?;
-    let export = || -> anyhow::Result<(Option<(Vec<f32>, Vec<f32>)>, Vec<f32>, Vec<f32>)> {
+    let export = || -> anyhow::Result<Exported> {
         Ok(match (&w1, &b1) {
             (Some(w1), Some(b1)) => {
                 let hidden = unfold(w1.as_tensor(), b1.as_tensor(), &mean, &std)?;
@@ -217,6 +217,9 @@ pub fn fit(x: &[Vec<f32>], y: &[usize], classes: usize, cfg: &FitConfig, mut dev
     }
     Ok(best.expect("at least one evaluation"))
 }
+
+/// A trained head as plain numbers: the hidden layer's (weights, bias) if any, then the output layer's weights and bias.
+type Exported = (Option<(Vec<f32>, Vec<f32>)>, Vec<f32>, Vec<f32>);
 
 #[cfg(test)]
 mod tests {
