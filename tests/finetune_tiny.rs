@@ -3,7 +3,7 @@
 //! computes, training lowers the loss, and the written model file serves the
 //! fine-tuned layer and heads under the loader's tensor names.
 use kesu::model::format::{self, ModelFile};
-use kesu::model::{Classifier, HeadWeights, LoadOptions};
+use kesu::model::{Classifier, LoadOptions};
 use kesu::train::finetune::{self, cache_states, embed_states, FinetuneConfig, Task, TopLayer};
 use kesu::train::fit::{fit, standardisation, FitConfig, FittedHead};
 
@@ -125,16 +125,7 @@ fn fine_tuning_lowers_the_loss_and_the_written_model_serves_it() {
     // write the fine-tuned layer + heads, load through the served path
     let cat = finetune::fold_standardisation(&ft.category, &mean, &std);
     let esc = finetune::fold_standardisation(&ft.escalation, &mean, &std);
-    let heads = HeadWeights {
-        category_weight: cat.weight.clone(),
-        category_bias: cat.bias.clone(),
-        escalation_weight: esc.weight.clone(),
-        escalation_bias: esc.bias.clone(),
-        category_hidden: cat.hidden.clone(),
-        escalation_hidden: esc.hidden.clone(),
-        category_ngram: None,
-        escalation_ngram: None,
-    };
+    let heads = kesu::train::head_weights(&cat, &esc);
     let out = dir.path().join("ft.gguf");
     format::write_model_with(&base, &out, &heads, ft.layers[0].export().unwrap(), "ft-test", serde_json::json!({})).unwrap();
     let stored = ModelFile::read(&out).unwrap();

@@ -357,22 +357,9 @@ mod tests {
     fn gelu_matches_exact_erf() {
         for i in -800..=800 {
             let x = i as f64 / 100.0;
-            let exact = 0.5 * x * (1.0 + libm_erf(x / std::f64::consts::SQRT_2));
+            let exact = 0.5 * x * (1.0 + crate::model::kernels::erf_series(x / std::f64::consts::SQRT_2));
             let got = super::gelu(x as f32) as f64;
             assert!((got - exact).abs() < 2e-6 * (1.0 + x.abs()), "x={x}: {got} vs {exact}");
         }
-    }
-    // erf by its Taylor/continued-fraction-free series (double precision, |x| <= 6).
-    fn libm_erf(x: f64) -> f64 {
-        if x.abs() > 5.9 {
-            return x.signum();
-        }
-        let (mut sum, mut term, mut n) = (x, x, 0.0f64);
-        while term.abs() > 1e-17 * sum.abs().max(1e-300) {
-            n += 1.0;
-            term *= 2.0 * x * x / (2.0 * n + 1.0);
-            sum += term;
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt() * (-x * x).exp()
     }
 }

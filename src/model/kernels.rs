@@ -677,6 +677,22 @@ pub fn add_layer_norm(lvl: Level, x: &mut [f32], y: Option<&[f32]>, w: &[f32], b
     }
 }
 
+/// erf by its power series in double precision (|x| <= 6): the exact
+/// reference the GELU tests (here and in `bert.rs`) compare against.
+#[cfg(test)]
+pub(crate) fn erf_series(x: f64) -> f64 {
+    if x.abs() > 5.9 {
+        return x.signum();
+    }
+    let (mut sum, mut term, mut n) = (x, x, 0.0f64);
+    while term.abs() > 1e-17 * sum.abs().max(1e-300) {
+        n += 1.0;
+        term *= 2.0 * x * x / (2.0 * n + 1.0);
+        sum += term;
+    }
+    sum * 2.0 / std::f64::consts::PI.sqrt() * (-x * x).exp()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -731,7 +747,7 @@ mod tests {
         let (s, g, l) = run(Level::Portable);
         assert!((s[..37].iter().sum::<f32>() - 1.0).abs() < 1e-6);
         for (x, y) in base.iter().zip(&g) {
-            let want = 0.5 * x * (1.0 + libm_erf(*x as f64 / std::f64::consts::SQRT_2) as f32);
+            let want = 0.5 * x * (1.0 + super::erf_series(*x as f64 / std::f64::consts::SQRT_2) as f32);
             assert!((y - want).abs() < 1e-6, "gelu({x}) = {y}, want {want}");
         }
         for lvl in levels() {
@@ -742,17 +758,4 @@ mod tests {
         }
     }
 
-    // erf by its power series (double precision, |x| <= 6).
-    fn libm_erf(x: f64) -> f64 {
-        if x.abs() > 5.9 {
-            return x.signum();
-        }
-        let (mut sum, mut term, mut n) = (x, x, 0.0f64);
-        while term.abs() > 1e-17 * sum.abs().max(1e-300) {
-            n += 1.0;
-            term *= 2.0 * x * x / (2.0 * n + 1.0);
-            sum += term;
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt() * (-x * x).exp()
-    }
 }

@@ -309,7 +309,8 @@ fn fit_heads(xtr: &[Vec<f32>], ytr: (&[usize], &[usize]), xdv: &[Vec<f32>], ydv:
     Ok((cat.context("no class-weight power given")?, esc.context("no class-weight power given")?))
 }
 
-fn head_weights(cat: &fit::FittedHead, esc: &fit::FittedHead) -> HeadWeights {
+/// The model file's head weights from two fitted heads (no n-gram parts).
+pub fn head_weights(cat: &fit::FittedHead, esc: &fit::FittedHead) -> HeadWeights {
     HeadWeights {
         category_weight: cat.weight.clone(),
         category_bias: cat.bias.clone(),

@@ -285,17 +285,7 @@ mod tests {
         let rows: Vec<Labelled> = (0..300)
             .map(|i| Labelled { source: "t".into(), id: i.to_string(), category: i % 3, touches: [true, false, false], escalation: i % 4, flags: vec![], text: None, file: "f".into() })
             .collect();
-        let mut seed = 42u64;
-        let mut texts: Vec<String> = (0..300)
-            .map(|_| {
-                (0..20)
-                    .map(|_| {
-                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                        char::from_u32(0x4e00 + ((seed >> 33) % 3000) as u32).unwrap()
-                    })
-                    .collect()
-            })
-            .collect();
+        let mut texts = random_texts(300, 42);
         texts[1] = texts[0].clone();
         let s = assign(&rows, &texts, 1);
         assert_eq!(s[0], s[1]);
