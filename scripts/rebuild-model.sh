@@ -5,12 +5,12 @@
 #      (every corpus text tokenises as with the full vocabulary) → .cache/base/
 #   3. kesu split: extend data/split.tsv with label rows not in it yet (rows
 #      already in it keep their split; a no-op when every row has one)
-#   4. kesu train: heads + fine-tuned top layers + n-gram parts, chosen on dev
+#   4. kesu train: MLP heads + n-gram parts on the frozen encoder, chosen on dev
 #   5. kesu eval on the test split with both baselines → the README model card
 #
 # The corpora are read from $KESU_CORPORA (default ../shared/corpora).
 # About ten minutes on 2 CPU cores (most of it embedding the texts).
-# Pass extra `kesu train` options as arguments, e.g. --finetune-layers 0.
+# Pass extra `kesu train` options as arguments, e.g. --hidden 64 (see kesu train --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

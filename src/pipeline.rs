@@ -207,8 +207,8 @@ impl Pipeline {
     /// Classify `items`: exactly one result per item, in input order.
     ///
     /// Texts are sorted by length and run through the encoder in chunks of
-    /// `model_batch_size`, so each forward pass pads only to the longest text
-    /// of its chunk. Contacts are recorded in input order (a `customer_ref`
+    /// `model_batch_size` (the packed encoder does not pad at all; the candle
+    /// formats pad only to the longest text of the chunk). Contacts are recorded in input order (a `customer_ref`
     /// twice in one batch: the second is a repeat).
     pub fn classify_items(&self, items: &[Input<'_>], with_segments: bool) -> Result<Vec<Classified>, PipelineError> {
         let lists = self.lists.load_full();

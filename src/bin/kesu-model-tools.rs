@@ -43,7 +43,7 @@ enum Cmd {
         /// Texts for the embedding comparison (spread over the corpus).
         #[arg(long, default_value_t = 500)]
         n: usize,
-        /// Weight formats to compare (f32, f16, q8_0, stored).
+        /// Weight formats to compare (f32, f32_candle, f16, q8_0, stored).
         #[arg(long, value_delimiter = ',', default_value = "f32,f16,q8_0,stored")]
         formats: Vec<String>,
         #[arg(long)]
@@ -86,7 +86,7 @@ enum Cmd {
         batch: usize,
         #[arg(long, default_value_t = 2)]
         threads: usize,
-        /// Weight formats to time (f32, f16, q8_0, stored).
+        /// Weight formats to time (f32, f32_candle, f16, q8_0, stored).
         #[arg(long, value_delimiter = ',', default_value = "f32")]
         formats: Vec<String>,
         /// Only texts of this corpus source (e.g. stc3).

@@ -312,26 +312,12 @@ impl BertModel {
     }
 }
 
-/// Exact (erf) GELU, `0.5 x (1 + erf(x / sqrt 2))`, with erf from Abramowitz &
-/// Stegun 7.1.26 (|error| <= 1.5e-7). candle's `gelu_erf` calls the `libm`
+/// Exact (erf) GELU on candle tensors: the kernels' scalar [`gelu`] (erf from
+/// Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7). candle's `gelu_erf` calls the `libm`
 /// crate's scalar `erff`, which took ~15% of the encoder's time.
 struct GeluErf;
 
-#[inline]
-fn erf(x: f32) -> f32 {
-    let a = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let y = 1.0
-        - (((((1.061_405_4 * t - 1.453_152_1) * t) + 1.421_413_7) * t - 0.284_496_72) * t + 0.254_829_6)
-            * t
-            * (-a * a).exp();
-    y.copysign(x)
-}
-
-#[inline]
-pub fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-}
+pub use super::kernels::gelu;
 
 impl candle_core::CustomOp1 for GeluErf {
     fn name(&self) -> &'static str {

@@ -55,11 +55,16 @@ impl Head {
     pub fn probs(&self, x: &[f32]) -> Vec<f32> {
         softmax(&self.logits(x))
     }
-    /// Adds a character-n-gram part (checked against the head's label count).
+    /// Adds a character-n-gram part (checked: the head's label count, at least
+    /// one bucket, a finite weight).
     pub fn with_ngram(mut self, ngram: Option<NgramWeights>) -> Result<Self> {
         if let Some(g) = &ngram {
             if g.bias.len() != self.labels() || g.weight.len() != g.dim * self.labels() {
                 bail!("n-gram part has {} labels, the head {}", g.bias.len(), self.labels());
+            }
+            // Checked at load, so that no text can divide by zero or fuse with NaN.
+            if g.dim == 0 || !g.alpha.is_finite() {
+                bail!("n-gram part has {} buckets and weight {}: needs at least one bucket and a finite weight", g.dim, g.alpha);
             }
         }
         self.ngram = ngram;
@@ -108,5 +113,23 @@ impl Heads {
             category: head(w.category_hidden, w.category_weight, w.category_bias)?.with_ngram(w.category_ngram)?,
             escalation: head(w.escalation_hidden, w.escalation_weight, w.escalation_bias)?.with_ngram(w.escalation_ngram)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ngram_parts_that_could_break_a_request_are_refused_at_load() {
+        let head = || Head::new(vec![0.0; 2 * 4], vec![0.0; 2], 4).unwrap();
+        let part = |dim: usize, alpha: f32| NgramWeights { dim, weight: vec![0.1; 2 * dim], bias: vec![0.0; 2], alpha };
+        assert!(head().with_ngram(Some(part(0, 1.0))).is_err(), "zero buckets");
+        assert!(head().with_ngram(Some(part(8, f32::NAN))).is_err(), "NaN weight");
+        assert!(head().with_ngram(Some(part(8, f32::INFINITY))).is_err(), "infinite weight");
+        assert!(head().with_ngram(Some(NgramWeights { bias: vec![0.0; 3], ..part(8, 1.0) })).is_err(), "label count");
+        let ok = head().with_ngram(Some(part(8, 0.5))).unwrap();
+        let p = ok.probs_for(&[0.0; 4], "客服不理人");
+        assert!(p.iter().all(|v| v.is_finite()) && (p.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{p:?}");
     }
 }

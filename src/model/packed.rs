@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use super::bert::BertConfig;
 use super::format::ModelFile;
-use super::kernels::{self, Level, PackedMatrix, NR};
+use super::kernels::{self, Level, PackedMatrix, SendPtr, NR};
 
 struct Layer {
     qkv: PackedMatrix,
@@ -77,9 +77,17 @@ impl PackedBert {
         };
         let pos = f.f32_vec("embeddings.position_embeddings.weight")?;
         let tt = f.f32_vec("embeddings.token_type_embeddings.weight")?;
+        // Shapes checked here, once, so that no request can index past them.
+        if pos.len() < c.max_position_embeddings * h || tt.len() < h {
+            bail!("position embeddings hold {} values and token types {}: the config needs {} x {h} and {h}", pos.len(), tt.len(), c.max_position_embeddings);
+        }
         let pos_type: Vec<f32> = pos.chunks_exact(h).flat_map(|r| r.iter().zip(&tt[..h]).map(|(a, b)| a + b)).collect();
         let ln = |p: &str| -> Result<(Vec<f32>, Vec<f32>)> {
-            Ok((f.f32_vec(&format!("{p}.weight"))?, f.f32_vec(&format!("{p}.bias"))?))
+            let (w, b) = (f.f32_vec(&format!("{p}.weight"))?, f.f32_vec(&format!("{p}.bias"))?);
+            if w.len() != h || b.len() != h {
+                bail!("{p} has {} weights and {} biases, hidden size is {h}", w.len(), b.len());
+            }
+            Ok((w, b))
         };
         let lin = |ps: &[String], n: usize, k: usize| -> Result<PackedMatrix> {
             let mut w = Vec::with_capacity(n * k);
@@ -267,11 +275,6 @@ fn gelu(lvl: Level, mid: &mut [f32], ff: usize) {
         mid.par_chunks_mut(chunk).for_each(|m| kernels::gelu_inplace(lvl, m));
     }
 }
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
 
 /// Scaled dot-product attention of each window with itself, per head:
 /// `qkv` `[T, 3h]` (query | key | value) → `ctx` `[T, h]`.

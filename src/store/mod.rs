@@ -243,8 +243,22 @@ fn arrival_key(i: usize) -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as i64 * 1000 + (i as i64 % 1000)
 }
 
+/// RFC 3339 in UTC with exactly three fraction digits (`2026-11-23T09:36:06.310Z`):
+/// fixed width, so these strings sort as text in time order.
 fn rfc3339_ms(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).map(crate::conversation::rfc3339).unwrap_or_else(|_| ms.to_string())
+    match OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        ),
+        Err(_) => ms.to_string(),
+    }
 }
 
 fn priority_rank(p: &str) -> i64 {
@@ -639,6 +653,16 @@ mod tests {
         assert!(New.is_open() && InReview.is_open() && !Resolved.is_open());
         assert_eq!("false_positive".parse::<Status>().unwrap(), FalsePositive);
         assert!("done".parse::<Status>().is_err());
+    }
+
+    #[test]
+    fn times_have_three_fraction_digits_and_sort_as_text() {
+        // 09:36:06.310 and .316: with trailing zeros trimmed, ".31Z" would sort after ".316Z".
+        let (a, b) = (rfc3339_ms(1_795_426_566_310), rfc3339_ms(1_795_426_566_316));
+        assert_eq!(a, "2026-11-23T09:36:06.310Z");
+        assert_eq!(b, "2026-11-23T09:36:06.316Z");
+        assert!(a < b);
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]
