@@ -92,6 +92,9 @@ fn phrasing_classes_added_from_train_dev_review() {
         "媒体炒作得太厉害了",
         "在京东仲裁下发货",
         "一共110元",
+        "等了110分钟还没人接",
+        "买的110V电压的版本",
+        "体重110斤穿L码",
         "不要追债似的找我",
     ] {
         assert!(f.scan(text).flags.is_empty(), "{text} should raise nothing: {:?}", f.scan(text).hits);
