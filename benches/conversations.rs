@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kesu::config::Settings;
 use kesu::pipeline::Pipeline;
 use serde_json::json;
 
@@ -86,13 +85,7 @@ fn main() {
         .filter(|turns| turns.len() >= 4)
         .collect();
 
-    let mut s = Settings::defaults();
-    s.port = 0;
-    s.resources.lexicons = Path::new(env!("CARGO_MANIFEST_DIR")).join("lexicons");
-    s.resources.model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/kesu.gguf");
-    s.max_queued = 4096;
-    s.queue_timeout_ms = 600_000;
-    s.request_timeout_ms = 600_000;
+    let s = support::load_settings();
     let (inference, workers) = (s.max_concurrent_inference, s.workers);
 
     actix_web::rt::System::new().block_on(async move {

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kesu::config::Settings;
 use kesu::pipeline::Pipeline;
 use serde_json::json;
 
@@ -28,13 +27,7 @@ use support::{env_num, pct};
 
 /// Start an app; `db`: the store's URL, `None` for no store.
 async fn start(db: Option<String>) -> String {
-    let mut s = Settings::defaults();
-    s.port = 0;
-    s.resources.lexicons = Path::new(env!("CARGO_MANIFEST_DIR")).join("lexicons");
-    s.resources.model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/kesu.gguf");
-    s.max_queued = 4096;
-    s.queue_timeout_ms = 600_000;
-    s.request_timeout_ms = 600_000;
+    let mut s = support::load_settings();
     s.store.store_min_escalation = 0;
     s.store.no_store = db.is_none();
     if let Some(db) = db {
