@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kesu::pipeline::Pipeline;
+use kesu_core::pipeline::Pipeline;
 use serde_json::json;
 
 mod support;
@@ -76,7 +76,7 @@ fn main() {
     let root = std::env::var_os("KESU_CORPORA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora"));
     let levels: Vec<usize> = std::env::var("KESU_BENCH_CONVERSATIONS").unwrap_or_else(|_| "1,8,32".into()).split(',').filter_map(|v| v.trim().parse().ok()).collect();
     let rounds = env_num("KESU_BENCH_ROUNDS", 4usize);
-    let all = kesu::corpus::stc3_dialogues(&root).expect("STC-3 corpus (set KESU_CORPORA)");
+    let all = kesu_train::corpus::stc3_dialogues(&root).expect("STC-3 corpus (set KESU_CORPORA)");
     // dialogues of 4+ turns, spread over the file
     // (empty turns, which the API rightly refuses, are left out)
     let long: Vec<Vec<(String, String)>> = all
@@ -92,8 +92,8 @@ fn main() {
         let pipeline = Arc::new(Pipeline::load(&s.resources, true).expect("shipped model loads"));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let state = actix_web::web::Data::new(kesu::api::AppState::new(pipeline, s).with_access(kesu::auth::Access::Open));
-        actix_web::rt::spawn(kesu::api::serve(listener, state).unwrap());
+        let state = actix_web::web::Data::new(kesu_server::api::AppState::new(pipeline, s).with_access(kesu_server::auth::Access::Open));
+        actix_web::rt::spawn(kesu_server::api::serve(listener, state).unwrap());
         run(&base, &long[..2], false, "warm").await;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
         println!("{cores} cores, {workers} HTTP workers, {inference} inference slots; {rounds} rounds per level, conversation and peer runs interleaved");

@@ -11,8 +11,8 @@
 
 use std::path::Path;
 
-use kesu::model::import::read_texts;
-use kesu::model::{reference, Classifier, LoadOptions, WeightFormat};
+use kesu_train::import::read_texts;
+use kesu_core::model::{reference, Classifier, LoadOptions, WeightFormat};
 
 fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
     std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
             eprintln!("base model / harness / corpus dump missing: timing the tiny model only");
             let dir = tempfile::tempdir()?;
             let p = dir.path().join("tiny.gguf");
-            kesu::model::testing::write_tiny_model(&p, 1)?;
+            kesu_core::model::testing::write_tiny_model(&p, 1)?;
             let texts: Vec<String> = if corpus.exists() {
                 read_texts(&corpus)?
             } else {

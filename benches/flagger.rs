@@ -2,10 +2,10 @@
 //! (set KESU_CORPORA to point elsewhere), against a plain Aho–Corasick scan of
 //! the same terms over the raw text as the peer in the same run.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use kesu::flags::{Entry, Flagger, Lexicon};
+use kesu_core::flags::{Entry, Flagger, Lexicon};
 
 fn corpus_text() -> Vec<String> {
-    let recs = kesu::corpus::read_all(&kesu::corpus::default_root()).expect("corpora readable (set KESU_CORPORA)");
+    let recs = kesu_train::corpus::read_all(&kesu_train::corpus::default_root()).expect("corpora readable (set KESU_CORPORA)");
     recs.into_iter().filter(|r| r.source == "stc3" || r.source == "waimai" || r.source == "hotel").map(|r| r.text).take(5000).collect()
 }
 
@@ -22,7 +22,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function("kesu_scan (normalise+match+negation+offsets)", |b| b.iter(|| texts.iter().map(|t| flagger.scan(t).hits.len()).sum::<usize>()));
     g.bench_function("plain_aho_corasick (raw text, no normalisation)", |b| b.iter(|| texts.iter().map(|t| plain.find_overlapping_iter(t).count()).sum::<usize>()));
-    g.bench_function("normalise_only", |b| b.iter(|| texts.iter().map(|t| kesu::text::Normalized::new(t).len()).sum::<usize>()));
+    g.bench_function("normalise_only", |b| b.iter(|| texts.iter().map(|t| kesu_core::text::Normalized::new(t).len()).sum::<usize>()));
     g.finish();
 }
 

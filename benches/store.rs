@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kesu::pipeline::Pipeline;
+use kesu_core::pipeline::Pipeline;
 use serde_json::json;
 
 mod support;
@@ -28,17 +28,17 @@ use support::{env_num, pct};
 /// Start an app; `db`: the store's URL, `None` for no store.
 async fn start(db: Option<String>) -> String {
     let mut s = support::load_settings();
-    s.store.store_min_escalation = 0;
+    s.store.store_min_escalation = Some(0);
     s.store.no_store = db.is_none();
     if let Some(db) = db {
         s.store.database_url = db;
     }
-    let store = kesu::api::open_store(&s.store).await.expect("store opens");
+    let store = kesu_server::api::open_store(&s.store).await.expect("store opens");
     let pipeline = Arc::new(Pipeline::load(&s.resources, true).expect("shipped model loads"));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = actix_web::web::Data::new(kesu::api::AppState::new(pipeline, s).with_store(store).with_access(kesu::auth::Access::Open));
-    actix_web::rt::spawn(kesu::api::serve(listener, state).unwrap());
+    let state = actix_web::web::Data::new(kesu_server::api::AppState::new(pipeline, s).with_store(store).with_access(kesu_server::auth::Access::Open));
+    actix_web::rt::spawn(kesu_server::api::serve(listener, state).unwrap());
     base
 }
 
@@ -71,7 +71,7 @@ async fn run(base: &str, texts: &[String], rate: f64, secs: f64) -> Vec<f64> {
 fn main() {
     let root = std::env::var_os("KESU_CORPORA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora"));
     let (rate, secs, rounds) = (env_num("KESU_BENCH_RATE", 10.0), env_num("KESU_BENCH_SECS", 20.0), env_num("KESU_BENCH_ROUNDS", 2usize));
-    let texts: Vec<String> = kesu::corpus::stc3_dialogues(&root)
+    let texts: Vec<String> = kesu_train::corpus::stc3_dialogues(&root)
         .expect("STC-3 corpus (set KESU_CORPORA)")
         .iter()
         .flat_map(|d| d.turns.iter().filter(|(s, t)| s == "customer" && t.chars().count() >= 8).map(|(_, t)| t.clone()).collect::<Vec<_>>())

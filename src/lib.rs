@@ -1,26 +1,12 @@
-//! kesu (客诉): Chinese customer-complaint triage.
+//! kesu (客诉): Chinese customer-complaint triage — the `kesu` binary's
+//! command line and its one typed configuration, which wire the workspace's
+//! crates together:
+//! * `kesu-core` (`crates/kesu-core`): text, flags, word lists, triage, model inference, pipeline;
+//! * `kesu-store` (`crates/kesu-store`): the complaint store;
+//! * `kesu-server` (`crates/kesu-server`): the HTTP service;
+//! * `kesu-train` (`crates/kesu-train`): split, training, evaluation, import, reference tools.
 //!
-//! The folders are the architecture:
-//! * [`text`]: normalisation (with offsets back to the original) and segmentation;
-//! * [`flags`]: the legal-risk flagger;
-//! * [`triage`]: priority and route rules, repeat-contact tracking;
-//! * [`lists`]: the word lists and rules that (re)load together;
-//! * [`model`]: the quantised BERT encoder and its heads;
-//! * [`pipeline`]: the one place that turns texts into results;
-//! * [`api`]: HTTP routes, error mapping, metrics and the OpenAPI spec;
-//! * [`config`]: the one typed configuration struct;
-//! * [`cli`]: the command line (`kesu serve|classify|flags|...`).
-pub mod flags;
-pub mod lists;
-pub mod triage;
-pub mod model;
-pub mod text;
-pub mod api;
-pub mod auth;
-pub mod config;
-pub mod pipeline;
-pub mod conversation;
+//! Here: [`config`] (every setting a flag and a `KESU_*` variable) and [`cli`]
+//! (`kesu serve|classify|flags|split|train|eval|import-base|keys`).
 pub mod cli;
-pub mod corpus;
-pub mod store;
-pub mod train;
+pub mod config;

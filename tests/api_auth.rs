@@ -4,7 +4,7 @@
 mod common;
 
 use common::{expect_error, spawn_with, TestApp};
-use kesu::auth::{generate_key, hash_key};
+use kesu_server::auth::{generate_key, hash_key};
 use serde_json::json;
 
 struct Keys {
@@ -26,7 +26,7 @@ async fn app() -> (TestApp, Keys) {
     let app = spawn_with(true, move |s| {
         s.auth.no_auth = false;
         s.auth.api_keys = Some(env);
-        s.store.store_min_escalation = 4;
+        s.store.store_min_escalation = Some(4);
     })
     .await;
     (app, k)
@@ -118,19 +118,19 @@ async fn first_start_without_keys_creates_one_admin_key_and_keeps_only_its_hash(
     s.auth.no_auth = false;
     s.auth.api_keys = None;
     s.auth.api_keys_file = dir.path().join("data/keys.toml");
-    let (access, key) = kesu::auth::access(&s.auth).unwrap();
+    let (access, key) = kesu_server::auth::access(&s.auth.options()).unwrap();
     let key = key.expect("a key is created");
     let file = std::fs::read_to_string(&s.auth.api_keys_file).unwrap();
     assert!(!file.contains(&key) && file.contains(&hash_key(&key)));
-    let kesu::auth::Access::Keys(keys) = access else { panic!("keys are required") };
-    assert!(keys.authenticate(&key).unwrap().may(kesu::auth::Role::Reviewer));
+    let kesu_server::auth::Access::Keys(keys) = access else { panic!("keys are required") };
+    assert!(keys.authenticate(&key).unwrap().may(kesu_server::auth::Role::Reviewer));
     // the second start finds it and creates nothing
-    let (_, again) = kesu::auth::access(&s.auth).unwrap();
+    let (_, again) = kesu_server::auth::access(&s.auth.options()).unwrap();
     assert!(again.is_none());
     // --no-auth opens everything and creates nothing
     let other = dir.path().join("other.toml");
     s.auth.api_keys_file = other.clone();
     s.auth.no_auth = true;
-    assert!(matches!(kesu::auth::access(&s.auth).unwrap(), (kesu::auth::Access::Open, None)));
+    assert!(matches!(kesu_server::auth::access(&s.auth.options()).unwrap(), (kesu_server::auth::Access::Open, None)));
     assert!(!other.exists());
 }

@@ -20,7 +20,7 @@ const CALM: &[&str] = &["东西收到了，包装挺好的", "请问这个快递
 
 /// An app that stores only by flags (the tiny model's escalation is arbitrary).
 async fn app() -> TestApp {
-    spawn_with(true, |s| s.store.store_min_escalation = 4).await
+    spawn_with(true, |s| s.store.store_min_escalation = Some(4)).await
 }
 
 async fn classify(app: &TestApp, texts: &[&str]) -> Vec<Value> {
@@ -270,7 +270,7 @@ async fn postgres_store_going_away_fails_requests_instead_of_losing_items() {
     let url = pg.url();
     let app = spawn_with(true, move |s| {
         s.store.database_url = url;
-        s.store.store_min_escalation = 4;
+        s.store.store_min_escalation = Some(4);
     })
     .await;
     let ok = classify(&app, FLAGGED).await;

@@ -26,7 +26,7 @@ fn flags_on_one_text() {
 fn classify_a_file_with_a_tiny_model_keeps_order_and_reports_bad_lines() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny.gguf");
-    kesu::model::testing::write_tiny_model(&model, 3).unwrap();
+    kesu_core::model::testing::write_tiny_model(&model, 3).unwrap();
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, "{\"id\": \"a\", \"text\": \"退款太慢\"}\n纯文本一行：客服不理人\n{\"id\": \"c\", \"text\": \"\"}\n{broken\n{\"text\": \"我要报警\"}\n").unwrap();
     let out = kesu().args(["classify", "--file"]).arg(&input).arg("--model").arg(&model).output().unwrap();
@@ -48,7 +48,7 @@ fn classify_a_file_with_a_tiny_model_keeps_order_and_reports_bad_lines() {
 fn classify_jsonl_on_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny.gguf");
-    kesu::model::testing::write_tiny_model(&model, 3).unwrap();
+    kesu_core::model::testing::write_tiny_model(&model, 3).unwrap();
     let mut child = kesu().args(["classify", "--segments", "--model"]).arg(&model).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all("{\"id\": 1, \"text\": \"集体诉讼\"}\n{\"id\": 2, \"text\": \"好评\"}\n".as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -80,7 +80,7 @@ fn missing_input_file_and_bad_usage_exit_2() {
 fn classify_output_has_triage_and_counts_repeat_contacts() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny.gguf");
-    kesu::model::testing::write_tiny_model(&model, 3).unwrap();
+    kesu_core::model::testing::write_tiny_model(&model, 3).unwrap();
     let input = "{\"id\": 1, \"text\": \"退款太慢\", \"customer_ref\": \"c-9\"}\n{\"id\": 2, \"text\": \"我们要集体维权\"}\n{\"id\": 3, \"text\": \"还是没退\", \"customer_ref\": \"c-9\"}\n{\"id\": 4, \"text\": \"x\", \"customer_ref\": \" \"}\n";
     let mut child = kesu().args(["classify", "--model"]).arg(&model).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
@@ -110,7 +110,7 @@ fn classify_output_has_triage_and_counts_repeat_contacts() {
 fn classify_store_keeps_what_the_rule_picks_masked() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny.gguf");
-    kesu::model::testing::write_tiny_model(&model, 3).unwrap();
+    kesu_core::model::testing::write_tiny_model(&model, 3).unwrap();
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, "{\"id\": \"a\", \"text\": \"我要起诉你们，电话13812345678\"}\n{\"id\": \"b\", \"text\": \"包装很好\"}\n").unwrap();
     let db = format!("sqlite://{}", dir.path().join("kesu.db").display());
@@ -127,7 +127,7 @@ fn classify_store_keeps_what_the_rule_picks_masked() {
     assert!(v[1].get("review_id").is_none(), "the calm text is not");
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 item(s) stored"));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let item = rt.block_on(async { kesu::store::Store::open(&db, 1).await.unwrap().get(v[0]["review_id"].as_str().unwrap()).await.unwrap() });
+    let item = rt.block_on(async { kesu_store::Store::open(&db, 1).await.unwrap().get(v[0]["review_id"].as_str().unwrap()).await.unwrap() });
     assert_eq!(item.caller_id.as_deref(), Some("a"));
     assert_eq!(item.channel.as_deref(), Some("batch"));
     assert!(item.text.contains("138****5678"), "{}", item.text);

@@ -36,7 +36,7 @@ async fn replay(app: &TestApp, conv: &str, turns: &[(String, String)]) -> (Vec<V
 #[actix_web::test]
 async fn replayed_stc3_dialogues_keep_order_state_and_alerts() {
     let Some(root) = corpora() else { return };
-    let mut dialogues = kesu::corpus::stc3_dialogues(&root).unwrap();
+    let mut dialogues = kesu_train::corpus::stc3_dialogues(&root).unwrap();
     for d in &mut dialogues {
         d.turns.retain(|(_, t)| !t.trim().is_empty()); // an empty turn is refused (422 empty_text)
     }

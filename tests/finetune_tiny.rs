@@ -2,10 +2,10 @@
 //! the test: the training copy of a layer computes what the served encoder
 //! computes, training lowers the loss, and the written model file serves the
 //! fine-tuned layer and heads under the loader's tensor names.
-use kesu::model::format::{self, ModelFile};
-use kesu::model::{Classifier, LoadOptions};
-use kesu::train::finetune::{self, cache_states, embed_states, FinetuneConfig, Task, TopLayer};
-use kesu::train::fit::{fit, standardisation, FitConfig, FittedHead};
+use kesu_core::model::format::{self, ModelFile};
+use kesu_core::model::{Classifier, LoadOptions};
+use kesu_train::finetune::{self, cache_states, embed_states, FinetuneConfig, Task, TopLayer};
+use kesu_train::fit::{fit, standardisation, FitConfig, FittedHead};
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
@@ -35,7 +35,7 @@ fn texts() -> (Vec<String>, Vec<usize>, Vec<usize>) {
 fn the_training_copy_of_the_top_layer_matches_the_served_encoder() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("tiny.gguf");
-    kesu::model::testing::write_tiny_model(&base, 5).unwrap();
+    kesu_core::model::testing::write_tiny_model(&base, 5).unwrap();
     let (t, _, _) = texts();
     for (max_tokens, max_windows) in [(512, 4), (9, 3)] {
         let served = Classifier::load(&base, &LoadOptions { max_tokens, max_windows, ..Default::default() }).unwrap();
@@ -64,7 +64,7 @@ fn the_training_copy_of_the_top_layer_matches_the_served_encoder() {
 fn fine_tuning_lowers_the_loss_and_the_written_model_serves_it() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("tiny.gguf");
-    kesu::model::testing::write_tiny_model(&base, 9).unwrap();
+    kesu_core::model::testing::write_tiny_model(&base, 9).unwrap();
     let (t, yc, ye) = texts();
     let states = cache_states(&base, &t, 1, 512, 4, None).unwrap();
     let f = ModelFile::read(&base).unwrap();
@@ -125,7 +125,7 @@ fn fine_tuning_lowers_the_loss_and_the_written_model_serves_it() {
     // write the fine-tuned layer + heads, load through the served path
     let cat = finetune::fold_standardisation(&ft.category, &mean, &std);
     let esc = finetune::fold_standardisation(&ft.escalation, &mean, &std);
-    let heads = kesu::train::head_weights(&cat, &esc);
+    let heads = kesu_train::head_weights(&cat, &esc);
     let out = dir.path().join("ft.gguf");
     format::write_model_with(&base, &out, &heads, ft.layers[0].export().unwrap(), "ft-test", serde_json::json!({})).unwrap();
     let stored = ModelFile::read(&out).unwrap();
@@ -139,7 +139,7 @@ fn fine_tuning_lowers_the_loss_and_the_written_model_serves_it() {
         assert!(max_abs_diff(g, w) < 5e-3, "{}", max_abs_diff(g, w));
     }
     let preds = served.predict(&refs).unwrap();
-    let agree = preds.iter().zip(&want).filter(|(p, e)| kesu::model::heads::argmax(&p.category) == cat.predict(e)).count();
+    let agree = preds.iter().zip(&want).filter(|(p, e)| kesu_core::model::heads::argmax(&p.category) == cat.predict(e)).count();
     assert!(agree >= t.len() - 1, "{agree}/{}", t.len());
     // the base layer is unchanged where it was not trained
     let l0 = |m: &ModelFile| m.f32_vec("encoder.layer.0.output.dense.weight").unwrap();

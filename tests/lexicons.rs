@@ -1,6 +1,6 @@
 //! The shipped word lists: they load, cover every flag, and do what they claim.
-use kesu::flags::{Entry, Flag, Flagger, Lexicon};
-use kesu::text::Segmenter;
+use kesu_core::flags::{Entry, Flag, Flagger, Lexicon};
+use kesu_core::text::Segmenter;
 
 fn lexicon() -> Lexicon {
     Lexicon::parse(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/lexicons/legal_risk.tsv")).unwrap()).unwrap()

@@ -39,7 +39,7 @@ async fn nothing_personal_reaches_the_log() {
         .with_writer(move || w.clone())
         .init();
 
-    let app = spawn_with(true, |s| s.store.store_min_escalation = 0).await;
+    let app = spawn_with(true, |s| s.store.store_min_escalation = Some(0)).await;
     let text = format!("我要起诉你们！电话{PHONE}，身份证{ID_CARD}，银行卡{BANK}被盗刷，邮箱{EMAIL}");
     let r = app.post_json("/v1/classify", &json!({"items": [{"id": "a", "text": text, "customer_ref": PHONE}, {"id": "b", "text": "再不处理就去12315投诉"}]})).await;
     assert_eq!(r.status(), 200);

@@ -14,9 +14,9 @@
 
 use std::path::PathBuf;
 
-use kesu::model::reference::cosine;
-use kesu::model::testing::write_tiny_model;
-use kesu::model::{Classifier, LoadOptions, WeightFormat};
+use kesu_train::reference::cosine;
+use kesu_core::model::testing::write_tiny_model;
+use kesu_core::model::{Classifier, LoadOptions, WeightFormat};
 
 fn base_model() -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -1,9 +1,9 @@
 //! The model code on a TINY random model (no downloaded weights needed).
 
-use kesu::model::format::ModelFile;
-use kesu::model::format::write_model_with_heads;
-use kesu::model::testing::write_tiny_model;
-use kesu::model::{Classifier, HeadWeights, LoadOptions, WeightFormat};
+use kesu_core::model::format::ModelFile;
+use kesu_core::model::format::write_model_with_heads;
+use kesu_core::model::testing::write_tiny_model;
+use kesu_core::model::{Classifier, HeadWeights, LoadOptions, WeightFormat};
 
 fn tiny(dir: &tempfile::TempDir, seed: u64) -> std::path::PathBuf {
     let p = dir.path().join(format!("tiny-{seed}.gguf"));
@@ -154,7 +154,7 @@ fn weight_formats_agree() {
 /// mixed lengths and for windowed long texts.
 #[test]
 fn packed_encoder_matches_candle_at_every_kernel_level() {
-    use kesu::model::kernels::{detected, Level};
+    use kesu_core::model::kernels::{detected, Level};
     let dir = tempfile::tempdir().unwrap();
     let p = tiny(&dir, 9);
     let opts = |weights| LoadOptions { weights, max_tokens: 24, max_windows: 4 };
@@ -209,7 +209,7 @@ fn long_texts_are_windowed_and_truncated() {
 
 #[test]
 fn windowed_pooling_is_the_mean_over_all_window_tokens() {
-    use kesu::model::tokenize::windows;
+    use kesu_core::model::tokenize::windows;
     let (w, t) = windows(0, &[10, 11, 12, 13, 14], 0, 2, 4, 10);
     assert!(!t);
     assert_eq!(w.iter().map(|w| w.ids.clone()).collect::<Vec<_>>(), vec![vec![0, 10, 11, 2], vec![0, 12, 13, 2], vec![0, 14, 2]]);
@@ -226,7 +226,7 @@ fn bad_files_are_load_errors() {
     let p = dir.path().join("junk.gguf");
     std::fs::write(&p, b"not a model").unwrap();
     match Classifier::load(&p, &LoadOptions::default()) {
-        Err(kesu::model::ModelError::Load { path, .. }) => assert!(path.ends_with("junk.gguf")),
+        Err(kesu_core::model::ModelError::Load { path, .. }) => assert!(path.ends_with("junk.gguf")),
         _ => panic!("expected a load error"),
     }
     assert!(Classifier::load(&dir.path().join("missing.gguf"), &LoadOptions::default()).is_err());
@@ -234,7 +234,7 @@ fn bad_files_are_load_errors() {
 
 #[test]
 fn ngram_parts_are_stored_and_fused_with_the_heads() {
-    use kesu::model::ngrams::{char_ngrams, fuse, NgramWeights};
+    use kesu_core::model::ngrams::{char_ngrams, fuse, NgramWeights};
     let dir = tempfile::tempdir().unwrap();
     let p = tiny(&dir, 5);
     let base = Classifier::load(&p, &LoadOptions::default()).unwrap();
@@ -258,7 +258,7 @@ fn ngram_parts_are_stored_and_fused_with_the_heads() {
     for (t, (pa, pb)) in TEXTS.iter().zip(a.iter().zip(&b)) {
         // fused = softmax(log p_head + alpha * log_softmax(ngram logits))
         let lp: Vec<f32> = pa.category.iter().map(|v| v.ln()).collect();
-        let want = kesu::model::heads::softmax(&fuse(&lp, &ng.logits(&char_ngrams(t, dim)), ng.alpha));
+        let want = kesu_core::model::heads::softmax(&fuse(&lp, &ng.logits(&char_ngrams(t, dim)), ng.alpha));
         assert!(max_abs_diff(&pb.category, &want) < 1e-4, "{t}");
         assert_eq!(pa.escalation, pb.escalation, "no escalation part: unchanged");
     }

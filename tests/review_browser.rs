@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use kesu::auth::{generate_key, hash_key};
+use kesu_server::auth::{generate_key, hash_key};
 use serde_json::json;
 
 const TEXTS: &[&str] = &[
@@ -26,7 +26,7 @@ async fn review_console_in_headless_chromium() {
     let app = spawn_with(true, move |s| {
         s.auth.no_auth = false;
         s.auth.api_keys = Some(keys);
-        s.store.store_min_escalation = 4;
+        s.store.store_min_escalation = Some(4);
     })
     .await;
     let items: Vec<_> = TEXTS.iter().enumerate().map(|(i, t)| json!({"id": format!("w{i}"), "text": t, "channel": "weibo"})).collect();

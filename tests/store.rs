@@ -5,7 +5,7 @@
 mod common;
 
 use common::PgServer;
-use kesu::store::{Filter, NewItem, Patch, Status, Store, StoreError};
+use kesu_store::{Filter, NewItem, Patch, Status, Store, StoreError};
 use serde_json::json;
 
 fn item(text: &str, priority: &str, flags: &[&str], severity: u8, category: &str, escalation: u8) -> NewItem {
@@ -60,7 +60,7 @@ async fn suite(store: Store) {
     assert_eq!(seen, ["P1 一起去集体诉讼", "P1 later", "P2 记者曝光", "old P3", "50%_off 骗子"]);
 
     // filters
-    let texts = |p: kesu::store::Page| p.items.into_iter().map(|i| i.text).collect::<Vec<_>>();
+    let texts = |p: kesu_store::Page| p.items.into_iter().map(|i| i.text).collect::<Vec<_>>();
     let f = |flag: Option<&str>| Filter { flag: flag.map(String::from), ..Filter::default() };
     assert_eq!(texts(store.list(&f(Some("litigation")), None, 50).await.unwrap()), ["P1 一起去集体诉讼"]);
     assert!(texts(store.list(&f(Some("litig")), None, 50).await.unwrap()).is_empty(), "whole flag names only");

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kesu::config::Settings;
-use kesu::pipeline::Pipeline;
+use kesu_core::pipeline::Pipeline;
 
 pub struct TestApp {
     pub base: String,
@@ -20,7 +20,7 @@ pub fn lexicons() -> PathBuf {
 /// Write the tiny test model (real model code, random weights) into `dir`.
 pub fn tiny_model(dir: &Path) -> PathBuf {
     let p = dir.join("tiny.gguf");
-    kesu::model::testing::write_tiny_model(&p, 7).expect("write tiny model");
+    kesu_core::model::testing::write_tiny_model(&p, 7).expect("write tiny model");
     p
 }
 
@@ -51,13 +51,13 @@ pub async fn spawn_with(with_model: bool, tweak: impl FnOnce(&mut Settings)) -> 
 pub async fn spawn_in(dir: tempfile::TempDir, with_model: bool, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let mut s = settings(dir.path(), with_model);
     tweak(&mut s);
-    let pipeline = Arc::new(Pipeline::load(&s.resources, with_model).expect("pipeline loads"));
+    let pipeline = Arc::new(Pipeline::load(&s.pipeline_options(), with_model).expect("pipeline loads"));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let store = kesu::api::open_store(&s.store).await.expect("store opens");
-    let access = kesu::auth::access(&s.auth).expect("keys load").0;
-    let state = actix_web::web::Data::new(kesu::api::AppState::new(pipeline, s).with_store(store).with_access(access));
-    let server = kesu::api::serve(listener, state).unwrap();
+    let store = kesu_server::api::open_store(&s.store.options()).await.expect("store opens");
+    let access = kesu_server::auth::access(&s.auth.options()).expect("keys load").0;
+    let state = actix_web::web::Data::new(kesu_server::api::AppState::new(pipeline, s.server()).with_store(store).with_access(access));
+    let server = kesu_server::api::serve(listener, state).unwrap();
     actix_web::rt::spawn(server);
     TestApp { base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new(), dir }
 }

@@ -1,0 +1,217 @@
+//! Live conversations over HTTP: post a message, read the state, follow the
+//! events (Server-Sent Events), end a conversation; and the agent console page.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::{stream, StreamExt};
+use serde::Deserialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::sync::broadcast::error::RecvError;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::read_json;
+use super::routes::{check_text, run_classify};
+use super::AppState;
+use crate::conversation::registry::Subscription;
+use crate::conversation::{rfc3339, Event, Live, OpenError, Recorded, Speaker, Scored, View};
+
+/// Seconds between SSE keep-alive comments.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// One message of a conversation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"role": "customer", "text": "已经第三次打电话了，再不解决我就投诉到工信部", "timestamp": "2026-11-23T10:15:00+08:00"}))]
+pub struct MessageIn {
+    /// `customer` (scored) or `agent` (recorded only).
+    pub role: Speaker,
+    /// The message text (non-empty, at most `max_text_chars` chars).
+    pub text: String,
+    /// When the message was sent, RFC 3339 (optional; kept as given, normalised).
+    pub timestamp: Option<String>,
+}
+
+/// Conversation ids: 1 to 128 chars of `A-Z a-z 0-9 . _ : -`.
+fn check_id(id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("invalid_conversation_id", "conversation id must be 1-128 chars of A-Z a-z 0-9 . _ : -"))
+    }
+}
+
+fn open(state: &AppState, id: &str) -> Result<Arc<Live>, ApiError> {
+    state.conversations.open(id).map_err(|e| match e {
+        OpenError::Full { .. } => ApiError::Unavailable { code: "too_many_conversations", message: e.to_string(), retry_after: state.settings.retry_after_secs },
+    })
+}
+
+/// Add a message to a conversation (opening it if new) and get its tag and the conversation's state.
+///
+/// Customer messages are classified (emotion tag, category, flags) and update
+/// the trend and alerts; agent messages are recorded only. Messages of one
+/// conversation are recorded one at a time in arrival order; `seq` numbers
+/// them. A message whose request fails (e.g. 503) is not recorded.
+#[utoipa::path(post, path = "/v1/conversations/{id}/messages", tag = "conversations", request_body = MessageIn,
+    params(("id" = String, Path, description = "Conversation id: 1-128 chars of A-Z a-z 0-9 . _ : -")),
+    responses(
+        (status = 200, description = "The recorded message and the conversation state after it", body = Recorded),
+        (status = 400, description = "Broken JSON or invalid UTF-8", body = ErrorBody),
+        (status = 413, description = "Text or body over its limit", body = ErrorBody),
+        (status = 415, description = "Content type is not application/json", body = ErrorBody),
+        (status = 422, description = "Empty text, bad role, timestamp or id", body = ErrorBody),
+        (status = 503, description = "Overloaded, timed out, model not loaded, or too many live conversations (Retry-After)", body = ErrorBody),
+    ))]
+pub async fn post_message(req: HttpRequest, path: web::Path<String>, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    let m: MessageIn = read_json(&req, body, state.settings.max_body_bytes).await?;
+    check_text("text", &m.text, &state.settings)?;
+    let timestamp = match &m.timestamp {
+        None => None,
+        Some(t) => Some(rfc3339(OffsetDateTime::parse(t, &Rfc3339).map_err(|e| ApiError::invalid("invalid_timestamp", format!("timestamp {t:?} is not RFC 3339: {e}")))?)),
+    };
+    if m.role == Speaker::Customer && state.pipeline.model().is_none() {
+        return Err(ApiError::NotReady);
+    }
+    let rules = state.settings.conversations.rules();
+    // A conversation closed (expired or deleted) while this request waited for
+    // its lock is opened afresh, once.
+    for _ in 0..2 {
+        let live = open(&state, &id)?;
+        let mut conv = live.conversation.lock().await;
+        if conv.is_closed() {
+            continue;
+        }
+        let scored = match m.role {
+            Speaker::Customer => Some(Scored::from(run_classify(&state, vec![m.text.clone()], vec![], false).await?.remove(0))),
+            Speaker::Agent => None,
+        };
+        let rec = conv.record(m.role, m.text, timestamp, scored, &rules, OffsetDateTime::now_utc());
+        live.publish(Event::Message(rec.clone()));
+        drop(conv);
+        state.metrics.conversation_messages.with_label_values(&[m.role.as_str()]).inc();
+        for a in &rec.message.alerts {
+            state.metrics.conversation_alerts.with_label_values(&[a.kind.as_str()]).inc();
+            tracing::info!(conversation = %kesu_core::text::pii::mask(&id).text, seq = a.seq, kind = ?a.kind, reason = %kesu_core::text::pii::mask(&a.reason).text, "conversation alert");
+        }
+        return Ok(HttpResponse::Ok().json(rec));
+    }
+    Err(ApiError::Internal(format!("conversation {id:?} closed twice while a message waited")))
+}
+
+/// The conversation's state and its kept messages.
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 200, body = View), (status = 404, description = "No live conversation with this id", body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn get_conversation(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    let live = state.conversations.get(&id).ok_or_else(|| ApiError::UnknownConversation(id.clone()))?;
+    let view = live.conversation.lock().await.view();
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// End a conversation now: its memory is freed and subscribers get a `closed` event.
+#[utoipa::path(delete, path = "/v1/conversations/{id}", tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    responses((status = 204, description = "Ended"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn delete_conversation(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    if state.conversations.remove(&id) {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::UnknownConversation(id))
+    }
+}
+
+/// Follow a conversation live (Server-Sent Events; opens the conversation if new).
+///
+/// The stream starts with a `snapshot` event (the state and kept messages),
+/// then one `message` event per recorded message (the same body as the POST
+/// answer; the SSE `id` is its `seq`), and ends with a `closed` event when the
+/// conversation is deleted or expires. A subscriber that falls more than 64
+/// events behind gets a fresh `snapshot`. A `: keep-alive` comment is sent
+/// every 15 s.
+#[utoipa::path(get, path = "/v1/conversations/{id}/events", tag = "conversations",
+    params(("id" = String, Path, description = "Conversation id")),
+    responses(
+        (status = 200, description = "text/event-stream of `snapshot`, `message` and `closed` events, each `data` one JSON object", content_type = "text/event-stream", body = Event),
+        (status = 422, body = ErrorBody),
+        (status = 503, description = "Too many live conversations or subscribers (Retry-After)", body = ErrorBody),
+    ))]
+pub async fn events(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    check_id(&id)?;
+    let live = open(&state, &id)?;
+    let max = state.settings.conversations.max_subscribers;
+    let (sub, snapshot) = {
+        let conv = live.conversation.lock().await;
+        let sub = live.subscribe(max).ok_or_else(|| ApiError::Unavailable {
+            code: "too_many_subscribers",
+            message: format!("conversation {id:?} already has {max} subscribers"),
+            retry_after: state.settings.retry_after_secs,
+        })?;
+        (sub, conv.view())
+    };
+    let first = sse(&Event::Snapshot(snapshot));
+    let body = stream::once(async move { Ok::<_, actix_web::Error>(first) }).chain(follow(sub, Arc::downgrade(&live)));
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
+}
+
+/// The events after the snapshot, with keep-alives, until `closed`.
+fn follow(sub: Subscription, live: Weak<Live>) -> impl futures_util::Stream<Item = Result<web::Bytes, actix_web::Error>> {
+    let tick = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+    stream::unfold(Some((sub, live, tick)), |st| async move {
+        let (mut sub, live, mut tick) = st?;
+        tokio::select! {
+            r = sub.events.recv() => match r {
+                Ok(ev) => {
+                    let done = matches!(ev, Event::Closed { .. });
+                    let bytes = sse(&ev);
+                    Some((Ok(bytes), (!done).then_some((sub, live, tick))))
+                }
+                Err(RecvError::Lagged(_)) => {
+                    let l = live.upgrade()?;
+                    let conv = l.conversation.lock().await;
+                    // skip what is queued: the snapshot holds it (messages are published under this lock)
+                    sub.events = sub.events.resubscribe();
+                    let view = conv.view();
+                    drop(conv);
+                    Some((Ok(sse(&Event::Snapshot(view))), Some((sub, live, tick))))
+                }
+                Err(RecvError::Closed) => None,
+            },
+            _ = tick.tick() => Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), Some((sub, live, tick)))),
+        }
+    })
+}
+
+/// One SSE frame: `event`, `id` (message seq), one-line JSON `data`.
+fn sse(ev: &Event) -> web::Bytes {
+    let data = serde_json::to_string(ev).unwrap_or_else(|e| format!("{{\"type\":\"error\",\"message\":{:?}}}", e.to_string()));
+    let id = match ev {
+        Event::Message(r) => format!("id: {}\n", r.message.seq),
+        Event::Snapshot(v) => format!("id: {}\n", v.state.messages),
+        Event::Closed { .. } => String::new(),
+    };
+    web::Bytes::from(format!("event: {}\n{id}data: {data}\n\n", ev.name()))
+}
+
+/// The agent console: type or paste a conversation, see each customer message
+/// tagged by emotion, the trend and the alerts, live.
+#[utoipa::path(get, path = "/console", tag = "conversations", responses((status = 200, description = "HTML page", content_type = "text/html")))]
+pub async fn console() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(super::pages::CONSOLE.as_str())
+}

@@ -1,0 +1,208 @@
+//! The HTTP service (actix-web): routes, error mapping, admission control,
+//! metrics, request ids, reloads and the OpenAPI document.
+
+pub mod admin;
+pub mod admission;
+pub mod conversations;
+pub mod error;
+pub mod extract;
+pub mod logging;
+pub mod metrics;
+pub mod openapi;
+pub mod pages;
+pub mod reviews;
+pub mod routes;
+pub mod types;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{middleware, web, App, HttpMessage, HttpServer};
+use tracing_actix_web::{RequestId, TracingLogger};
+
+use crate::settings::{ServerSettings, StoreSettings};
+use crate::conversation::Registry;
+use kesu_core::pipeline::Pipeline;
+use admission::Admission;
+use error::ApiError;
+use metrics::Metrics;
+
+/// Shared state of all workers.
+pub struct AppState {
+    pub pipeline: Arc<Pipeline>,
+    pub settings: ServerSettings,
+    pub metrics: Metrics,
+    pub admission: Admission,
+    pub conversations: Registry,
+    /// The complaint store; `None` when run with `KESU_NO_STORE`.
+    pub store: Option<kesu_store::Store>,
+    pub reloads: admin::ReloadLog,
+    /// API keys and roles; [`crate::auth::Access::Open`] only with `--no-auth`.
+    pub access: crate::auth::Access,
+}
+
+impl AppState {
+    pub fn new(pipeline: Arc<Pipeline>, settings: ServerSettings) -> AppState {
+        let admission = Admission::new(settings.max_concurrent_inference, settings.max_queued, settings.queue_timeout(), settings.retry_after_secs);
+        let conversations = Registry::new(settings.conversations.limits());
+        AppState { pipeline, settings, metrics: Metrics::new(), admission, conversations, store: None, reloads: admin::ReloadLog::default(), access: crate::auth::Access::Keys(Default::default()) }
+    }
+}
+
+impl AppState {
+    /// Attach the complaint store.
+    pub fn with_store(mut self, store: Option<kesu_store::Store>) -> AppState {
+        self.store = store;
+        self
+    }
+
+    /// Set who may call what (a new state requires keys and has none).
+    pub fn with_access(mut self, access: crate::auth::Access) -> AppState {
+        self.access = access;
+        self
+    }
+}
+
+/// Open the complaint store the settings name (`None` with `KESU_NO_STORE`):
+/// created and migrated on first use.
+pub async fn open_store(s: &StoreSettings) -> Result<Option<kesu_store::Store>, kesu_store::StoreError> {
+    match &s.database_url {
+        None => Ok(None),
+        Some(url) => kesu_store::Store::open(url, s.max_connections).await.map(Some),
+    }
+}
+
+/// Let a request in only with a key holding the route's role
+/// ([`crate::auth::required_role`]); the caller's [`crate::auth::Principal`]
+/// goes into the request's extensions (the audit log's actor).
+async fn authorize(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use crate::auth::{presented_key, required_role, Access};
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    if let (Some(st), Some(need)) = (&state, required_role(req.path())) {
+        if let Access::Keys(keys) = &st.access {
+            let Some(key) = presented_key(req.headers()) else {
+                return Err(ApiError::Unauthorized("an API key is required: send `Authorization: Bearer <key>` or `X-Api-Key: <key>`".into()).into());
+            };
+            let Some(p) = keys.authenticate(key) else {
+                return Err(ApiError::Unauthorized("unknown API key".into()).into());
+            };
+            if let Some(role) = need {
+                if !p.may(role) {
+                    return Err(ApiError::Forbidden(format!("key {:?} lacks the `{role}` role this route needs", p.name)).into());
+                }
+            }
+            let p = p.clone();
+            req.extensions_mut().insert(p);
+        }
+    }
+    next.call(req).await
+}
+
+/// Count, time and time-limit every request; add `x-request-id`.
+async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let t0 = Instant::now();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
+    let request_id = req.extensions().get::<RequestId>().map(|r| r.to_string());
+    let limited = route.starts_with("/v1/");
+    let res = match (&state, limited) {
+        (Some(st), true) => {
+            let ms = st.settings.request_timeout_ms;
+            match tokio::time::timeout(st.settings.request_timeout(), next.call(req)).await {
+                Ok(r) => r,
+                Err(_) => Err(ApiError::Timeout { ms, retry_after: st.settings.retry_after_secs }.into()),
+            }
+        }
+        _ => next.call(req).await,
+    };
+    let status = match &res {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.as_response_error().status_code().as_u16(),
+    };
+    if let Some(st) = &state {
+        st.metrics.observe_request(&route, status, t0.elapsed().as_secs_f64());
+    }
+    res.map(|mut r| {
+        if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+            r.headers_mut().insert(HeaderName::from_static("x-request-id"), id);
+        }
+        r
+    })
+}
+
+/// Register every route on an actix `App`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    fn not_allowed() -> actix_web::Route {
+        web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed) })
+    }
+    cfg.service(web::resource("/v1/classify").route(web::post().to(routes::classify)).default_service(not_allowed()))
+        .service(web::resource("/v1/flags").route(web::post().to(routes::flags)).default_service(not_allowed()))
+        .service(web::resource("/v1/segment").route(web::post().to(routes::segment)).default_service(not_allowed()))
+        .service(web::resource("/v1/info").route(web::get().to(routes::info)).default_service(not_allowed()))
+        .service(web::resource("/v1/conversations/{id}/messages").route(web::post().to(conversations::post_message)).default_service(not_allowed()))
+        .service(web::resource("/v1/conversations/{id}/events").route(web::get().to(conversations::events)).default_service(not_allowed()))
+        .service(
+            web::resource("/v1/conversations/{id}")
+                .route(web::get().to(conversations::get_conversation))
+                .route(web::delete().to(conversations::delete_conversation))
+                .default_service(not_allowed()),
+        )
+        .service(web::resource("/v1/reviews").route(web::get().to(reviews::list)).default_service(not_allowed()))
+        .service(web::resource("/v1/reviews/export").route(web::get().to(reviews::export)).default_service(not_allowed()))
+        .service(web::resource("/v1/reviews/false-positive-terms").route(web::get().to(reviews::false_positive_terms)).default_service(not_allowed()))
+        .service(web::resource("/v1/reviews/{id}/history").route(web::get().to(reviews::history)).default_service(not_allowed()))
+        .service(
+            web::resource("/v1/reviews/{id}")
+                .route(web::get().to(reviews::get))
+                .route(web::patch().to(reviews::patch))
+                .default_service(not_allowed()),
+        )
+        .service(web::resource("/console").route(web::get().to(conversations::console)).default_service(not_allowed()))
+        .service(web::resource("/review").route(web::get().to(reviews::console)).default_service(not_allowed()))
+        .service(web::resource("/healthz").route(web::get().to(routes::healthz)).default_service(not_allowed()))
+        .service(web::resource("/readyz").route(web::get().to(routes::readyz)).default_service(not_allowed()))
+        .service(web::resource("/metrics").route(web::get().to(routes::metrics)).default_service(not_allowed()))
+        .service(web::resource("/openapi.json").route(web::get().to(routes::openapi)).default_service(not_allowed()))
+        .service(web::resource("/admin/reload").route(web::post().to(admin::reload)).default_service(not_allowed()));
+}
+
+/// Start the server on `listener` (bind to port 0 for a random port), a
+/// task that expires idle conversations, and (Unix) a SIGHUP handler that
+/// reloads the word lists and triage rules. Call from within a Tokio runtime.
+pub fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
+    admin::reload_on_sighup(&state)?;
+    let workers = state.settings.workers.max(1);
+    let every = (state.conversations.limits().ttl / 4).clamp(std::time::Duration::from_millis(10), std::time::Duration::from_secs(60));
+    let weak = Arc::downgrade(&state.clone().into_inner());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let Some(st) = weak.upgrade() else { break };
+            let n = st.conversations.sweep();
+            if n > 0 {
+                tracing::info!(expired = n, live = st.conversations.len(), "idle conversations expired");
+            }
+        }
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(middleware::from_fn(authorize))
+            .wrap(middleware::from_fn(observe))
+            .wrap(TracingLogger::<logging::MaskedRootSpan>::new())
+            .configure(configure)
+            .default_service(web::to(|req: actix_web::HttpRequest| async move {
+                Err::<actix_web::HttpResponse, _>(ApiError::NotFound(format!("{} {}", req.method(), req.path())))
+            }))
+    })
+    .workers(workers)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

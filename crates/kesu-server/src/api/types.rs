@@ -1,0 +1,213 @@
+//! Request and response bodies of the HTTP API (the OpenAPI schemas).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use kesu_core::flags::FlagReport;
+use kesu_core::pipeline::Classified;
+use kesu_core::text::Segment;
+
+/// A caller's id for an item: a string or an integer, echoed back as given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ItemId {
+    Int(i64),
+    Str(String),
+}
+
+/// One text of a batch.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemIn {
+    /// Echoed back; defaults to the item's 0-based position in `items`.
+    pub id: Option<ItemId>,
+    /// The customer text (non-empty, at most `max_text_chars` chars).
+    pub text: String,
+    /// Classify only: who sent it (1–256 chars, opaque; e.g. a customer or account
+    /// number). The same reference seen again within the repeat window makes a
+    /// repeat contact for triage. Never logged; kept in memory only as a hash.
+    pub customer_ref: Option<String>,
+    /// Classify only: the intake channel (e.g. `app`, `call_centre`, `weibo`); overrides the request's `channel`. Stored with the item.
+    pub channel: Option<String>,
+}
+
+/// Either one text (`text`, optional `id`) or a batch (`items`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"items": [{"id": "a1", "text": "客服三天不回，再不退款我就去12315投诉"}], "segments": false}))]
+pub struct TextsRequest {
+    /// One text. Give either `text` or `items`, not both.
+    pub text: Option<String>,
+    /// With `text`: the caller's id, echoed back.
+    pub id: Option<ItemId>,
+    /// With `text`, classify only: who sent it (see `items[].customer_ref`).
+    pub customer_ref: Option<String>,
+    /// Classify only: the intake channel for the text or every item of the batch (1-64 chars), stored with items kept for review.
+    pub channel: Option<String>,
+    /// A batch of texts (at most `max_items`).
+    pub items: Option<Vec<ItemIn>>,
+    /// Also return jieba segments of each text (classify only).
+    #[serde(default)]
+    pub segments: bool,
+}
+
+/// One classified item.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClassifyItem {
+    /// The caller's id (or the item's position); null for a single text without id.
+    pub id: Option<ItemId>,
+    #[serde(flatten)]
+    pub result: Classified,
+    /// kesu's id of the stored review item, when this item matched the store rule
+    /// (committed before this response was sent); absent when not stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review_id: Option<String>,
+}
+
+/// The answer to a batch classify request: one item per input, in input order.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ClassifyBatchResponse {
+    pub items: Vec<ClassifyItem>,
+    pub model_version: String,
+    /// Milliseconds for the whole request.
+    pub took_ms: f64,
+}
+
+/// One flagged item.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FlagsItem {
+    pub id: Option<ItemId>,
+    #[serde(flatten)]
+    pub flags: FlagReport,
+}
+
+/// The answer to a batch flags request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FlagsBatchResponse {
+    pub items: Vec<FlagsItem>,
+    pub lexicon_version: String,
+    pub took_ms: f64,
+}
+
+/// One segmented item.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SegmentItem {
+    pub id: Option<ItemId>,
+    pub segments: Vec<Segment>,
+}
+
+/// The answer to a batch segment request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SegmentBatchResponse {
+    pub items: Vec<SegmentItem>,
+    pub took_ms: f64,
+}
+
+/// `/healthz` and `/readyz` body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_loaded: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lexicon_terms: Option<usize>,
+}
+
+/// `/v1/info` body.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Info {
+    pub service_version: String,
+    pub model: Option<ModelInfoOut>,
+    pub lexicon: LexiconInfo,
+    pub triage: TriageInfo,
+    /// The word lists and rules in force: when they were loaded and how often reloaded.
+    pub reload: ReloadInfo,
+    pub store: StoreInfo,
+    /// `keys` (API keys and roles enforced) or `open` (`--no-auth`).
+    pub auth: String,
+    pub limits: Limits,
+}
+
+/// The complaint store and what classify stores.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StoreInfo {
+    /// The database URL, password hidden; null when run without a store.
+    pub database: Option<String>,
+    pub store_needs_review: bool,
+    pub store_min_escalation: u8,
+    pub mask_pii: bool,
+}
+
+/// The triage rules and the repeat-contact tracker.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TriageInfo {
+    /// The `version` of `triage.toml` in force.
+    pub rules_version: String,
+    pub rule_count: usize,
+    /// Repeat-contact window in seconds.
+    pub repeat_window_secs: u64,
+    /// Customers remembered now / at most (null: unbounded store).
+    pub tracked_customers: usize,
+    pub repeat_capacity: Option<usize>,
+}
+
+/// Reload state of the word lists and rules.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReloadInfo {
+    /// Successful reloads since start (0: the lists loaded at start-up serve).
+    pub count: u64,
+    /// When the lists in force were loaded (RFC 3339, UTC).
+    pub loaded_at: String,
+    /// Failed reload attempts since start (the previous lists kept serving).
+    pub failed: u64,
+    /// The last failed attempt's error (file and line), if any failed.
+    pub last_error: Option<String>,
+}
+
+/// The answer to `POST /admin/reload`: what is in force now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReloadReport {
+    /// Successful reloads since start, this one included.
+    pub count: u64,
+    pub loaded_at: String,
+    pub lexicon_version: String,
+    pub lexicon_terms: usize,
+    pub user_dict_words: usize,
+    pub rules_version: String,
+    pub rule_count: usize,
+    pub took_ms: f64,
+}
+
+/// The loaded model.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModelInfoOut {
+    pub version: String,
+    pub path: String,
+    pub category_labels: Vec<String>,
+    pub escalation_labels: Vec<String>,
+    pub max_tokens: usize,
+    pub max_windows: usize,
+    /// Training summary and dev metrics stored in the model file.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+}
+
+/// The loaded word lists.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LexiconInfo {
+    pub version: String,
+    pub term_count: usize,
+    pub flags: Vec<kesu_core::flags::Flag>,
+    pub user_dict_words: usize,
+}
+
+/// The request limits in force.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_items: usize,
+    pub max_text_chars: usize,
+    pub request_timeout_ms: u64,
+    pub max_concurrent_inference: usize,
+    pub max_queued: usize,
+}

@@ -1,0 +1,137 @@
+//! The plain settings the server runs with. The `kesu` binary's typed
+//! configuration (`src/config.rs`: every field a flag and a `KESU_*`
+//! variable) builds them; their [`Default`]s are the documented defaults,
+//! which that configuration reads, so each default is written once, here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::conversation::registry::Limits;
+use crate::conversation::AlertRules;
+
+/// Settings of one HTTP server.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerSettings {
+    /// HTTP worker threads (inference runs on a separate blocking pool).
+    pub workers: usize,
+    /// The model file the pipeline was loaded from (shown by `/v1/info`).
+    pub model_path: PathBuf,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most items in one batch request.
+    pub max_items: usize,
+    /// Longest accepted text, in Unicode chars.
+    pub max_text_chars: usize,
+    /// Whole-request time limit of the routes whose table entry has one.
+    pub request_timeout_ms: u64,
+    /// Model requests running at once.
+    pub max_concurrent_inference: usize,
+    /// Model requests allowed to wait.
+    pub max_queued: usize,
+    /// How long a model request may wait for its turn.
+    pub queue_timeout_ms: u64,
+    /// Seconds sent in `Retry-After` on every 503.
+    pub retry_after_secs: u64,
+    /// Live conversations: memory bounds and alert rules.
+    pub conversations: ConversationSettings,
+    /// Mask personal data in stored texts, references, channels and notes.
+    pub store_mask_pii: bool,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            workers: 2,
+            model_path: kesu_core::pipeline::PipelineOptions::default().model,
+            max_body_bytes: 2 * 1024 * 1024,
+            max_items: 64,
+            max_text_chars: 20_000,
+            request_timeout_ms: 30_000,
+            max_concurrent_inference: 2,
+            max_queued: 64,
+            queue_timeout_ms: 10_000,
+            retry_after_secs: 1,
+            conversations: ConversationSettings::default(),
+            store_mask_pii: true,
+        }
+    }
+}
+
+impl ServerSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+    pub fn queue_timeout(&self) -> Duration {
+        Duration::from_millis(self.queue_timeout_ms)
+    }
+}
+
+/// Live conversations (`/v1/conversations`): memory bounds and alert rules
+/// (see `conversation/mod.rs` for the rules' exact meaning).
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversationSettings {
+    /// A conversation idle this long expires.
+    pub ttl_secs: u64,
+    /// Most live conversations.
+    pub max_conversations: usize,
+    /// Newest messages kept per conversation.
+    pub max_messages: u64,
+    /// Event-stream subscribers per conversation.
+    pub max_subscribers: usize,
+    /// The alert rules.
+    pub alerts: AlertRules,
+}
+
+impl Default for ConversationSettings {
+    fn default() -> Self {
+        ConversationSettings { ttl_secs: 1800, max_conversations: 10_000, max_messages: 200, max_subscribers: 8, alerts: AlertRules::default() }
+    }
+}
+
+impl ConversationSettings {
+    /// The alert rules (α clamped into (0, 1]).
+    pub fn rules(&self) -> AlertRules {
+        AlertRules { alpha: self.alerts.alpha.clamp(f32::EPSILON, 1.0), ..self.alerts.clone() }
+    }
+
+    /// The registry limits these settings describe.
+    pub fn limits(&self) -> Limits {
+        Limits { ttl: Duration::from_secs(self.ttl_secs), max_conversations: self.max_conversations, max_messages: self.max_messages as usize, max_alerts: 200, channel_capacity: 64 }
+    }
+}
+
+/// Which database the complaint store is on.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreSettings {
+    /// `sqlite://path/file.db` or `postgres://...`; `None`: no store (the review API answers 503).
+    #[serde(skip)]
+    pub database_url: Option<String>,
+    /// Database connections at most.
+    pub max_connections: u32,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings { database_url: Some("sqlite://kesu-data/kesu.db".into()), max_connections: 8 }
+    }
+}
+
+/// API keys (`auth`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthSettings {
+    /// TOML file of hashed keys; on a first start with none, one admin key is created there.
+    pub api_keys_file: PathBuf,
+    /// More keys: `name:role[+role]:sha256hex`, separated by `;`.
+    #[serde(skip)]
+    pub api_keys: Option<String>,
+    /// Everything open, no keys.
+    pub no_auth: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings { api_keys_file: PathBuf::from("kesu-data/keys.toml"), api_keys: None, no_auth: false }
+    }
+}

@@ -1,0 +1,682 @@
+//! The complaint store: classified items kept for compliance review, their
+//! review status, and an append-only audit log of every change.
+//!
+//! One code path for both databases (sqlx's `Any` driver, `$n` placeholders,
+//! portable SQL): an embedded SQLite file by default (created and migrated on
+//! first open, WAL journal), or PostgreSQL for several replicas
+//! (`KESU_DATABASE_URL=postgres://...`).
+//!
+//! Guarantees:
+//! * [`Store::insert`] returns only after the item and its first audit entry
+//!   are committed (one transaction); if it returns an error nothing was stored.
+//! * [`Store::update`] is optimistic: it applies only when the caller's
+//!   `version` is the item's current one (else [`StoreError::Conflict`]), and
+//!   writes the change and its audit entry in one transaction, so of several
+//!   concurrent writers holding the same version exactly one wins.
+//! * Texts are stored as given to [`Store::insert`]; the caller masks personal
+//!   data first (`kesu_core::text::pii`).
+
+pub mod record;
+
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use time::OffsetDateTime;
+
+/// Review status of a stored item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    New,
+    InReview,
+    Confirmed,
+    FalsePositive,
+    Resolved,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [Status::New, Status::InReview, Status::Confirmed, Status::FalsePositive, Status::Resolved];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "new",
+            Status::InReview => "in_review",
+            Status::Confirmed => "confirmed",
+            Status::FalsePositive => "false_positive",
+            Status::Resolved => "resolved",
+        }
+    }
+
+    /// Whether a reviewer may move an item from `self` to `to`: forward along
+    /// new → in_review → confirmed / false_positive / resolved (steps may be
+    /// skipped), in_review back to new (release to the queue), confirmed →
+    /// resolved, and any closed status back to in_review (reopen).
+    pub fn can_move_to(self, to: Status) -> bool {
+        use Status::*;
+        matches!(
+            (self, to),
+            (New, InReview | Confirmed | FalsePositive | Resolved)
+                | (InReview, Confirmed | FalsePositive | Resolved | New)
+                | (Confirmed, Resolved | InReview)
+                | (FalsePositive | Resolved, InReview)
+        )
+    }
+
+    /// Open statuses are the review queue.
+    pub fn is_open(self) -> bool {
+        matches!(self, Status::New | Status::InReview)
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Status::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| format!("unknown status {s:?}; one of new, in_review, confirmed, false_positive, resolved"))
+    }
+}
+
+/// What to store about one classified item.
+#[derive(Debug, Clone)]
+pub struct NewItem {
+    pub caller_id: Option<String>,
+    pub channel: Option<String>,
+    pub customer_ref: Option<String>,
+    /// The text, already PII-masked.
+    pub text: String,
+    /// The full classify result (JSON), flag spans pointing into `text`.
+    pub result: serde_json::Value,
+    pub flags: Vec<String>,
+    pub max_severity: u8,
+    pub category: String,
+    pub escalation: u8,
+    /// `P1`..`P4`.
+    pub priority: String,
+    pub route: String,
+}
+
+/// A stored item.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct Item {
+    /// kesu's id.
+    pub id: String,
+    pub caller_id: Option<String>,
+    pub channel: Option<String>,
+    pub customer_ref: Option<String>,
+    /// RFC 3339.
+    pub received_at: String,
+    /// The PII-masked text; flag spans in `result` point into it.
+    pub text: String,
+    #[cfg_attr(feature = "schema", schema(value_type = Object))]
+    pub result: serde_json::Value,
+    pub flags: Vec<String>,
+    pub max_severity: u8,
+    pub category: String,
+    pub escalation: u8,
+    pub priority: String,
+    pub route: String,
+    pub status: Status,
+    pub assignee: Option<String>,
+    pub note: Option<String>,
+    /// Optimistic-concurrency version: send it back with a change.
+    pub version: i64,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// One audit-log entry.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct Change {
+    /// The item's version this change produced (1 = stored).
+    pub version: i64,
+    /// RFC 3339.
+    pub at: String,
+    pub actor: String,
+    /// `stored` or `updated`.
+    pub action: String,
+    /// For `updated`: each changed field as `{"from": .., "to": ..}`.
+    #[cfg_attr(feature = "schema", schema(value_type = Object))]
+    pub changes: serde_json::Value,
+}
+
+/// A reviewer's change; `None` fields stay as they are (an empty string
+/// clears `assignee` or `note`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Patch {
+    pub status: Option<Status>,
+    pub assignee: Option<String>,
+    pub note: Option<String>,
+}
+
+/// Filters of the review queue; all given ones must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub status: Vec<Status>,
+    pub flag: Option<String>,
+    pub min_severity: Option<u8>,
+    pub category: Option<String>,
+    pub priority: Option<String>,
+    pub route: Option<String>,
+    /// Received at or after (unix ms).
+    pub from_ms: Option<i64>,
+    /// Received before (unix ms).
+    pub to_ms: Option<i64>,
+    /// Substring of the (masked) text.
+    pub q: Option<String>,
+}
+
+/// One page of the queue.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct Page {
+    pub items: Vec<Item>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next: Option<String>,
+}
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no stored item {0:?}")]
+    NotFound(String),
+    #[error("item {id:?} is at version {current}, not {given}: reload it and retry")]
+    Conflict { id: String, current: i64, given: i64 },
+    #[error("cannot move an item from {from} to {to}")]
+    Transition { from: &'static str, to: &'static str },
+    #[error("bad cursor {0:?}")]
+    Cursor(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// The store.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    url_redacted: String,
+    sqlite: bool,
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS kesu_schema (version BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS items (
+        id TEXT PRIMARY KEY,
+        caller_id TEXT, channel TEXT, customer_ref TEXT,
+        received_at BIGINT NOT NULL,
+        arrival BIGINT NOT NULL,
+        text TEXT NOT NULL,
+        result TEXT NOT NULL,
+        flags TEXT NOT NULL,
+        max_severity BIGINT NOT NULL,
+        category TEXT NOT NULL,
+        escalation BIGINT NOT NULL,
+        priority TEXT NOT NULL,
+        priority_rank BIGINT NOT NULL,
+        route TEXT NOT NULL,
+        status TEXT NOT NULL,
+        assignee TEXT, note TEXT,
+        version BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS items_queue ON items (priority_rank, arrival, id)",
+    "CREATE INDEX IF NOT EXISTS items_status ON items (status)",
+    "CREATE TABLE IF NOT EXISTS item_history (
+        item_id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        at BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        changes TEXT NOT NULL,
+        PRIMARY KEY (item_id, version))",
+];
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Queue order key: arrival time in microseconds × 1000 + position in the
+/// batch, so items of one request keep their order.
+fn arrival_key(i: usize) -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as i64 * 1000 + (i as i64 % 1000)
+}
+
+/// RFC 3339 in UTC with exactly three fraction digits (`2026-11-23T09:36:06.310Z`):
+/// fixed width, so these strings sort as text in time order.
+fn rfc3339_ms(ms: i64) -> String {
+    match OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        ),
+        Err(_) => ms.to_string(),
+    }
+}
+
+fn priority_rank(p: &str) -> i64 {
+    p.strip_prefix('P').and_then(|n| n.parse().ok()).unwrap_or(9)
+}
+
+/// `sqlite://...` URLs get `mode=rwc` so the file is created on first open.
+fn with_create(url: &str) -> String {
+    if url.starts_with("sqlite:") && !url.contains("mode=") && !url.contains(":memory:") {
+        format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+    } else {
+        url.to_string()
+    }
+}
+
+/// The URL without a password, for logs and `/v1/info`.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s && url[s + 3..at].contains(':') => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Store {
+    /// Connect to `url` (`sqlite://path/file.db` or `postgres://...`), create
+    /// the tables if they are missing, and check the schema version.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        if sqlite {
+            if let Some(parent) = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:").split('?').next().map(std::path::Path::new).and_then(|p| p.parent()) {
+                if !parent.as_os_str().is_empty() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+            }
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&with_create(url))
+            .await?;
+        if sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        let store = Store { pool, url_redacted: redact(url), sqlite };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for m in MIGRATIONS {
+            sqlx::query(m).execute(&mut *tx).await?;
+        }
+        let v: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM kesu_schema").fetch_one(&mut *tx).await?.try_get("v").ok();
+        match v {
+            None => {
+                sqlx::query("INSERT INTO kesu_schema (version) VALUES ($1)").bind(SCHEMA_VERSION).execute(&mut *tx).await?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::Db(sqlx::Error::Protocol(format!("database schema version {v} is newer than this kesu ({SCHEMA_VERSION})"))));
+            }
+            Some(_) => {}
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The database URL with any password hidden.
+    pub fn url(&self) -> &str {
+        &self.url_redacted
+    }
+
+    /// The pool (tests close it to simulate a database going away).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Store `items` in one transaction: all are committed or none is.
+    /// Returns kesu's ids, in order.
+    pub async fn insert(&self, items: &[NewItem], actor: &str) -> Result<Vec<String>, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(items.len());
+        for (i, it) in items.iter().enumerate() {
+            let id = uuid::Uuid::new_v4().to_string();
+            sqlx::query(
+                "INSERT INTO items (id, caller_id, channel, customer_ref, received_at, arrival, text, result, flags, max_severity, category, escalation, priority, priority_rank, route, status, assignee, note, version, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $17, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, NULL, 1, $16)",
+            )
+            .bind(&id)
+            .bind(it.caller_id.clone())
+            .bind(it.channel.clone())
+            .bind(it.customer_ref.clone())
+            .bind(now)
+            .bind(&it.text)
+            .bind(it.result.to_string())
+            .bind(format!(",{},", it.flags.join(",")))
+            .bind(it.max_severity as i64)
+            .bind(&it.category)
+            .bind(it.escalation as i64)
+            .bind(&it.priority)
+            .bind(priority_rank(&it.priority))
+            .bind(&it.route)
+            .bind(Status::New.as_str())
+            .bind(now)
+            .bind(arrival_key(i))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO item_history (item_id, version, at, actor, action, changes) VALUES ($1, 1, $2, $3, 'stored', '{}')")
+                .bind(&id)
+                .bind(now)
+                .bind(actor)
+                .execute(&mut *tx)
+                .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// One item.
+    pub async fn get(&self, id: &str) -> Result<Item, StoreError> {
+        let row = sqlx::query("SELECT * FROM items WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.map(|r| item(&r)).transpose()?.ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    /// The queue: items matching `filter`, by priority (P1 first) then
+    /// arrival (oldest first; a request's items in request order), `limit` per page, after the cursor `after`.
+    pub async fn list(&self, filter: &Filter, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
+        let mut sql = String::from("SELECT * FROM items WHERE 1=1");
+        let mut args: Vec<Arg> = Vec::new();
+        let mut push = |sql: &mut String, clause: &str, a: Arg| {
+            args.push(a);
+            sql.push_str(&clause.replace("$?", &format!("${}", args.len())));
+        };
+        if !filter.status.is_empty() {
+            let list: Vec<String> = filter.status.iter().map(|s| format!("'{}'", s.as_str())).collect(); // fixed enum names, not input
+            sql.push_str(&format!(" AND status IN ({})", list.join(",")));
+        }
+        if let Some(f) = &filter.flag {
+            push(&mut sql, " AND flags LIKE $?", Arg::S(format!("%,{},%", escape_like(f))));
+            sql.push_str(" ESCAPE '\\'");
+        }
+        if let Some(s) = filter.min_severity {
+            push(&mut sql, " AND max_severity >= $?", Arg::I(s as i64));
+        }
+        if let Some(c) = &filter.category {
+            push(&mut sql, " AND category = $?", Arg::S(c.clone()));
+        }
+        if let Some(p) = &filter.priority {
+            push(&mut sql, " AND priority = $?", Arg::S(p.clone()));
+        }
+        if let Some(r) = &filter.route {
+            push(&mut sql, " AND route = $?", Arg::S(r.clone()));
+        }
+        if let Some(t) = filter.from_ms {
+            push(&mut sql, " AND received_at >= $?", Arg::I(t));
+        }
+        if let Some(t) = filter.to_ms {
+            push(&mut sql, " AND received_at < $?", Arg::I(t));
+        }
+        if let Some(q) = &filter.q {
+            push(&mut sql, " AND text LIKE $?", Arg::S(format!("%{}%", escape_like(q))));
+            sql.push_str(" ESCAPE '\\'");
+        }
+        if let Some(c) = after {
+            let (rank, at, id) = parse_cursor(c)?;
+            push(&mut sql, " AND (priority_rank > $?", Arg::I(rank));
+            push(&mut sql, " OR (priority_rank = $?", Arg::I(rank));
+            push(&mut sql, " AND (arrival > $?", Arg::I(at));
+            push(&mut sql, " OR (arrival = $?", Arg::I(at));
+            push(&mut sql, " AND id > $?)))) ", Arg::S(id));
+        }
+        sql.push_str(&format!(" ORDER BY priority_rank, arrival, id LIMIT {}", limit + 1));
+        let mut q = sqlx::query(&sql);
+        for a in args {
+            q = match a {
+                Arg::S(s) => q.bind(s),
+                Arg::I(i) => q.bind(i),
+            };
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut items: Vec<Item> = rows.iter().map(item).collect::<Result<_, _>>()?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|i| format!("{}.{}.{}", priority_rank(&i.priority), arrival_of(&rows[limit - 1]), i.id))
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Apply a reviewer's change if `version` is current; returns the new item.
+    pub async fn update(&self, id: &str, version: i64, patch: &Patch, actor: &str) -> Result<Item, StoreError> {
+        // SQLite: take the write lock up front (a read transaction cannot wait
+        // to become a writer); PostgreSQL: the conditional UPDATE below waits
+        // for a concurrent writer's row lock, then finds the version changed.
+        let mut tx = if self.sqlite { self.pool.begin_with("BEGIN IMMEDIATE").await? } else { self.pool.begin().await? };
+        let row = sqlx::query("SELECT * FROM items WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
+        let cur = row.map(|r| item(&r)).transpose()?.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        if cur.version != version {
+            return Err(StoreError::Conflict { id: id.to_string(), current: cur.version, given: version });
+        }
+        let mut changes = serde_json::Map::new();
+        let mut status = cur.status;
+        if let Some(s) = patch.status.filter(|s| *s != cur.status) {
+            if !cur.status.can_move_to(s) {
+                return Err(StoreError::Transition { from: cur.status.as_str(), to: s.as_str() });
+            }
+            changes.insert("status".into(), serde_json::json!({"from": cur.status, "to": s}));
+            status = s;
+        }
+        let field = |new: &Option<String>, old: &Option<String>| -> Option<Option<String>> {
+            let new = new.as_ref().map(|v| if v.is_empty() { None } else { Some(v.clone()) })?;
+            (new != *old).then_some(new)
+        };
+        let assignee = field(&patch.assignee, &cur.assignee);
+        if let Some(a) = &assignee {
+            changes.insert("assignee".into(), serde_json::json!({"from": cur.assignee, "to": a}));
+        }
+        let note = field(&patch.note, &cur.note);
+        if let Some(n) = &note {
+            changes.insert("note".into(), serde_json::json!({"from": cur.note, "to": n}));
+        }
+        if changes.is_empty() {
+            tx.rollback().await?;
+            return Ok(cur);
+        }
+        let now = now_ms();
+        let done = sqlx::query("UPDATE items SET status = $1, assignee = $2, note = $3, version = version + 1, updated_at = $4 WHERE id = $5 AND version = $6")
+            .bind(status.as_str())
+            .bind(assignee.unwrap_or(cur.assignee.clone()))
+            .bind(note.unwrap_or(cur.note.clone()))
+            .bind(now)
+            .bind(id)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            // another writer got there between our read and write
+            tx.rollback().await?;
+            let current = self.get(id).await?.version;
+            return Err(StoreError::Conflict { id: id.to_string(), current, given: version });
+        }
+        sqlx::query("INSERT INTO item_history (item_id, version, at, actor, action, changes) VALUES ($1, $2, $3, $4, 'updated', $5)")
+            .bind(id)
+            .bind(version + 1)
+            .bind(now)
+            .bind(actor)
+            .bind(serde_json::Value::Object(changes).to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match &e {
+                // two writers with the same version: the history key is the tie-breaker
+                sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict { id: id.to_string(), current: version + 1, given: version },
+                _ => StoreError::Db(e),
+            })?;
+        tx.commit().await?;
+        self.get(id).await
+    }
+
+    /// The audit log of one item, oldest first.
+    pub async fn history(&self, id: &str) -> Result<Vec<Change>, StoreError> {
+        let rows = sqlx::query("SELECT version, at, actor, action, changes FROM item_history WHERE item_id = $1 ORDER BY version").bind(id).fetch_all(&self.pool).await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        rows.iter()
+            .map(|r| {
+                Ok(Change {
+                    version: r.try_get("version")?,
+                    at: rfc3339_ms(r.try_get("at")?),
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    changes: serde_json::from_str(&r.try_get::<String, _>("changes")?).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Lexicon terms of the hits in items marked `false_positive`, with how
+    /// many such items each appears in, most frequent first: feedback for the
+    /// word lists.
+    pub async fn false_positive_terms(&self) -> Result<Vec<TermCount>, StoreError> {
+        let rows = sqlx::query("SELECT result FROM items WHERE status = 'false_positive'").fetch_all(&self.pool).await?;
+        let mut counts: std::collections::BTreeMap<(String, String), (usize, usize)> = Default::default();
+        for r in rows {
+            let v: serde_json::Value = serde_json::from_str(&r.try_get::<String, _>("result")?).unwrap_or_default();
+            let mut seen = std::collections::BTreeSet::new();
+            for h in v["flags"]["hits"].as_array().into_iter().flatten() {
+                let key = (h["term"].as_str().unwrap_or("").to_string(), h["flag"].as_str().unwrap_or("").to_string());
+                let negated = h["negated"].as_bool().unwrap_or(false);
+                if seen.insert(key.clone()) {
+                    let e = counts.entry(key).or_default();
+                    e.0 += 1;
+                    e.1 += negated as usize;
+                }
+            }
+        }
+        let mut out: Vec<TermCount> = counts.into_iter().map(|((term, flag), (items, negated))| TermCount { term, flag, items, negated }).collect();
+        out.sort_by(|a, b| b.items.cmp(&a.items).then_with(|| a.term.cmp(&b.term)));
+        Ok(out)
+    }
+}
+
+/// A lexicon term's false-positive count.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct TermCount {
+    pub term: String,
+    pub flag: String,
+    /// Items marked false_positive with a hit of this term.
+    pub items: usize,
+    /// Of those, items where the hit was negated.
+    pub negated: usize,
+}
+
+enum Arg {
+    S(String),
+    I(i64),
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+fn parse_cursor(c: &str) -> Result<(i64, i64, String), StoreError> {
+    let mut it = c.splitn(3, '.');
+    let bad = || StoreError::Cursor(c.to_string());
+    let rank = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+    let at = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+    let id = it.next().filter(|x| !x.is_empty()).ok_or_else(bad)?.to_string();
+    Ok((rank, at, id))
+}
+
+fn arrival_of(r: &AnyRow) -> i64 {
+    r.try_get("arrival").unwrap_or_default()
+}
+
+fn item(r: &AnyRow) -> Result<Item, StoreError> {
+    let flags: String = r.try_get("flags")?;
+    let status: String = r.try_get("status")?;
+    Ok(Item {
+        id: r.try_get("id")?,
+        caller_id: r.try_get("caller_id")?,
+        channel: r.try_get("channel")?,
+        customer_ref: r.try_get("customer_ref")?,
+        received_at: rfc3339_ms(r.try_get("received_at")?),
+        text: r.try_get("text")?,
+        result: serde_json::from_str(&r.try_get::<String, _>("result")?).unwrap_or_default(),
+        flags: flags.split(',').filter(|f| !f.is_empty()).map(String::from).collect(),
+        max_severity: r.try_get::<i64, _>("max_severity")? as u8,
+        category: r.try_get("category")?,
+        escalation: r.try_get::<i64, _>("escalation")? as u8,
+        priority: r.try_get("priority")?,
+        route: r.try_get("route")?,
+        status: status.parse().map_err(|e: String| StoreError::Db(sqlx::Error::Protocol(e)))?,
+        assignee: r.try_get("assignee")?,
+        note: r.try_get("note")?,
+        version: r.try_get("version")?,
+        updated_at: rfc3339_ms(r.try_get("updated_at")?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions() {
+        use Status::*;
+        assert!(New.can_move_to(InReview) && InReview.can_move_to(Confirmed) && New.can_move_to(FalsePositive));
+        assert!(Confirmed.can_move_to(Resolved) && Resolved.can_move_to(InReview));
+        assert!(!Resolved.can_move_to(Confirmed) && !FalsePositive.can_move_to(New) && !Confirmed.can_move_to(New));
+        assert!(New.is_open() && InReview.is_open() && !Resolved.is_open());
+        assert_eq!("false_positive".parse::<Status>().unwrap(), FalsePositive);
+        assert!("done".parse::<Status>().is_err());
+    }
+
+    #[test]
+    fn times_have_three_fraction_digits_and_sort_as_text() {
+        // 09:36:06.310 and .316: with trailing zeros trimmed, ".31Z" would sort after ".316Z".
+        let (a, b) = (rfc3339_ms(1_795_426_566_310), rfc3339_ms(1_795_426_566_316));
+        assert_eq!(a, "2026-11-23T09:36:06.310Z");
+        assert_eq!(b, "2026-11-23T09:36:06.316Z");
+        assert!(a < b);
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn cursors_and_urls() {
+        assert_eq!(parse_cursor("2.1700000000000.ab-cd").unwrap(), (2, 1_700_000_000_000, "ab-cd".into()));
+        assert!(parse_cursor("x.1.a").is_err() && parse_cursor("1.2").is_err());
+        assert_eq!(redact("postgres://kesu:secret@db:5432/kesu"), "postgres://kesu:***@db:5432/kesu");
+        assert_eq!(redact("sqlite://kesu.db"), "sqlite://kesu.db");
+        assert_eq!(with_create("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db?mode=rwc");
+        assert_eq!(escape_like("50%_off\\"), "50\\%\\_off\\\\");
+    }
+}
