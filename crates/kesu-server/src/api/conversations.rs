@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::read_json;
-use super::routes::{check_text, run_classify};
+use super::texts::{check_text, run_classify};
 use super::AppState;
 use crate::conversation::registry::Subscription;
 use crate::conversation::{rfc3339, Event, Live, OpenError, Recorded, Speaker, Scored, View};

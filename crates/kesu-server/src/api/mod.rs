@@ -9,9 +9,11 @@ pub mod extract;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;
+pub mod ops;
 pub mod pages;
 pub mod reviews;
 pub mod routes;
+pub mod texts;
 pub mod types;
 
 use std::net::TcpListener;
@@ -77,13 +79,18 @@ pub async fn open_store(s: &StoreSettings) -> Result<Option<kesu_store::Store>, 
     }
 }
 
-/// Let a request in only with a key holding the route's role
-/// ([`crate::auth::required_role`]); the caller's [`crate::auth::Principal`]
-/// goes into the request's extensions (the audit log's actor).
+/// Let a request in only as its route's [`routes::Access`] says (a path
+/// that matches no route needs any valid key, then answers 404); the caller's
+/// [`crate::auth::Principal`] goes into the request's extensions (the audit log's actor).
 async fn authorize(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    use crate::auth::{presented_key, required_role, Access};
+    use crate::auth::{presented_key, Access};
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    if let (Some(st), Some(need)) = (&state, required_role(req.path())) {
+    let need = match req.match_pattern().and_then(|p| routes::lookup(req.method(), &p)).map(|r| r.access) {
+        Some(routes::Access::Open) => None,
+        Some(routes::Access::AnyKey) | None => Some(None),
+        Some(routes::Access::Role(r)) => Some(Some(r)),
+    };
+    if let (Some(st), Some(need)) = (&state, need) {
         if let Access::Keys(keys) = &st.access {
             let Some(key) = presented_key(req.headers()) else {
                 return Err(ApiError::Unauthorized("an API key is required: send `Authorization: Bearer <key>` or `X-Api-Key: <key>`".into()).into());
@@ -107,9 +114,10 @@ async fn authorize(req: ServiceRequest, next: Next<impl MessageBody + 'static>) 
 async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let t0 = Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
+    let pattern = req.match_pattern();
+    let limited = pattern.as_deref().and_then(|p| routes::lookup(req.method(), p)).is_some_and(|r| r.deadline);
+    let route = pattern.unwrap_or_else(|| "unmatched".to_string());
     let request_id = req.extensions().get::<RequestId>().map(|r| r.to_string());
-    let limited = route.starts_with("/v1/");
     let res = match (&state, limited) {
         (Some(st), true) => {
             let ms = st.settings.request_timeout_ms;
@@ -133,42 +141,6 @@ async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) ->
         }
         r
     })
-}
-
-/// Register every route on an actix `App`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    fn not_allowed() -> actix_web::Route {
-        web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed) })
-    }
-    cfg.service(web::resource("/v1/classify").route(web::post().to(routes::classify)).default_service(not_allowed()))
-        .service(web::resource("/v1/flags").route(web::post().to(routes::flags)).default_service(not_allowed()))
-        .service(web::resource("/v1/segment").route(web::post().to(routes::segment)).default_service(not_allowed()))
-        .service(web::resource("/v1/info").route(web::get().to(routes::info)).default_service(not_allowed()))
-        .service(web::resource("/v1/conversations/{id}/messages").route(web::post().to(conversations::post_message)).default_service(not_allowed()))
-        .service(web::resource("/v1/conversations/{id}/events").route(web::get().to(conversations::events)).default_service(not_allowed()))
-        .service(
-            web::resource("/v1/conversations/{id}")
-                .route(web::get().to(conversations::get_conversation))
-                .route(web::delete().to(conversations::delete_conversation))
-                .default_service(not_allowed()),
-        )
-        .service(web::resource("/v1/reviews").route(web::get().to(reviews::list)).default_service(not_allowed()))
-        .service(web::resource("/v1/reviews/export").route(web::get().to(reviews::export)).default_service(not_allowed()))
-        .service(web::resource("/v1/reviews/false-positive-terms").route(web::get().to(reviews::false_positive_terms)).default_service(not_allowed()))
-        .service(web::resource("/v1/reviews/{id}/history").route(web::get().to(reviews::history)).default_service(not_allowed()))
-        .service(
-            web::resource("/v1/reviews/{id}")
-                .route(web::get().to(reviews::get))
-                .route(web::patch().to(reviews::patch))
-                .default_service(not_allowed()),
-        )
-        .service(web::resource("/console").route(web::get().to(conversations::console)).default_service(not_allowed()))
-        .service(web::resource("/review").route(web::get().to(reviews::console)).default_service(not_allowed()))
-        .service(web::resource("/healthz").route(web::get().to(routes::healthz)).default_service(not_allowed()))
-        .service(web::resource("/readyz").route(web::get().to(routes::readyz)).default_service(not_allowed()))
-        .service(web::resource("/metrics").route(web::get().to(routes::metrics)).default_service(not_allowed()))
-        .service(web::resource("/openapi.json").route(web::get().to(routes::openapi)).default_service(not_allowed()))
-        .service(web::resource("/admin/reload").route(web::post().to(admin::reload)).default_service(not_allowed()));
 }
 
 /// Start the server on `listener` (bind to port 0 for a random port), a
@@ -196,7 +168,7 @@ pub fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Resu
             .wrap(middleware::from_fn(authorize))
             .wrap(middleware::from_fn(observe))
             .wrap(TracingLogger::<logging::MaskedRootSpan>::new())
-            .configure(configure)
+            .configure(routes::configure)
             .default_service(web::to(|req: actix_web::HttpRequest| async move {
                 Err::<actix_web::HttpResponse, _>(ApiError::NotFound(format!("{} {}", req.method(), req.path())))
             }))

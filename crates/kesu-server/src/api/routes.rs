@@ -1,367 +1,181 @@
-//! Route handlers. Each one validates its input, hands CPU work to the
-//! blocking pool (model work also through [`Admission`]), and maps every
-//! failure to an [`ApiError`].
+//! The route table: every route of the service, in one place, with its
+//! method, path, handler, access, request deadline and OpenAPI entry.
+//!
+//! Everything else is derived from this table, never written beside it:
+//! * registration on the actix `App` ([`configure`]; a known path with
+//!   another method answers 405);
+//! * authorization (`super::authorize` looks the matched route up here; a
+//!   path that matches no route needs any valid key and then answers 404);
+//! * the request deadline (`KESU_REQUEST_TIMEOUT_MS` applies where `deadline`);
+//! * metrics labels (the route's path pattern);
+//! * the OpenAPI document ([`super::openapi::document`]: each route's
+//!   operation, its schemas, and the API-key requirement with the role).
+//!
+//! To add a route: write the handler with its `#[utoipa::path]` in the
+//! module of its job, and add one row here.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::LazyLock;
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Serialize;
-use utoipa::ToSchema;
+use actix_web::http::Method;
+use actix_web::web;
 
-use super::error::{ApiError, ErrorBody};
-use super::extract::read_json;
-use super::types::*;
-use super::AppState;
-use kesu_core::lists::WordLists;
-use kesu_core::pipeline::Classified;
+use super::{admin, conversations, error::ApiError, ops, reviews, texts};
+use crate::auth::Role;
 
-/// A validated request: the items to work on and whether it was a batch.
-struct Work {
-    batch: bool,
-    ids: Vec<Option<ItemId>>,
-    texts: Vec<String>,
-    /// The items' `customer_ref`s (classify only).
-    refs: Vec<Option<String>>,
-    /// The items' intake channels (classify only).
-    channels: Vec<Option<String>>,
-    segments: bool,
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone who can reach the port (health, the OpenAPI document, the static console pages).
+    Open,
+    /// Any valid API key.
+    AnyKey,
+    /// A key with this role (or `admin`, which holds every role).
+    Role(Role),
 }
 
-/// Longest accepted `channel`, in chars.
-pub const MAX_CHANNEL_CHARS: usize = 64;
+/// One route.
+pub struct Route {
+    pub method: Method,
+    /// The actix path pattern (`{id}` segments), identical to the OpenAPI path.
+    pub path: &'static str,
+    pub access: Access,
+    /// Whether the whole-request deadline (`KESU_REQUEST_TIMEOUT_MS`) applies.
+    pub deadline: bool,
+    /// Attaches the handler to an actix route of `method`.
+    register: fn(actix_web::Route) -> actix_web::Route,
+    /// Adds the route's operation and schemas to the OpenAPI document.
+    pub(super) openapi: fn(&mut utoipa::openapi::OpenApi),
+    /// The OpenAPI entry's own path and methods (checked against the row in tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(super) openapi_key: fn() -> (String, Vec<utoipa::openapi::path::HttpMethod>),
+}
 
-/// Longest accepted `customer_ref`, in chars.
-pub const MAX_CUSTOMER_REF_CHARS: usize = 256;
+/// The operation and schemas of the handler whose `#[utoipa::path]` generated `P`.
+fn doc<P: utoipa::Path + utoipa::__dev::SchemaReferences>(api: &mut utoipa::openapi::OpenApi) {
+    api.paths.add_path_operation(P::path(), P::methods(), P::operation());
+    let mut schemas = Vec::new();
+    // The same hook utoipa's own `#[derive(OpenApi)]` uses to collect a path's schemas.
+    P::schemas(&mut schemas);
+    let comps = api.components.get_or_insert_with(Default::default);
+    for (name, schema) in schemas {
+        comps.schemas.entry(name).or_insert(schema);
+    }
+}
 
-fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
-    let s = &state.settings;
-    let channel = req.channel;
-    let (batch, ids, texts, refs, channels) = match (req.text, req.items) {
-        (Some(_), Some(_)) => return Err(ApiError::invalid("invalid_request", "give either `text` or `items`, not both")),
-        (None, None) => return Err(ApiError::invalid("invalid_request", "missing `text` (one text) or `items` (a batch)")),
-        (Some(t), None) => (false, vec![req.id], vec![t], vec![req.customer_ref], vec![channel]),
-        (None, Some(items)) => {
-            if req.id.is_some() || req.customer_ref.is_some() {
-                return Err(ApiError::invalid("invalid_request", "`id` and `customer_ref` go inside each item of `items`"));
-            }
-            if items.is_empty() {
-                return Err(ApiError::invalid("empty_batch", "`items` is empty"));
-            }
-            if items.len() > s.max_items {
-                return Err(ApiError::TooLarge { code: "too_many_items", message: format!("{} items; at most {} per request", items.len(), s.max_items) });
-            }
-            let ids = items.iter().enumerate().map(|(i, it)| Some(it.id.clone().unwrap_or(ItemId::Int(i as i64)))).collect();
-            let refs = items.iter().map(|it| it.customer_ref.clone()).collect();
-            let channels = items.iter().map(|it| it.channel.clone().or_else(|| channel.clone())).collect();
-            (true, ids, items.into_iter().map(|it| it.text).collect(), refs, channels)
+fn key<P: utoipa::Path>() -> (String, Vec<utoipa::openapi::path::HttpMethod>) {
+    (P::path(), P::methods())
+}
+
+macro_rules! route {
+    // `$doc` is the type `#[utoipa::path]` generated for the handler (`__path_<handler>`).
+    ($method:ident $path:literal, $module:ident :: $handler:ident / $doc:ident, $access:expr, deadline = $deadline:literal) => {
+        Route {
+            method: Method::$method,
+            path: $path,
+            access: $access,
+            deadline: $deadline,
+            register: |r| r.to($module::$handler),
+            openapi: doc::<$module::$doc>,
+            openapi_key: key::<$module::$doc>,
         }
     };
-    for (i, t) in texts.iter().enumerate() {
-        check_text(&if batch { format!("items[{i}].text") } else { "text".to_string() }, t, s)?;
+}
+
+use Access::{AnyKey, Open};
+const INTAKE: Access = Access::Role(Role::Intake);
+const AGENT: Access = Access::Role(Role::Agent);
+const REVIEWER: Access = Access::Role(Role::Reviewer);
+const ADMIN: Access = Access::Role(Role::Admin);
+
+/// Every route, in the order of the README's API table.
+pub static TABLE: LazyLock<Vec<Route>> = LazyLock::new(|| {
+    vec![
+        route!(POST "/v1/classify", texts::classify / __path_classify, INTAKE, deadline = true),
+        route!(POST "/v1/flags", texts::flags / __path_flags, INTAKE, deadline = true),
+        route!(POST "/v1/segment", texts::segment / __path_segment, INTAKE, deadline = true),
+        route!(GET "/v1/info", ops::info / __path_info, AnyKey, deadline = true),
+        route!(POST "/v1/conversations/{id}/messages", conversations::post_message / __path_post_message, AGENT, deadline = true),
+        route!(GET "/v1/conversations/{id}/events", conversations::events / __path_events, AGENT, deadline = true),
+        route!(GET "/v1/conversations/{id}", conversations::get_conversation / __path_get_conversation, AGENT, deadline = true),
+        route!(DELETE "/v1/conversations/{id}", conversations::delete_conversation / __path_delete_conversation, AGENT, deadline = true),
+        route!(GET "/v1/reviews", reviews::list / __path_list, REVIEWER, deadline = true),
+        route!(GET "/v1/reviews/export", reviews::export / __path_export, REVIEWER, deadline = true),
+        route!(GET "/v1/reviews/false-positive-terms", reviews::false_positive_terms / __path_false_positive_terms, REVIEWER, deadline = true),
+        route!(GET "/v1/reviews/{id}/history", reviews::history / __path_history, REVIEWER, deadline = true),
+        route!(GET "/v1/reviews/{id}", reviews::get / __path_get, REVIEWER, deadline = true),
+        route!(PATCH "/v1/reviews/{id}", reviews::patch / __path_patch, REVIEWER, deadline = true),
+        route!(GET "/console", conversations::console / __path_console, Open, deadline = false),
+        route!(GET "/review", reviews::console / __path_console, Open, deadline = false),
+        route!(GET "/healthz", ops::healthz / __path_healthz, Open, deadline = false),
+        route!(GET "/readyz", ops::readyz / __path_readyz, Open, deadline = false),
+        route!(GET "/metrics", ops::metrics / __path_metrics, ADMIN, deadline = false),
+        route!(GET "/openapi.json", ops::openapi / __path_openapi, Open, deadline = false),
+        route!(POST "/admin/reload", admin::reload / __path_reload, ADMIN, deadline = false),
+    ]
+});
+
+/// The route registered for `method` on the path pattern `pattern`; for a
+/// known pattern with another method (answered 405), that pattern's first route.
+pub fn lookup(method: &Method, pattern: &str) -> Option<&'static Route> {
+    let same_path = || TABLE.iter().find(|r| r.path == pattern);
+    TABLE.iter().find(|r| r.path == pattern && r.method == *method).or_else(same_path)
+}
+
+/// Register every route of [`TABLE`] on an actix `App`: one resource per
+/// path (in table order), each method's handler, and 405 for other methods.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    fn not_allowed() -> actix_web::Route {
+        web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed) })
     }
-    for (i, r) in refs.iter().enumerate() {
-        if let Some(r) = r {
-            let at = if batch { format!("items[{i}].customer_ref") } else { "customer_ref".to_string() };
-            let n = r.chars().count();
-            if r.trim().is_empty() || n > MAX_CUSTOMER_REF_CHARS {
-                return Err(ApiError::invalid("invalid_customer_ref", format!("{at} must be 1-{MAX_CUSTOMER_REF_CHARS} chars and not blank ({n} chars)")));
-            }
+    let mut paths: Vec<&'static str> = Vec::new();
+    for r in TABLE.iter() {
+        if !paths.contains(&r.path) {
+            paths.push(r.path);
         }
     }
-    for (i, c) in channels.iter().enumerate() {
-        if let Some(c) = c {
-            let n = c.chars().count();
-            if c.trim().is_empty() || n > MAX_CHANNEL_CHARS {
-                let at = if batch { format!("items[{i}].channel") } else { "channel".to_string() };
-                return Err(ApiError::invalid("invalid_channel", format!("{at} must be 1-{MAX_CHANNEL_CHARS} chars and not blank ({n} chars)")));
-            }
+    for path in paths {
+        let mut resource = web::resource(path);
+        for r in TABLE.iter().filter(|r| r.path == path) {
+            resource = resource.route((r.register)(web::method(r.method.clone())));
+        }
+        cfg.service(resource.default_service(not_allowed()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_matches_its_openapi_entry_and_is_unique() {
+        for r in TABLE.iter() {
+            let (path, methods) = (r.openapi_key)();
+            assert_eq!(path, r.path, "the handler's #[utoipa::path] path");
+            let json = serde_json::to_string(&methods).unwrap();
+            assert!(json.contains(&format!("\"{}\"", r.method.as_str().to_lowercase())), "{} {}: OpenAPI methods {json}", r.method, r.path);
+            assert_eq!(TABLE.iter().filter(|o| o.path == r.path && o.method == r.method).count(), 1, "{} {} twice", r.method, r.path);
         }
     }
-    Ok(Work { batch, ids, texts, refs, channels, segments: req.segments })
-}
 
-/// Check one text against the limits: not blank (422 `empty_text`), at most
-/// `max_text_chars` chars (413 `text_too_long`). `at` names it in the message.
-pub(super) fn check_text(at: &str, t: &str, s: &crate::settings::ServerSettings) -> Result<(), ApiError> {
-    if t.trim().is_empty() {
-        return Err(ApiError::invalid("empty_text", format!("{at} is empty")));
+    #[test]
+    fn routes_map_to_access() {
+        let access = |m: Method, p: &str| lookup(&m, p).map(|r| r.access);
+        assert_eq!(access(Method::GET, "/healthz"), Some(Open));
+        assert_eq!(access(Method::GET, "/review"), Some(Open));
+        assert_eq!(access(Method::GET, "/v1/info"), Some(AnyKey));
+        assert_eq!(access(Method::POST, "/v1/classify"), Some(INTAKE));
+        assert_eq!(access(Method::GET, "/v1/conversations/{id}/events"), Some(AGENT));
+        assert_eq!(access(Method::GET, "/v1/reviews/export"), Some(REVIEWER));
+        assert_eq!(access(Method::POST, "/admin/reload"), Some(ADMIN));
+        assert_eq!(access(Method::GET, "/metrics"), Some(ADMIN));
+        // another method on a known path: that path's access (then 405)
+        assert_eq!(access(Method::PUT, "/v1/reviews/{id}"), Some(REVIEWER));
+        assert_eq!(access(Method::GET, "/v1/reviewsX"), None);
     }
-    let n = t.chars().count();
-    if n > s.max_text_chars {
-        return Err(ApiError::TooLarge { code: "text_too_long", message: format!("{at} has {n} chars; at most {}", s.max_text_chars) });
+
+    #[test]
+    fn text_routes_have_the_deadline_and_pages_do_not() {
+        assert!(TABLE.iter().filter(|r| r.path.starts_with("/v1/")).all(|r| r.deadline));
+        assert!(TABLE.iter().filter(|r| !r.path.starts_with("/v1/")).all(|r| !r.deadline));
     }
-    Ok(())
-}
-
-/// Run CPU-bound work on the blocking pool.
-async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, ApiError> {
-    web::block(f).await.map_err(|e| ApiError::Internal(format!("worker failed: {e}")))
-}
-
-/// Classify `texts` with the model: through admission control, on the
-/// blocking pool, counted in the metrics. Exactly one result per text, in order.
-/// `refs` holds each text's `customer_ref` (may be empty: none).
-pub(super) async fn run_classify(state: &AppState, texts: Vec<String>, refs: Vec<Option<String>>, segments: bool) -> Result<Vec<Classified>, ApiError> {
-    if state.pipeline.model().is_none() {
-        return Err(ApiError::NotReady);
-    }
-    let permit = state.admission.admit().await?;
-    let pipeline = Arc::clone(&state.pipeline);
-    let n = texts.len();
-    let results = blocking(move || {
-        let _permit = permit;
-        let items: Vec<kesu_core::pipeline::Input> = texts
-            .iter()
-            .enumerate()
-            .map(|(i, t)| kesu_core::pipeline::Input { text: t, customer_ref: refs.get(i).and_then(|r| r.as_deref()) })
-            .collect();
-        pipeline.classify_items(&items, segments)
-    })
-    .await??;
-    if results.len() != n {
-        return Err(ApiError::Internal(format!("{} results for {n} items", results.len())));
-    }
-    for r in &results {
-        state.metrics.observe_classified(r);
-    }
-    Ok(results)
-}
-
-/// Store the items that match the store rule (`KESU_STORE_*`), all in one
-/// transaction, before anything is answered. Returns each item's review id
-/// (`None`: not stored). A store failure fails the whole request with 503
-/// `store_unavailable`, and then nothing of it was stored.
-async fn store_matching(
-    state: &AppState,
-    ids: &[Option<ItemId>],
-    texts: &[String],
-    results: &[Classified],
-    refs: Vec<Option<String>>,
-    channels: Vec<Option<String>>,
-) -> Result<Vec<Option<String>>, ApiError> {
-    let mut out = vec![None; results.len()];
-    let Some(store) = &state.store else { return Ok(out) };
-    let mut picked = Vec::new();
-    let mut rows = Vec::new();
-    for (i, ((r, cref), channel)) in results.iter().zip(refs).zip(channels).enumerate() {
-        if !r.triage.store {
-            continue;
-        }
-        let caller_id = ids[i].as_ref().map(|id| match id {
-            ItemId::Int(n) => n.to_string(),
-            ItemId::Str(s) => s.clone(),
-        });
-        let origin = kesu_store::record::Origin { caller_id, channel, customer_ref: cref };
-        rows.push(kesu_store::record::new_item(&texts[i], r, origin, state.settings.store_mask_pii));
-        picked.push(i);
-    }
-    if rows.is_empty() {
-        return Ok(out);
-    }
-    let t0 = Instant::now();
-    let stored = store.insert(&rows, "intake").await;
-    state.metrics.observe_store(t0.elapsed().as_secs_f64(), stored.is_ok());
-    for (i, id) in picked.into_iter().zip(stored?) {
-        out[i] = Some(id);
-    }
-    Ok(out)
-}
-
-/// Single or batch classify answer.
-// Built once per response and serialised at once: the size difference costs nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum ClassifyResponse {
-    Single(ClassifyItem),
-    Batch(ClassifyBatchResponse),
-}
-
-/// Classify one text or a batch: category, emotion/escalation, legal-risk flags, triage.
-#[utoipa::path(post, path = "/v1/classify", tag = "classify", request_body = TextsRequest,
-    responses(
-        (status = 200, description = "One result per input, in input order", body = ClassifyResponse),
-        (status = 400, description = "Broken JSON or invalid UTF-8", body = ErrorBody),
-        (status = 413, description = "Body, item count or a text over its limit", body = ErrorBody),
-        (status = 415, description = "Content type is not application/json", body = ErrorBody),
-        (status = 422, description = "Empty text, invalid customer_ref, wrong field types or shape", body = ErrorBody),
-        (status = 503, description = "Overloaded, timed out or model not loaded (Retry-After)", body = ErrorBody),
-    ))]
-pub async fn classify(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let t0 = Instant::now();
-    let parsed: TextsRequest = read_json(&req, body, state.settings.max_body_bytes).await?;
-    let work = validate(parsed, &state)?;
-    let model_version = state.pipeline.model().map(|m| m.info().version.clone()).ok_or(ApiError::NotReady)?;
-    let n = work.texts.len();
-    let Work { batch, ids, texts, refs, channels, segments } = work;
-    let results = run_classify(&state, texts.clone(), refs.clone(), segments).await?;
-    let review_ids = store_matching(&state, &ids, &texts, &results, refs, channels).await?;
-    tracing::info!(items = n, stored = review_ids.iter().flatten().count(), took_ms = t0.elapsed().as_secs_f64() * 1e3, "classified");
-    let items: Vec<ClassifyItem> =
-        ids.into_iter().zip(results).zip(review_ids).map(|((id, result), review_id)| ClassifyItem { id, result, review_id }).collect();
-    Ok(if batch {
-        HttpResponse::Ok().json(ClassifyBatchResponse { items, model_version, took_ms: t0.elapsed().as_secs_f64() * 1e3 })
-    } else {
-        HttpResponse::Ok().json(items.into_iter().next().expect("one item"))
-    })
-}
-
-/// Single or batch flags answer.
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum FlagsResponse {
-    Single(FlagsItem),
-    Batch(FlagsBatchResponse),
-}
-
-/// Legal-risk flags only (no model): the fast path for compliance tooling.
-#[utoipa::path(post, path = "/v1/flags", tag = "flags", request_body = TextsRequest,
-    responses(
-        (status = 200, description = "One result per input, in input order", body = FlagsResponse),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-    ))]
-pub async fn flags(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (t0, work, lists, reports) = per_text(&req, body, &state, |l, t| l.flagger.scan(t)).await?;
-    for r in &reports {
-        state.metrics.observe_flags(r);
-    }
-    let items: Vec<FlagsItem> = work.ids.into_iter().zip(reports).map(|(id, flags)| FlagsItem { id, flags }).collect();
-    Ok(if work.batch {
-        let lexicon_version = lists.flagger.version().to_string();
-        HttpResponse::Ok().json(FlagsBatchResponse { items, lexicon_version, took_ms: t0.elapsed().as_secs_f64() * 1e3 })
-    } else {
-        HttpResponse::Ok().json(items.into_iter().next().expect("one item"))
-    })
-}
-
-/// Read and validate a request, then run `f` on each text on the blocking pool
-/// (no model, so no admission control), all with one snapshot of the word
-/// lists (returned too). Results are in input order.
-async fn per_text<R: Send + 'static>(
-    req: &HttpRequest,
-    body: web::Payload,
-    state: &AppState,
-    f: fn(&WordLists, &str) -> R,
-) -> Result<(Instant, Work, Arc<WordLists>, Vec<R>), ApiError> {
-    let t0 = Instant::now();
-    let parsed: TextsRequest = read_json(req, body, state.settings.max_body_bytes).await?;
-    let mut work = validate(parsed, state)?;
-    if work.refs.iter().any(Option::is_some) {
-        return Err(ApiError::invalid("invalid_request", "`customer_ref` is only used by /v1/classify"));
-    }
-    let lists = state.pipeline.lists();
-    let texts = std::mem::take(&mut work.texts);
-    let snapshot = Arc::clone(&lists);
-    let out = blocking(move || texts.iter().map(|t| f(&snapshot, t)).collect::<Vec<_>>()).await?;
-    Ok((t0, work, lists, out))
-}
-
-/// Single or batch segment answer.
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum SegmentResponse {
-    Single(SegmentItem),
-    Batch(SegmentBatchResponse),
-}
-
-/// Word segmentation only (jieba with kesu's user dictionary).
-#[utoipa::path(post, path = "/v1/segment", tag = "segment", request_body = TextsRequest,
-    responses(
-        (status = 200, description = "One result per input, in input order", body = SegmentResponse),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-    ))]
-pub async fn segment(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (t0, work, _, segs) = per_text(&req, body, &state, |l, t| l.segmenter.segment(t)).await?;
-    let items: Vec<SegmentItem> = work.ids.into_iter().zip(segs).map(|(id, segments)| SegmentItem { id, segments }).collect();
-    Ok(if work.batch {
-        HttpResponse::Ok().json(SegmentBatchResponse { items, took_ms: t0.elapsed().as_secs_f64() * 1e3 })
-    } else {
-        HttpResponse::Ok().json(items.into_iter().next().expect("one item"))
-    })
-}
-
-/// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(Health { status: "ok".into(), model_loaded: None, lexicon_terms: None })
-}
-
-/// Readiness: the model and the word lists are loaded.
-#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
-pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if state.pipeline.model().is_none() {
-        return Err(ApiError::NotReady);
-    }
-    Ok(HttpResponse::Ok().json(Health { status: "ready".into(), model_loaded: Some(true), lexicon_terms: Some(state.pipeline.lists().flagger.term_count()) }))
-}
-
-/// Model version and labels, lexicon version and size, triage rules version, reload state, limits.
-#[utoipa::path(get, path = "/v1/info", tag = "ops", responses((status = 200, body = Info)))]
-pub async fn info(state: web::Data<AppState>) -> HttpResponse {
-    let s = &state.settings;
-    let p = &state.pipeline;
-    let lists = p.lists();
-    let contacts = p.contacts();
-    let (failed, last_error) = state.reloads.failures();
-    HttpResponse::Ok().json(Info {
-        service_version: env!("CARGO_PKG_VERSION").to_string(),
-        model: p.model().map(|m| {
-            let i = m.info();
-            ModelInfoOut {
-                version: i.version.clone(),
-                path: s.model_path.display().to_string(),
-                category_labels: i.category_labels.clone(),
-                escalation_labels: i.escalation_labels.clone(),
-                max_tokens: i.max_tokens,
-                max_windows: i.max_windows,
-                metadata: i.metadata.clone(),
-            }
-        }),
-        lexicon: LexiconInfo {
-            version: lists.flagger.version().to_string(),
-            term_count: lists.flagger.term_count(),
-            flags: kesu_core::flags::Flag::ALL.to_vec(),
-            user_dict_words: lists.segmenter.user_words(),
-        },
-        triage: TriageInfo {
-            rules_version: lists.triage.version.clone(),
-            rule_count: lists.triage.rules.len(),
-            repeat_window_secs: contacts.window().as_secs(),
-            tracked_customers: contacts.tracked(),
-            repeat_capacity: contacts.capacity(),
-        },
-        reload: ReloadInfo { count: lists.generation, loaded_at: super::admin::rfc3339(lists.loaded_at), failed, last_error },
-        store: StoreInfo {
-            database: state.store.as_ref().map(|st| st.url().to_string()),
-            store_needs_review: lists.triage.store.needs_review,
-            store_min_escalation: lists.triage.store.min_escalation,
-            mask_pii: s.store_mask_pii,
-        },
-        auth: match state.access {
-            crate::auth::Access::Open => "open".into(),
-            crate::auth::Access::Keys(_) => "keys".into(),
-        },
-        limits: Limits {
-            max_body_bytes: s.max_body_bytes,
-            max_items: s.max_items,
-            max_text_chars: s.max_text_chars,
-            request_timeout_ms: s.request_timeout_ms,
-            max_concurrent_inference: s.max_concurrent_inference,
-            max_queued: s.max_queued,
-        },
-    })
-}
-
-/// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    state.metrics.conversations_live.set(state.conversations.len() as i64);
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
-}
-
-/// This API's OpenAPI 3 description.
-#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
-pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(super::openapi::document())
 }

@@ -7,7 +7,8 @@
 //! roles, read from a TOML file (`KESU_API_KEYS_FILE`) and/or the environment
 //! (`KESU_API_KEYS`).
 //!
-//! Roles and what they open (see [`required_role`]):
+//! Roles and what they open (each route's access is in the route table,
+//! `crate::api::routes`):
 //! * `intake`: `/v1/classify`, `/v1/flags`, `/v1/segment`;
 //! * `agent`: `/v1/conversations/...` (the agent console's calls);
 //! * `reviewer`: `/v1/reviews...` (the review console's calls);
@@ -222,7 +223,7 @@ pub fn add_key(file: &Path, name: &str, roles: &[Role]) -> Result<String, KeysEr
 pub enum Access {
     /// `--no-auth`: everything open.
     Open,
-    /// Keys required as [`required_role`] says (no keys: only the open routes).
+    /// Keys required as the route table says (no keys: only the open routes).
     Keys(Keys),
 }
 
@@ -240,21 +241,6 @@ pub fn access(s: &crate::settings::AuthSettings) -> Result<(Access, Option<Strin
     let key = add_key(&s.api_keys_file, "admin", &[Role::Admin])?;
     let keys = Keys::load(Some(&s.api_keys_file), s.api_keys.as_deref())?;
     Ok((Access::Keys(keys), Some(key)))
-}
-
-/// What a request needs. `None`: open to all; `Some(None)`: any valid key;
-/// `Some(Some(role))`: a key with that role (or `admin`).
-pub fn required_role(path: &str) -> Option<Option<Role>> {
-    let under = |p: &str| path == p || path.starts_with(&format!("{p}/"));
-    match path {
-        "/healthz" | "/readyz" | "/openapi.json" | "/console" | "/review" => None,
-        "/v1/info" => Some(None),
-        _ if under("/v1/classify") || under("/v1/flags") || under("/v1/segment") => Some(Some(Role::Intake)),
-        _ if under("/v1/conversations") => Some(Some(Role::Agent)),
-        _ if under("/v1/reviews") => Some(Some(Role::Reviewer)),
-        // Everything else, known or not (404s included), is admin-only.
-        _ => Some(Some(Role::Admin)),
-    }
 }
 
 /// The key a request presents: `Authorization: Bearer <key>`, else
@@ -327,19 +313,6 @@ mod tests {
         let e = Keys::load(Some(&f), None).unwrap_err().to_string();
         assert!(e.contains("k.toml") && e.contains("sha256"), "{e}");
         assert!(Keys::load(Some(&dir.path().join("missing.toml")), None).unwrap().is_empty());
-    }
-
-    #[test]
-    fn routes_map_to_roles() {
-        assert_eq!(required_role("/healthz"), None);
-        assert_eq!(required_role("/review"), None);
-        assert_eq!(required_role("/v1/info"), Some(None));
-        assert_eq!(required_role("/v1/classify"), Some(Some(Role::Intake)));
-        assert_eq!(required_role("/v1/conversations/c1/events"), Some(Some(Role::Agent)));
-        assert_eq!(required_role("/v1/reviews/export"), Some(Some(Role::Reviewer)));
-        assert_eq!(required_role("/v1/reviewsX"), Some(Some(Role::Admin)));
-        assert_eq!(required_role("/admin/reload"), Some(Some(Role::Admin)));
-        assert_eq!(required_role("/metrics"), Some(Some(Role::Admin)));
     }
 
     #[test]

@@ -1,0 +1,282 @@
+//! The text routes: `/v1/classify`, `/v1/flags`, `/v1/segment`. Each
+//! handler validates its input, hands CPU work to the blocking pool (model
+//! work also through [`Admission`]), and maps every failure to an [`ApiError`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::read_json;
+use super::types::*;
+use super::AppState;
+use kesu_core::lists::WordLists;
+use kesu_core::pipeline::Classified;
+
+/// A validated request: the items to work on and whether it was a batch.
+struct Work {
+    batch: bool,
+    ids: Vec<Option<ItemId>>,
+    texts: Vec<String>,
+    /// The items' `customer_ref`s (classify only).
+    refs: Vec<Option<String>>,
+    /// The items' intake channels (classify only).
+    channels: Vec<Option<String>>,
+    segments: bool,
+}
+
+/// Longest accepted `channel`, in chars.
+pub const MAX_CHANNEL_CHARS: usize = 64;
+
+/// Longest accepted `customer_ref`, in chars.
+pub const MAX_CUSTOMER_REF_CHARS: usize = 256;
+
+fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
+    let s = &state.settings;
+    let channel = req.channel;
+    let (batch, ids, texts, refs, channels) = match (req.text, req.items) {
+        (Some(_), Some(_)) => return Err(ApiError::invalid("invalid_request", "give either `text` or `items`, not both")),
+        (None, None) => return Err(ApiError::invalid("invalid_request", "missing `text` (one text) or `items` (a batch)")),
+        (Some(t), None) => (false, vec![req.id], vec![t], vec![req.customer_ref], vec![channel]),
+        (None, Some(items)) => {
+            if req.id.is_some() || req.customer_ref.is_some() {
+                return Err(ApiError::invalid("invalid_request", "`id` and `customer_ref` go inside each item of `items`"));
+            }
+            if items.is_empty() {
+                return Err(ApiError::invalid("empty_batch", "`items` is empty"));
+            }
+            if items.len() > s.max_items {
+                return Err(ApiError::TooLarge { code: "too_many_items", message: format!("{} items; at most {} per request", items.len(), s.max_items) });
+            }
+            let ids = items.iter().enumerate().map(|(i, it)| Some(it.id.clone().unwrap_or(ItemId::Int(i as i64)))).collect();
+            let refs = items.iter().map(|it| it.customer_ref.clone()).collect();
+            let channels = items.iter().map(|it| it.channel.clone().or_else(|| channel.clone())).collect();
+            (true, ids, items.into_iter().map(|it| it.text).collect(), refs, channels)
+        }
+    };
+    for (i, t) in texts.iter().enumerate() {
+        check_text(&if batch { format!("items[{i}].text") } else { "text".to_string() }, t, s)?;
+    }
+    for (i, r) in refs.iter().enumerate() {
+        if let Some(r) = r {
+            let at = if batch { format!("items[{i}].customer_ref") } else { "customer_ref".to_string() };
+            let n = r.chars().count();
+            if r.trim().is_empty() || n > MAX_CUSTOMER_REF_CHARS {
+                return Err(ApiError::invalid("invalid_customer_ref", format!("{at} must be 1-{MAX_CUSTOMER_REF_CHARS} chars and not blank ({n} chars)")));
+            }
+        }
+    }
+    for (i, c) in channels.iter().enumerate() {
+        if let Some(c) = c {
+            let n = c.chars().count();
+            if c.trim().is_empty() || n > MAX_CHANNEL_CHARS {
+                let at = if batch { format!("items[{i}].channel") } else { "channel".to_string() };
+                return Err(ApiError::invalid("invalid_channel", format!("{at} must be 1-{MAX_CHANNEL_CHARS} chars and not blank ({n} chars)")));
+            }
+        }
+    }
+    Ok(Work { batch, ids, texts, refs, channels, segments: req.segments })
+}
+
+/// Check one text against the limits: not blank (422 `empty_text`), at most
+/// `max_text_chars` chars (413 `text_too_long`). `at` names it in the message.
+pub(super) fn check_text(at: &str, t: &str, s: &crate::settings::ServerSettings) -> Result<(), ApiError> {
+    if t.trim().is_empty() {
+        return Err(ApiError::invalid("empty_text", format!("{at} is empty")));
+    }
+    let n = t.chars().count();
+    if n > s.max_text_chars {
+        return Err(ApiError::TooLarge { code: "text_too_long", message: format!("{at} has {n} chars; at most {}", s.max_text_chars) });
+    }
+    Ok(())
+}
+
+/// Run CPU-bound work on the blocking pool.
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, ApiError> {
+    web::block(f).await.map_err(|e| ApiError::Internal(format!("worker failed: {e}")))
+}
+
+/// Classify `texts` with the model: through admission control, on the
+/// blocking pool, counted in the metrics. Exactly one result per text, in order.
+/// `refs` holds each text's `customer_ref` (may be empty: none).
+pub(super) async fn run_classify(state: &AppState, texts: Vec<String>, refs: Vec<Option<String>>, segments: bool) -> Result<Vec<Classified>, ApiError> {
+    if state.pipeline.model().is_none() {
+        return Err(ApiError::NotReady);
+    }
+    let permit = state.admission.admit().await?;
+    let pipeline = Arc::clone(&state.pipeline);
+    let n = texts.len();
+    let results = blocking(move || {
+        let _permit = permit;
+        let items: Vec<kesu_core::pipeline::Input> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| kesu_core::pipeline::Input { text: t, customer_ref: refs.get(i).and_then(|r| r.as_deref()) })
+            .collect();
+        pipeline.classify_items(&items, segments)
+    })
+    .await??;
+    if results.len() != n {
+        return Err(ApiError::Internal(format!("{} results for {n} items", results.len())));
+    }
+    for r in &results {
+        state.metrics.observe_classified(r);
+    }
+    Ok(results)
+}
+
+/// Store the items that match the store rule (`KESU_STORE_*`), all in one
+/// transaction, before anything is answered. Returns each item's review id
+/// (`None`: not stored). A store failure fails the whole request with 503
+/// `store_unavailable`, and then nothing of it was stored.
+async fn store_matching(
+    state: &AppState,
+    ids: &[Option<ItemId>],
+    texts: &[String],
+    results: &[Classified],
+    refs: Vec<Option<String>>,
+    channels: Vec<Option<String>>,
+) -> Result<Vec<Option<String>>, ApiError> {
+    let mut out = vec![None; results.len()];
+    let Some(store) = &state.store else { return Ok(out) };
+    let mut picked = Vec::new();
+    let mut rows = Vec::new();
+    for (i, ((r, cref), channel)) in results.iter().zip(refs).zip(channels).enumerate() {
+        if !r.triage.store {
+            continue;
+        }
+        let caller_id = ids[i].as_ref().map(|id| match id {
+            ItemId::Int(n) => n.to_string(),
+            ItemId::Str(s) => s.clone(),
+        });
+        let origin = kesu_store::record::Origin { caller_id, channel, customer_ref: cref };
+        rows.push(kesu_store::record::new_item(&texts[i], r, origin, state.settings.store_mask_pii));
+        picked.push(i);
+    }
+    if rows.is_empty() {
+        return Ok(out);
+    }
+    let t0 = Instant::now();
+    let stored = store.insert(&rows, "intake").await;
+    state.metrics.observe_store(t0.elapsed().as_secs_f64(), stored.is_ok());
+    for (i, id) in picked.into_iter().zip(stored?) {
+        out[i] = Some(id);
+    }
+    Ok(out)
+}
+
+/// Single or batch classify answer.
+// Built once per response and serialised at once: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ClassifyResponse {
+    Single(ClassifyItem),
+    Batch(ClassifyBatchResponse),
+}
+
+/// Classify one text or a batch: category, emotion/escalation, legal-risk flags, triage.
+#[utoipa::path(post, path = "/v1/classify", tag = "classify", request_body = TextsRequest,
+    responses(
+        (status = 200, description = "One result per input, in input order", body = ClassifyResponse),
+        (status = 400, description = "Broken JSON or invalid UTF-8", body = ErrorBody),
+        (status = 413, description = "Body, item count or a text over its limit", body = ErrorBody),
+        (status = 415, description = "Content type is not application/json", body = ErrorBody),
+        (status = 422, description = "Empty text, invalid customer_ref, wrong field types or shape", body = ErrorBody),
+        (status = 503, description = "Overloaded, timed out or model not loaded (Retry-After)", body = ErrorBody),
+    ))]
+pub async fn classify(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let t0 = Instant::now();
+    let parsed: TextsRequest = read_json(&req, body, state.settings.max_body_bytes).await?;
+    let work = validate(parsed, &state)?;
+    let model_version = state.pipeline.model().map(|m| m.info().version.clone()).ok_or(ApiError::NotReady)?;
+    let n = work.texts.len();
+    let Work { batch, ids, texts, refs, channels, segments } = work;
+    let results = run_classify(&state, texts.clone(), refs.clone(), segments).await?;
+    let review_ids = store_matching(&state, &ids, &texts, &results, refs, channels).await?;
+    tracing::info!(items = n, stored = review_ids.iter().flatten().count(), took_ms = t0.elapsed().as_secs_f64() * 1e3, "classified");
+    let items: Vec<ClassifyItem> =
+        ids.into_iter().zip(results).zip(review_ids).map(|((id, result), review_id)| ClassifyItem { id, result, review_id }).collect();
+    Ok(if batch {
+        HttpResponse::Ok().json(ClassifyBatchResponse { items, model_version, took_ms: t0.elapsed().as_secs_f64() * 1e3 })
+    } else {
+        HttpResponse::Ok().json(items.into_iter().next().expect("one item"))
+    })
+}
+
+/// Single or batch flags answer.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum FlagsResponse {
+    Single(FlagsItem),
+    Batch(FlagsBatchResponse),
+}
+
+/// Legal-risk flags only (no model): the fast path for compliance tooling.
+#[utoipa::path(post, path = "/v1/flags", tag = "flags", request_body = TextsRequest,
+    responses(
+        (status = 200, description = "One result per input, in input order", body = FlagsResponse),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+    ))]
+pub async fn flags(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (t0, work, lists, reports) = per_text(&req, body, &state, |l, t| l.flagger.scan(t)).await?;
+    for r in &reports {
+        state.metrics.observe_flags(r);
+    }
+    let items: Vec<FlagsItem> = work.ids.into_iter().zip(reports).map(|(id, flags)| FlagsItem { id, flags }).collect();
+    Ok(if work.batch {
+        let lexicon_version = lists.flagger.version().to_string();
+        HttpResponse::Ok().json(FlagsBatchResponse { items, lexicon_version, took_ms: t0.elapsed().as_secs_f64() * 1e3 })
+    } else {
+        HttpResponse::Ok().json(items.into_iter().next().expect("one item"))
+    })
+}
+
+/// Read and validate a request, then run `f` on each text on the blocking pool
+/// (no model, so no admission control), all with one snapshot of the word
+/// lists (returned too). Results are in input order.
+async fn per_text<R: Send + 'static>(
+    req: &HttpRequest,
+    body: web::Payload,
+    state: &AppState,
+    f: fn(&WordLists, &str) -> R,
+) -> Result<(Instant, Work, Arc<WordLists>, Vec<R>), ApiError> {
+    let t0 = Instant::now();
+    let parsed: TextsRequest = read_json(req, body, state.settings.max_body_bytes).await?;
+    let mut work = validate(parsed, state)?;
+    if work.refs.iter().any(Option::is_some) {
+        return Err(ApiError::invalid("invalid_request", "`customer_ref` is only used by /v1/classify"));
+    }
+    let lists = state.pipeline.lists();
+    let texts = std::mem::take(&mut work.texts);
+    let snapshot = Arc::clone(&lists);
+    let out = blocking(move || texts.iter().map(|t| f(&snapshot, t)).collect::<Vec<_>>()).await?;
+    Ok((t0, work, lists, out))
+}
+
+/// Single or batch segment answer.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SegmentResponse {
+    Single(SegmentItem),
+    Batch(SegmentBatchResponse),
+}
+
+/// Word segmentation only (jieba with kesu's user dictionary).
+#[utoipa::path(post, path = "/v1/segment", tag = "segment", request_body = TextsRequest,
+    responses(
+        (status = 200, description = "One result per input, in input order", body = SegmentResponse),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+    ))]
+pub async fn segment(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (t0, work, _, segs) = per_text(&req, body, &state, |l, t| l.segmenter.segment(t)).await?;
+    let items: Vec<SegmentItem> = work.ids.into_iter().zip(segs).map(|(id, segments)| SegmentItem { id, segments }).collect();
+    Ok(if work.batch {
+        HttpResponse::Ok().json(SegmentBatchResponse { items, took_ms: t0.elapsed().as_secs_f64() * 1e3 })
+    } else {
+        HttpResponse::Ok().json(items.into_iter().next().expect("one item"))
+    })
+}
