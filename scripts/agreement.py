@@ -1,7 +1,9 @@
-"""Inter-annotator agreement between the main labels and the independent second
-labelling of 200 texts (data/labels/double/second_labeller.tsv).
-Usage: python3 scripts/agreement.py"""
+"""Inter-annotator agreement between the main labels and an independent second
+labelling: data/labels/double/second_labeller.tsv (200 texts, round 1) or
+data/labels/double/second_round2.tsv (1,000 texts, round 2).
+Usage: python3 scripts/agreement.py [SECOND_FILE]"""
 import glob
+import sys
 
 FLAGS = ["litigation", "regulator", "media", "police_crime", "collective_action", "privacy_breach", "collection_abuse", "self_harm_violence"]
 CATS = ["product", "service", "information_security"]
@@ -28,7 +30,7 @@ def kappa(a, b, labels, quadratic=False):
 main = {}
 for f in glob.glob("data/labels/*.tsv"):
     main.update(load(f))
-second = load("data/labels/double/second_labeller.tsv")
+second = load(sys.argv[1] if len(sys.argv) > 1 else "data/labels/double/second_labeller.tsv")
 keys = [k for k in second if k in main]
 A, B = [main[k] for k in keys], [second[k] for k in keys]
 print(f"texts: {len(keys)}")
@@ -43,3 +45,7 @@ for f in FLAGS:
     b = ["1" if f in x[7].split(",") else "0" for x in B]
     k = f"{kappa(a, b, '01'):.3f}" if "1" in a + b else "n/a (no positives)"
     print(f"| flag {f} ({a.count('1')}/{b.count('1')} positives) | {k} | |")
+tp = sum(len(set(a[7].split(",")) & set(b[7].split(",")) - {""}) for a, b in zip(A, B))
+na = sum(len(set(a[7].split(",")) - {""}) for a in A)
+nb = sum(len(set(b[7].split(",")) - {""}) for b in B)
+print(f"| flags micro-F1 (main vs second) | {2 * tp / (na + nb) if na + nb else 1.0:.3f} | |")
