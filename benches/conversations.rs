@@ -89,10 +89,10 @@ fn main() {
     let (inference, workers) = (s.max_concurrent_inference, s.workers);
 
     actix_web::rt::System::new().block_on(async move {
-        let pipeline = Arc::new(Pipeline::load(&s.resources, true).expect("shipped model loads"));
+        let pipeline = Arc::new(Pipeline::load(&s.pipeline_options(), true).expect("shipped model loads"));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let state = actix_web::web::Data::new(kesu_server::api::AppState::new(pipeline, s).with_access(kesu_server::auth::Access::Open));
+        let state = actix_web::web::Data::new(kesu_server::api::AppState::new(pipeline, s.server()).with_access(kesu_server::auth::Access::Open));
         actix_web::rt::spawn(kesu_server::api::serve(listener, state).unwrap());
         run(&base, &long[..2], false, "warm").await;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);

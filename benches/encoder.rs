@@ -12,7 +12,8 @@
 use std::path::Path;
 
 use kesu_train::import::read_texts;
-use kesu_core::model::{reference, Classifier, LoadOptions, WeightFormat};
+use kesu_core::model::{Classifier, LoadOptions, WeightFormat};
+use kesu_train::reference;
 
 fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
     std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)

@@ -33,11 +33,11 @@ async fn start(db: Option<String>) -> String {
     if let Some(db) = db {
         s.store.database_url = db;
     }
-    let store = kesu_server::api::open_store(&s.store).await.expect("store opens");
-    let pipeline = Arc::new(Pipeline::load(&s.resources, true).expect("shipped model loads"));
+    let store = kesu_server::api::open_store(&s.store.options()).await.expect("store opens");
+    let pipeline = Arc::new(Pipeline::load(&s.pipeline_options(), true).expect("shipped model loads"));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = actix_web::web::Data::new(kesu_server::api::AppState::new(pipeline, s).with_store(store).with_access(kesu_server::auth::Access::Open));
+    let state = actix_web::web::Data::new(kesu_server::api::AppState::new(pipeline, s.server()).with_store(store).with_access(kesu_server::auth::Access::Open));
     actix_web::rt::spawn(kesu_server::api::serve(listener, state).unwrap());
     base
 }

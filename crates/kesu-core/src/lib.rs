@@ -15,6 +15,7 @@
 pub mod flags;
 pub mod lists;
 pub mod model;
+pub mod parse;
 pub mod pipeline;
 pub mod text;
 pub mod triage;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::flags::{Flagger, Lexicon};
+use crate::parse::ParseError;
 use crate::text::Segmenter;
 use crate::triage::TriageRules;
 
@@ -27,17 +28,6 @@ pub enum ListFile {
     Triage,
 }
 
-impl ListFile {
-    /// The API error code for a broken file of this kind.
-    pub fn error_code(self) -> &'static str {
-        match self {
-            ListFile::LegalRisk => "invalid_lexicon",
-            ListFile::UserDict => "invalid_user_dict",
-            ListFile::Triage => "invalid_triage_rules",
-        }
-    }
-}
-
 /// A file that could not be read, parsed or compiled.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}{}: {message}", file.display(), line.map(|l| format!(", line {l}")).unwrap_or_default())]
@@ -50,13 +40,9 @@ pub struct ListError {
 }
 
 impl ListError {
-    /// From a message of the form `line N: ...` (or without a line).
-    fn from_message(kind: ListFile, file: &Path, msg: String) -> ListError {
-        let (line, message) = match msg.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
-            Some((n, rest)) if n.parse::<usize>().is_ok() => (n.parse().ok(), rest.to_string()),
-            _ => (None, msg),
-        };
-        ListError { kind, file: file.to_path_buf(), line, message }
+    /// A parser's error, in `file`.
+    fn parse(kind: ListFile, file: &Path, e: ParseError) -> ListError {
+        ListError { kind, file: file.to_path_buf(), line: e.line, message: e.message }
     }
 }
 
@@ -88,11 +74,11 @@ impl WordLists {
         let (raw, file) = read(ListFile::LegalRisk, LEGAL_RISK_FILE)?;
         let flagger = Lexicon::parse(&raw)
             .and_then(|lx| Flagger::new(&lx, review_min_severity))
-            .map_err(|m| ListError::from_message(ListFile::LegalRisk, &file, m))?;
+            .map_err(|e| ListError::parse(ListFile::LegalRisk, &file, e))?;
         let (raw, file) = read(ListFile::UserDict, USER_DICT_FILE)?;
-        let segmenter = Segmenter::from_user_dict(&raw).map_err(|m| ListError::from_message(ListFile::UserDict, &file, m))?;
+        let segmenter = Segmenter::from_user_dict(&raw).map_err(|e| ListError::parse(ListFile::UserDict, &file, e))?;
         let (raw, file) = read(ListFile::Triage, TRIAGE_FILE)?;
-        let triage = TriageRules::parse(&raw).map_err(|e| ListError { kind: ListFile::Triage, file, line: e.line, message: e.message })?;
+        let triage = TriageRules::parse(&raw).map_err(|e| ListError::parse(ListFile::Triage, &file, e))?;
         Ok(WordLists::from_parts(flagger, segmenter, triage))
     }
 }

@@ -7,6 +7,7 @@
 //! free-text note. The flag `exclude` (severity 0) marks a phrase in which
 //! flag terms have an unrelated meaning (公安局旁边): hits inside it are dropped.
 
+use crate::parse::ParseError;
 use std::fmt;
 use std::str::FromStr;
 
@@ -94,7 +95,7 @@ pub struct Lexicon {
 
 impl Lexicon {
     /// Parse the TSV text. Errors name the 1-based line.
-    pub fn parse(raw: &str) -> Result<Lexicon, String> {
+    pub fn parse(raw: &str) -> Result<Lexicon, ParseError> {
         let mut version = String::from("unversioned");
         let mut rows = Vec::new();
         let mut seen_header = false;
@@ -114,36 +115,36 @@ impl Lexicon {
             let cols: Vec<&str> = line.split('\t').collect();
             if !seen_header {
                 if cols.len() < 3 || cols[0] != "term" || cols[1] != "flag" || cols[2] != "severity" {
-                    return Err(format!("line {n}: expected the header `term<TAB>flag<TAB>severity<TAB>note`"));
+                    return Err(ParseError::at(n, "expected the header `term<TAB>flag<TAB>severity<TAB>note`"));
                 }
                 seen_header = true;
                 continue;
             }
             if cols.len() < 3 {
-                return Err(format!("line {n}: expected at least 3 tab-separated columns, found {}", cols.len()));
+                return Err(ParseError::at(n, format!("expected at least 3 tab-separated columns, found {}", cols.len())));
             }
             let term = cols[0].trim();
             if term.is_empty() {
-                return Err(format!("line {n}: empty term"));
+                return Err(ParseError::at(n, "empty term"));
             }
-            let severity: u8 = cols[2].trim().parse().map_err(|_| format!("line {n}: severity {:?} is not a number", cols[2]))?;
+            let severity: u8 = cols[2].trim().parse().map_err(|_| ParseError::at(n, format!("severity {:?} is not a number", cols[2])))?;
             let entry = if cols[1].trim() == "exclude" {
                 Entry::Exclude
             } else {
-                let flag: Flag = cols[1].trim().parse().map_err(|e| format!("line {n}: {e}"))?;
+                let flag: Flag = cols[1].trim().parse().map_err(|e| ParseError::at(n, e))?;
                 if !(1..=3).contains(&severity) {
-                    return Err(format!("line {n}: severity must be 1, 2 or 3, found {severity}"));
+                    return Err(ParseError::at(n, format!("severity must be 1, 2 or 3, found {severity}")));
                 }
                 Entry::Flag { flag, severity }
             };
             let key = (term.to_string(), cols[1].trim().to_string());
             if !seen.insert(key) {
-                return Err(format!("line {n}: duplicate term {term:?} for flag {}", cols[1].trim()));
+                return Err(ParseError::at(n, format!("duplicate term {term:?} for flag {}", cols[1].trim())));
             }
             rows.push(LexiconRow { term: term.to_string(), entry, note: cols.get(3).unwrap_or(&"").to_string(), line: n });
         }
         if !seen_header {
-            return Err("no header line `term<TAB>flag<TAB>severity<TAB>note`".into());
+            return Err(ParseError::whole("no header line `term<TAB>flag<TAB>severity<TAB>note`"));
         }
         Ok(Lexicon { version, rows })
     }
@@ -179,7 +180,7 @@ mod tests {
             ("# only comments\n", "no header"),
         ];
         for (raw, want) in cases {
-            let err = Lexicon::parse(raw).unwrap_err();
+            let err = Lexicon::parse(raw).unwrap_err().to_string();
             assert!(err.starts_with(want), "{err:?} should start with {want:?}");
         }
     }

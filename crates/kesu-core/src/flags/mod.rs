@@ -20,6 +20,7 @@
 pub mod lexicon;
 pub mod negation;
 
+use crate::parse::ParseError;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use serde::Serialize;
 
@@ -86,13 +87,13 @@ impl Flagger {
     /// Compile `lexicon`. Terms are normalised like texts, so a term written
     /// in traditional or full-width form still matches. `review_min_severity`
     /// sets the `needs_review` threshold for non-negated hits.
-    pub fn new(lexicon: &Lexicon, review_min_severity: u8) -> Result<Flagger, String> {
+    pub fn new(lexicon: &Lexicon, review_min_severity: u8) -> Result<Flagger, ParseError> {
         let mut patterns: Vec<Pattern> = Vec::new();
         let mut index = std::collections::HashMap::new();
         for row in &lexicon.rows {
             let term = Normalized::new(&row.term).text;
             if term.is_empty() {
-                return Err(format!("line {}: term {:?} is empty after normalisation", row.line, row.term));
+                return Err(ParseError::at(row.line, format!("term {:?} is empty after normalisation", row.term)));
             }
             let i = *index.entry(term.clone()).or_insert_with(|| {
                 let first = term.chars().next().unwrap();
@@ -118,11 +119,11 @@ impl Flagger {
         let ac = AhoCorasickBuilder::new()
             .match_kind(MatchKind::Standard)
             .build(patterns.iter().map(|p| p.term.as_str()))
-            .map_err(|e| format!("cannot compile the lexicon: {e}"))?;
+            .map_err(|e| ParseError::whole(format!("cannot compile the lexicon: {e}")))?;
         Ok(Flagger { ac, patterns, version: lexicon.version.clone(), term_count: lexicon.term_count(), review_min_severity })
     }
 
-    /// Load and compile a lexicon file.
+    /// Load and compile a lexicon file (errors name the file and line).
     pub fn load(path: &std::path::Path, review_min_severity: u8) -> Result<Flagger, String> {
         let raw = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let lexicon = Lexicon::parse(&raw).map_err(|e| format!("{}: {e}", path.display()))?;

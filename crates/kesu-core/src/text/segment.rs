@@ -41,11 +41,11 @@ impl Segmenter {
     pub fn load(user_dict: &Path) -> Result<Self, SegmentError> {
         let path = user_dict.display().to_string();
         let raw = std::fs::read_to_string(user_dict).map_err(|source| SegmentError::Io { path: path.clone(), source })?;
-        Self::from_user_dict(&raw).map_err(|message| SegmentError::Parse { path, message })
+        Self::from_user_dict(&raw).map_err(|e| SegmentError::Parse { path, message: e.to_string() })
     }
 
     /// Build from user-dictionary text (same format as [`Segmenter::load`]).
-    pub fn from_user_dict(raw: &str) -> Result<Self, String> {
+    pub fn from_user_dict(raw: &str) -> Result<Self, crate::parse::ParseError> {
         let mut cleaned = String::with_capacity(raw.len());
         let mut user_words = 0;
         for (n, line) in raw.lines().enumerate() {
@@ -57,7 +57,7 @@ impl Segmenter {
             let _word = parts.next();
             if let Some(freq) = parts.next() {
                 if freq.parse::<usize>().is_err() {
-                    return Err(format!("line {}: frequency {freq:?} is not a number", n + 1));
+                    return Err(crate::parse::ParseError::at(n + 1, format!("frequency {freq:?} is not a number")));
                 }
             }
             cleaned.push_str(line);
@@ -65,7 +65,7 @@ impl Segmenter {
             user_words += 1;
         }
         let mut jieba = jieba_rs::Jieba::new();
-        jieba.load_dict(&mut BufReader::new(cleaned.as_bytes())).map_err(|e| e.to_string())?;
+        jieba.load_dict(&mut BufReader::new(cleaned.as_bytes())).map_err(|e| crate::parse::ParseError::whole(e.to_string()))?;
         Ok(Segmenter { jieba, user_words })
     }
 
@@ -122,7 +122,8 @@ mod tests {
     #[test]
     fn bad_frequency_is_an_error_naming_the_line() {
         let err = Segmenter::from_user_dict("好词 12\n坏词 abc\n").err().unwrap();
-        assert!(err.contains("line 2"), "{err}");
+        assert!(err.to_string().contains("line 2"), "{err}");
+        assert_eq!(err.line, Some(2));
     }
 
     #[test]

@@ -115,14 +115,8 @@ pub struct Facts<'a> {
     pub repeat_window: Duration,
 }
 
-/// A rules file that failed to parse or validate.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}{message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
-pub struct RulesError {
-    /// 1-based line of the offending value or rule, when known.
-    pub line: Option<usize>,
-    pub message: String,
-}
+/// A rules file that failed to parse or validate (the file parsers' one error type).
+pub type RulesError = crate::parse::ParseError;
 
 /// One rule, validated.
 #[derive(Debug, Clone)]

@@ -16,12 +16,11 @@ pub struct Admission {
     queued: AtomicUsize,
     max_queued: usize,
     wait: Duration,
-    retry_after: u64,
 }
 
 impl Admission {
-    pub fn new(max_concurrent: usize, max_queued: usize, wait: Duration, retry_after: u64) -> Self {
-        Admission { sem: Arc::new(Semaphore::new(max_concurrent.max(1))), queued: AtomicUsize::new(0), max_queued, wait, retry_after }
+    pub fn new(max_concurrent: usize, max_queued: usize, wait: Duration) -> Self {
+        Admission { sem: Arc::new(Semaphore::new(max_concurrent.max(1))), queued: AtomicUsize::new(0), max_queued, wait }
     }
 
     /// A permit to run the model; hold it until the model work is done.
@@ -31,13 +30,13 @@ impl Admission {
         }
         if self.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queued {
             self.queued.fetch_sub(1, Ordering::SeqCst);
-            return Err(ApiError::Overloaded { retry_after: self.retry_after });
+            return Err(ApiError::overloaded());
         }
         let r = tokio::time::timeout(self.wait, self.sem.clone().acquire_owned()).await;
         self.queued.fetch_sub(1, Ordering::SeqCst);
         match r {
             Ok(Ok(p)) => Ok(p),
-            _ => Err(ApiError::Overloaded { retry_after: self.retry_after }),
+            _ => Err(ApiError::overloaded()),
         }
     }
 
@@ -50,17 +49,18 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::error::ErrorCode;
 
     #[tokio::test]
     async fn refuses_beyond_queue_and_after_wait() {
-        let a = Arc::new(Admission::new(1, 1, Duration::from_millis(50), 2));
+        let a = Arc::new(Admission::new(1, 1, Duration::from_millis(50)));
         let held = a.admit().await.unwrap();
         // one may wait; it times out because the permit is held
         let waiter = { let a = a.clone(); tokio::spawn(async move { a.admit().await.map(|_| ()) }) };
         tokio::time::sleep(Duration::from_millis(10)).await;
         // queue full: refused at once
-        match a.admit().await { Err(ApiError::Overloaded { retry_after: 2 }) => {}, other => panic!("{other:?}") }
-        assert!(matches!(waiter.await.unwrap(), Err(ApiError::Overloaded { .. })));
+        match a.admit().await { Err(e) if e.code == ErrorCode::Overloaded => {}, other => panic!("{other:?}") }
+        assert!(matches!(waiter.await.unwrap(), Err(ApiError { code: ErrorCode::Overloaded, .. })));
         drop(held);
         assert!(a.admit().await.is_ok());
         assert_eq!(a.queued(), 0);

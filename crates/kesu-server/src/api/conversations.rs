@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::ToSchema;
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::read_json;
 use super::texts::{check_text, run_classify};
 use super::AppState;
@@ -42,13 +42,13 @@ fn check_id(id: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid("invalid_conversation_id", "conversation id must be 1-128 chars of A-Z a-z 0-9 . _ : -"))
+        Err(ApiError::new(ErrorCode::InvalidConversationId, "conversation id must be 1-128 chars of A-Z a-z 0-9 . _ : -"))
     }
 }
 
 fn open(state: &AppState, id: &str) -> Result<Arc<Live>, ApiError> {
     state.conversations.open(id).map_err(|e| match e {
-        OpenError::Full { .. } => ApiError::Unavailable { code: "too_many_conversations", message: e.to_string(), retry_after: state.settings.retry_after_secs },
+        OpenError::Full { .. } => ApiError::new(ErrorCode::TooManyConversations, e.to_string()),
     })
 }
 
@@ -75,10 +75,10 @@ pub async fn post_message(req: HttpRequest, path: web::Path<String>, body: web::
     check_text("text", &m.text, &state.settings)?;
     let timestamp = match &m.timestamp {
         None => None,
-        Some(t) => Some(rfc3339(OffsetDateTime::parse(t, &Rfc3339).map_err(|e| ApiError::invalid("invalid_timestamp", format!("timestamp {t:?} is not RFC 3339: {e}")))?)),
+        Some(t) => Some(rfc3339(OffsetDateTime::parse(t, &Rfc3339).map_err(|e| ApiError::new(ErrorCode::InvalidTimestamp, format!("timestamp {t:?} is not RFC 3339: {e}")))?)),
     };
     if m.role == Speaker::Customer && state.pipeline.model().is_none() {
-        return Err(ApiError::NotReady);
+        return Err(ApiError::not_ready());
     }
     let rules = state.settings.conversations.rules();
     // A conversation closed (expired or deleted) while this request waited for
@@ -103,7 +103,7 @@ pub async fn post_message(req: HttpRequest, path: web::Path<String>, body: web::
         }
         return Ok(HttpResponse::Ok().json(rec));
     }
-    Err(ApiError::Internal(format!("conversation {id:?} closed twice while a message waited")))
+    Err(ApiError::internal(format!("conversation {id:?} closed twice while a message waited")))
 }
 
 /// The conversation's state and its kept messages.
@@ -113,7 +113,7 @@ pub async fn post_message(req: HttpRequest, path: web::Path<String>, body: web::
 pub async fn get_conversation(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     check_id(&id)?;
-    let live = state.conversations.get(&id).ok_or_else(|| ApiError::UnknownConversation(id.clone()))?;
+    let live = state.conversations.get(&id).ok_or_else(|| ApiError::unknown_conversation(&id))?;
     let view = live.conversation.lock().await.view();
     Ok(HttpResponse::Ok().json(view))
 }
@@ -128,7 +128,7 @@ pub async fn delete_conversation(path: web::Path<String>, state: web::Data<AppSt
     if state.conversations.remove(&id) {
         Ok(HttpResponse::NoContent().finish())
     } else {
-        Err(ApiError::UnknownConversation(id))
+        Err(ApiError::unknown_conversation(&id))
     }
 }
 
@@ -154,11 +154,7 @@ pub async fn events(path: web::Path<String>, state: web::Data<AppState>) -> Resu
     let max = state.settings.conversations.max_subscribers;
     let (sub, snapshot) = {
         let conv = live.conversation.lock().await;
-        let sub = live.subscribe(max).ok_or_else(|| ApiError::Unavailable {
-            code: "too_many_subscribers",
-            message: format!("conversation {id:?} already has {max} subscribers"),
-            retry_after: state.settings.retry_after_secs,
-        })?;
+        let sub = live.subscribe(max).ok_or_else(|| ApiError::new(ErrorCode::TooManySubscribers, format!("conversation {id:?} already has {max} subscribers")))?;
         (sub, conv.view())
     };
     let first = sse(&Event::Snapshot(snapshot));

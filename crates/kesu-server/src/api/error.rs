@@ -6,52 +6,154 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-/// An error answered to an API client.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    BadJson(String),
-    #[error("request body is not valid UTF-8 (at byte {0})")]
-    InvalidUtf8(usize),
-    #[error("request body is larger than {limit} bytes")]
-    BodyTooLarge { limit: usize },
-    #[error("{message}")]
-    TooLarge { code: &'static str, message: String },
-    #[error("content type must be application/json, got {0:?}")]
-    UnsupportedMediaType(String),
-    #[error("{message}")]
-    Invalid { code: &'static str, message: String },
-    #[error("the server is busy; retry after {retry_after} s")]
-    Overloaded { retry_after: u64 },
-    #[error("the request took longer than {ms} ms")]
-    Timeout { ms: u64, retry_after: u64 },
-    #[error("the model is not loaded")]
-    NotReady,
-    /// A capacity limit other than the inference queue (503 + Retry-After).
-    #[error("{message}")]
-    Unavailable { code: &'static str, message: String, retry_after: u64 },
-    #[error("no route for {0}")]
-    NotFound(String),
-    #[error("no live conversation {0:?} (never opened, deleted or expired)")]
-    UnknownConversation(String),
-    #[error("no stored item {0:?}")]
-    UnknownItem(String),
-    /// Optimistic-concurrency conflict (409).
-    #[error("{message}")]
-    Conflict { message: String },
-    #[error("method not allowed")]
-    MethodNotAllowed,
-    /// No API key, or one that is not configured (401).
-    #[error("{0}")]
-    Unauthorized(String),
-    /// A valid key without the role the route needs (403).
-    #[error("{0}")]
-    Forbidden(String),
+/// Every error code the API answers with: one variant per row of the
+/// README's error table (a test checks the two against each other), each with
+/// its HTTP status. Every 503 also carries `Retry-After` with
+/// `KESU_RETRY_AFTER_SECS` (set where the response leaves the app, `super::observe`).
+macro_rules! error_codes {
+    ($($variant:ident = $code:literal => $status:ident,)*) => {
+        /// A stable, machine-readable error code (`invalid_json`, `overloaded`, ...).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the README table's order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The code as it appears in the JSON body.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+
+            /// The HTTP status it is answered with.
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    InvalidJson = "invalid_json" => BAD_REQUEST,
+    InvalidUtf8 = "invalid_utf8" => BAD_REQUEST,
+    BodyTooLarge = "body_too_large" => PAYLOAD_TOO_LARGE,
+    TooManyItems = "too_many_items" => PAYLOAD_TOO_LARGE,
+    TextTooLong = "text_too_long" => PAYLOAD_TOO_LARGE,
+    FieldTooLong = "field_too_long" => PAYLOAD_TOO_LARGE,
+    UnsupportedMediaType = "unsupported_media_type" => UNSUPPORTED_MEDIA_TYPE,
+    EmptyText = "empty_text" => UNPROCESSABLE_ENTITY,
+    EmptyBatch = "empty_batch" => UNPROCESSABLE_ENTITY,
+    InvalidRequest = "invalid_request" => UNPROCESSABLE_ENTITY,
+    InvalidCustomerRef = "invalid_customer_ref" => UNPROCESSABLE_ENTITY,
+    InvalidLexicon = "invalid_lexicon" => UNPROCESSABLE_ENTITY,
+    InvalidUserDict = "invalid_user_dict" => UNPROCESSABLE_ENTITY,
+    InvalidTriageRules = "invalid_triage_rules" => UNPROCESSABLE_ENTITY,
+    InvalidTimestamp = "invalid_timestamp" => UNPROCESSABLE_ENTITY,
+    InvalidConversationId = "invalid_conversation_id" => UNPROCESSABLE_ENTITY,
+    UnknownConversation = "unknown_conversation" => NOT_FOUND,
+    Unauthorized = "unauthorized" => UNAUTHORIZED,
+    Forbidden = "forbidden" => FORBIDDEN,
+    UnknownItem = "unknown_item" => NOT_FOUND,
+    VersionConflict = "version_conflict" => CONFLICT,
+    InvalidTransition = "invalid_transition" => UNPROCESSABLE_ENTITY,
+    MissingVersion = "missing_version" => UNPROCESSABLE_ENTITY,
+    InvalidQuery = "invalid_query" => UNPROCESSABLE_ENTITY,
+    InvalidCursor = "invalid_cursor" => UNPROCESSABLE_ENTITY,
+    InvalidChannel = "invalid_channel" => UNPROCESSABLE_ENTITY,
+    StoreUnavailable = "store_unavailable" => SERVICE_UNAVAILABLE,
+    StoreDisabled = "store_disabled" => SERVICE_UNAVAILABLE,
+    NotFound = "not_found" => NOT_FOUND,
+    MethodNotAllowed = "method_not_allowed" => METHOD_NOT_ALLOWED,
+    Overloaded = "overloaded" => SERVICE_UNAVAILABLE,
+    Timeout = "timeout" => SERVICE_UNAVAILABLE,
+    NotReady = "not_ready" => SERVICE_UNAVAILABLE,
+    TooManyConversations = "too_many_conversations" => SERVICE_UNAVAILABLE,
+    TooManySubscribers = "too_many_subscribers" => SERVICE_UNAVAILABLE,
+    Internal = "internal" => INTERNAL_SERVER_ERROR,
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error answered to an API client: its code, a human-readable message
+/// and, for a word list or rules file, the file and line at fault.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub file: Option<String>,
+    pub line: Option<usize>,
+    /// `Retry-After` seconds, filled in from the settings where the error leaves the app.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into(), file: None, line: None, retry_after: None }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    pub fn bad_json(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::InvalidJson, message)
+    }
+    pub fn invalid_utf8(at: usize) -> Self {
+        ApiError::new(ErrorCode::InvalidUtf8, format!("request body is not valid UTF-8 (at byte {at})"))
+    }
+    pub fn body_too_large(limit: usize) -> Self {
+        ApiError::new(ErrorCode::BodyTooLarge, format!("request body is larger than {limit} bytes"))
+    }
+    pub fn unsupported_media_type(got: &str) -> Self {
+        ApiError::new(ErrorCode::UnsupportedMediaType, format!("content type must be application/json, got {got:?}"))
+    }
+    pub fn overloaded() -> Self {
+        ApiError::new(ErrorCode::Overloaded, "the server is busy; retry later (see Retry-After)")
+    }
+    pub fn timeout(ms: u64) -> Self {
+        ApiError::new(ErrorCode::Timeout, format!("the request took longer than {ms} ms"))
+    }
+    pub fn not_ready() -> Self {
+        ApiError::new(ErrorCode::NotReady, "the model is not loaded")
+    }
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        ApiError::new(ErrorCode::NotFound, format!("no route for {what}"))
+    }
+    pub fn unknown_conversation(id: &str) -> Self {
+        ApiError::new(ErrorCode::UnknownConversation, format!("no live conversation {id:?} (never opened, deleted or expired)"))
+    }
+    pub fn unknown_item(id: &str) -> Self {
+        ApiError::new(ErrorCode::UnknownItem, format!("no stored item {id:?}"))
+    }
+    pub fn method_not_allowed() -> Self {
+        ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed")
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::Unauthorized, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::Forbidden, message)
+    }
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        ApiError::new(ErrorCode::Internal, format!("internal error: {message}"))
+    }
     /// A word list or rules file that cannot be loaded (reload refused; the previous version keeps serving).
-    #[error("{message}")]
-    InvalidFile { code: &'static str, file: String, line: Option<usize>, message: String },
-    #[error("internal error: {0}")]
-    Internal(String),
+    pub fn invalid_file(code: ErrorCode, file: String, line: Option<usize>, message: String) -> Self {
+        ApiError { code, message, file: Some(file), line, retry_after: None }
+    }
 }
 
 /// The JSON error body.
@@ -74,81 +176,28 @@ pub struct ErrorDetail {
     pub line: Option<usize>,
 }
 
-impl ApiError {
-    /// The stable machine-readable code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ApiError::BadJson(_) => "invalid_json",
-            ApiError::InvalidUtf8(_) => "invalid_utf8",
-            ApiError::BodyTooLarge { .. } => "body_too_large",
-            ApiError::TooLarge { code, .. } => code,
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::Invalid { code, .. } => code,
-            ApiError::Overloaded { .. } => "overloaded",
-            ApiError::Timeout { .. } => "timeout",
-            ApiError::NotReady => "not_ready",
-            ApiError::Unavailable { code, .. } => code,
-            ApiError::NotFound(_) => "not_found",
-            ApiError::UnknownConversation(_) => "unknown_conversation",
-            ApiError::UnknownItem(_) => "unknown_item",
-            ApiError::Conflict { .. } => "version_conflict",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::InvalidFile { code, .. } => code,
-            ApiError::Internal(_) => "internal",
-        }
-    }
-
-    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::Invalid { code, message: message.into() }
-    }
-}
-
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::BadJson(_) | ApiError::InvalidUtf8(_) => StatusCode::BAD_REQUEST,
-            ApiError::BodyTooLarge { .. } | ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Invalid { .. } | ApiError::InvalidFile { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Overloaded { .. } | ApiError::Timeout { .. } | ApiError::NotReady | ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::NotFound(_) | ApiError::UnknownConversation(_) | ApiError::UnknownItem(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.code.status()
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut b = HttpResponse::build(self.status_code());
-        match self {
-            ApiError::Overloaded { retry_after } | ApiError::Timeout { retry_after, .. } | ApiError::Unavailable { retry_after, .. } => {
-                b.insert_header((header::RETRY_AFTER, retry_after.to_string()));
-            }
-            ApiError::NotReady => {
-                b.insert_header((header::RETRY_AFTER, "5"));
-            }
-            ApiError::Unauthorized(_) => {
-                b.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"kesu\""));
-            }
-            _ => {}
+        if let Some(secs) = self.retry_after {
+            b.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        let (file, line) = match self {
-            ApiError::InvalidFile { file, line, .. } => (Some(file.clone()), *line),
-            _ => (None, None),
-        };
-        b.json(ErrorBody { error: ErrorDetail { code: self.code().to_string(), message: self.to_string(), file, line } })
+        if self.code == ErrorCode::Unauthorized {
+            b.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"kesu\""));
+        }
+        b.json(ErrorBody { error: ErrorDetail { code: self.code.as_str().to_string(), message: self.message.clone(), file: self.file.clone(), line: self.line } })
     }
 }
 
 impl From<kesu_core::pipeline::PipelineError> for ApiError {
     fn from(e: kesu_core::pipeline::PipelineError) -> Self {
         match e {
-            kesu_core::pipeline::PipelineError::NoModel => ApiError::NotReady,
-            kesu_core::pipeline::PipelineError::Model(m) => ApiError::Internal(m.to_string()),
+            kesu_core::pipeline::PipelineError::NoModel => ApiError::not_ready(),
+            kesu_core::pipeline::PipelineError::Model(m) => ApiError::internal(m),
         }
     }
 }
@@ -157,13 +206,13 @@ impl From<kesu_store::StoreError> for ApiError {
     fn from(e: kesu_store::StoreError) -> Self {
         use kesu_store::StoreError as S;
         match e {
-            S::NotFound(id) => ApiError::UnknownItem(id),
-            S::Conflict { .. } => ApiError::Conflict { message: e.to_string() },
-            S::Transition { .. } => ApiError::invalid("invalid_transition", e.to_string()),
-            S::Cursor(_) => ApiError::invalid("invalid_cursor", e.to_string()),
+            S::NotFound(id) => ApiError::unknown_item(&id),
+            S::Conflict { .. } => ApiError::new(ErrorCode::VersionConflict, e.to_string()),
+            S::Transition { .. } => ApiError::new(ErrorCode::InvalidTransition, e.to_string()),
+            S::Cursor(_) => ApiError::new(ErrorCode::InvalidCursor, e.to_string()),
             S::Db(err) => {
                 tracing::error!(error = %err, "store unavailable");
-                ApiError::Unavailable { code: "store_unavailable", message: "the complaint store is unavailable; nothing was stored or changed".into(), retry_after: 5 }
+                ApiError::new(ErrorCode::StoreUnavailable, "the complaint store is unavailable; nothing was stored or changed")
             }
         }
     }
@@ -171,11 +220,58 @@ impl From<kesu_store::StoreError> for ApiError {
 
 impl From<kesu_core::pipeline::ReloadError> for ApiError {
     fn from(e: kesu_core::pipeline::ReloadError) -> Self {
+        use kesu_core::lists::ListFile;
         match e {
             kesu_core::pipeline::ReloadError::List(l) => {
-                ApiError::InvalidFile { code: l.kind.error_code(), file: l.file.display().to_string(), line: l.line, message: l.to_string() }
+                let code = match l.kind {
+                    ListFile::LegalRisk => ErrorCode::InvalidLexicon,
+                    ListFile::UserDict => ErrorCode::InvalidUserDict,
+                    ListFile::Triage => ErrorCode::InvalidTriageRules,
+                };
+                ApiError::invalid_file(code, l.file.display().to_string(), l.line, l.to_string())
             }
-            e @ kesu_core::pipeline::ReloadError::NoSource => ApiError::Internal(e.to_string()),
+            e @ kesu_core::pipeline::ReloadError::NoSource => ApiError::internal(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's error table: (status, code) of every row, in order.
+    fn readme_table() -> Vec<(u16, String)> {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+        let section = readme.split("### Errors").nth(1).expect("README has an Errors section");
+        let mut rows = Vec::new();
+        for line in section.lines().skip_while(|l| !l.starts_with("| status")).skip(2).take_while(|l| l.starts_with('|')) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let status: u16 = cells[1][..3].parse().unwrap_or_else(|_| panic!("status of {line:?}"));
+            for code in cells[2].split(',') {
+                rows.push((status, code.trim().trim_matches('`').to_string()));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn the_codes_are_the_readme_table() {
+        let table = readme_table();
+        let ours: Vec<(u16, String)> = ErrorCode::ALL.iter().map(|c| (c.status().as_u16(), c.as_str().to_string())).collect();
+        let mut a = table.clone();
+        let mut b = ours.clone();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "ErrorCode and the README's error table differ");
+    }
+
+    #[test]
+    fn the_body_has_the_code_and_message_and_401_the_challenge() {
+        let e = ApiError::unauthorized("an API key is required");
+        let r = e.error_response();
+        assert_eq!(r.status(), 401);
+        assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+        let r = ApiError::invalid_file(ErrorCode::InvalidTriageRules, "triage.toml".into(), Some(3), "bad".into()).error_response();
+        assert_eq!(r.status(), 422);
     }
 }

@@ -7,29 +7,29 @@ use actix_web::{web, HttpMessage, HttpRequest};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 
 /// Read and parse the body of `req` as `T`.
 pub async fn read_json<T: DeserializeOwned>(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<T, ApiError> {
     let ct = req.content_type();
     if !ct.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::UnsupportedMediaType(ct.to_string()));
+        return Err(ApiError::unsupported_media_type(&ct.to_string()));
     }
     if let Ok(Some(charset)) = req.mime_type().map(|m| m.and_then(|m| m.get_param("charset").map(|c| c.as_str().to_ascii_lowercase()))) {
         if charset != "utf-8" && charset != "utf8" {
-            return Err(ApiError::UnsupportedMediaType(format!("{ct}; charset={charset}")));
+            return Err(ApiError::unsupported_media_type(&format!("{ct}; charset={charset}")));
         }
     }
     if let Some(len) = req.headers().get(actix_web::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
         if len > limit {
-            return Err(ApiError::BodyTooLarge { limit });
+            return Err(ApiError::body_too_large(limit));
         }
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadJson(format!("cannot read the request body: {e}")))?;
+        let chunk = chunk.map_err(|e| ApiError::bad_json(format!("cannot read the request body: {e}")))?;
         if body.len() + chunk.len() > limit {
-            return Err(ApiError::BodyTooLarge { limit });
+            return Err(ApiError::body_too_large(limit));
         }
         body.extend_from_slice(&chunk);
     }
@@ -39,16 +39,16 @@ pub async fn read_json<T: DeserializeOwned>(req: &HttpRequest, mut payload: web:
 /// Parse bytes as JSON `T` with the error mapping of [`read_json`].
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if let Err(e) = std::str::from_utf8(body) {
-        return Err(ApiError::InvalidUtf8(e.valid_up_to()));
+        return Err(ApiError::invalid_utf8(e.valid_up_to()));
     }
     if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(ApiError::BadJson("request body is empty; expected a JSON object".into()));
+        return Err(ApiError::bad_json("request body is empty; expected a JSON object"));
     }
     serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
-            Category::Data => ApiError::invalid("invalid_request", e.to_string()),
-            Category::Syntax | Category::Eof | Category::Io => ApiError::BadJson(format!("broken JSON: {e}")),
+            Category::Data => ApiError::new(ErrorCode::InvalidRequest, e.to_string()),
+            Category::Syntax | Category::Eof | Category::Io => ApiError::bad_json(format!("broken JSON: {e}")),
         }
     })
 }
@@ -66,11 +66,11 @@ mod tests {
     #[test]
     fn error_kinds() {
         assert_eq!(parse_json::<T>(b"{\"text\": \"ok\"}").unwrap().text, "ok");
-        assert_eq!(parse_json::<T>(b"{\"text\": ").unwrap_err().code(), "invalid_json");
-        assert_eq!(parse_json::<T>(b"{text}").unwrap_err().code(), "invalid_json");
-        assert_eq!(parse_json::<T>(b"").unwrap_err().code(), "invalid_json");
-        assert_eq!(parse_json::<T>(b"{\"text\": 5}").unwrap_err().code(), "invalid_request");
-        assert_eq!(parse_json::<T>(b"{}").unwrap_err().code(), "invalid_request");
-        assert_eq!(parse_json::<T>(b"{\"text\": \"\xff\xfe\"}").unwrap_err().code(), "invalid_utf8");
+        assert_eq!(parse_json::<T>(b"{\"text\": ").unwrap_err().code().as_str(), "invalid_json");
+        assert_eq!(parse_json::<T>(b"{text}").unwrap_err().code().as_str(), "invalid_json");
+        assert_eq!(parse_json::<T>(b"").unwrap_err().code().as_str(), "invalid_json");
+        assert_eq!(parse_json::<T>(b"{\"text\": 5}").unwrap_err().code().as_str(), "invalid_request");
+        assert_eq!(parse_json::<T>(b"{}").unwrap_err().code().as_str(), "invalid_request");
+        assert_eq!(parse_json::<T>(b"{\"text\": \"\xff\xfe\"}").unwrap_err().code().as_str(), "invalid_utf8");
     }
 }

@@ -23,6 +23,7 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{middleware, web, App, HttpMessage, HttpServer};
 use tracing_actix_web::{RequestId, TracingLogger};
@@ -50,7 +51,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(pipeline: Arc<Pipeline>, settings: ServerSettings) -> AppState {
-        let admission = Admission::new(settings.max_concurrent_inference, settings.max_queued, settings.queue_timeout(), settings.retry_after_secs);
+        let admission = Admission::new(settings.max_concurrent_inference, settings.max_queued, settings.queue_timeout());
         let conversations = Registry::new(settings.conversations.limits());
         AppState { pipeline, settings, metrics: Metrics::new(), admission, conversations, store: None, reloads: admin::ReloadLog::default(), access: crate::auth::Access::Keys(Default::default()) }
     }
@@ -93,14 +94,14 @@ async fn authorize(req: ServiceRequest, next: Next<impl MessageBody + 'static>) 
     if let (Some(st), Some(need)) = (&state, need) {
         if let Access::Keys(keys) = &st.access {
             let Some(key) = presented_key(req.headers()) else {
-                return Err(ApiError::Unauthorized("an API key is required: send `Authorization: Bearer <key>` or `X-Api-Key: <key>`".into()).into());
+                return Err(ApiError::unauthorized("an API key is required: send `Authorization: Bearer <key>` or `X-Api-Key: <key>`").into());
             };
             let Some(p) = keys.authenticate(key) else {
-                return Err(ApiError::Unauthorized("unknown API key".into()).into());
+                return Err(ApiError::unauthorized("unknown API key").into());
             };
             if let Some(role) = need {
                 if !p.may(role) {
-                    return Err(ApiError::Forbidden(format!("key {:?} lacks the `{role}` role this route needs", p.name)).into());
+                    return Err(ApiError::forbidden(format!("key {:?} lacks the `{role}` role this route needs", p.name)).into());
                 }
             }
             let p = p.clone();
@@ -110,7 +111,9 @@ async fn authorize(req: ServiceRequest, next: Next<impl MessageBody + 'static>) 
     next.call(req).await
 }
 
-/// Count, time and time-limit every request; add `x-request-id`.
+/// Count, time and time-limit every request; add `x-request-id`, and to
+/// every 503 `Retry-After` with `KESU_RETRY_AFTER_SECS` (errors become
+/// responses here, so this holds for every error, wherever it arose).
 async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let t0 = Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned();
@@ -123,11 +126,18 @@ async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) ->
             let ms = st.settings.request_timeout_ms;
             match tokio::time::timeout(st.settings.request_timeout(), next.call(req)).await {
                 Ok(r) => r,
-                Err(_) => Err(ApiError::Timeout { ms, retry_after: st.settings.retry_after_secs }.into()),
+                Err(_) => Err(ApiError::timeout(ms).into()),
             }
         }
         _ => next.call(req).await,
     };
+    let retry_after = state.as_ref().map(|st| st.settings.retry_after_secs);
+    // An error that leaves the app as an error (authorization, the deadline):
+    // its 503 gets Retry-After from the settings.
+    let res = res.map_err(|e| match (e.as_error::<ApiError>(), retry_after) {
+        (Some(a), Some(secs)) if a.code.status() == StatusCode::SERVICE_UNAVAILABLE => ApiError { retry_after: Some(secs), ..a.clone() }.into(),
+        _ => e,
+    });
     let status = match &res {
         Ok(r) => r.status().as_u16(),
         Err(e) => e.as_response_error().status_code().as_u16(),
@@ -136,6 +146,10 @@ async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) ->
         st.metrics.observe_request(&route, status, t0.elapsed().as_secs_f64());
     }
     res.map(|mut r| {
+        // A handler's error is already a response here.
+        if let (503, Some(secs)) = (r.status().as_u16(), retry_after) {
+            r.headers_mut().insert(actix_web::http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
             r.headers_mut().insert(HeaderName::from_static("x-request-id"), id);
         }
@@ -170,7 +184,7 @@ pub fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Resu
             .wrap(TracingLogger::<logging::MaskedRootSpan>::new())
             .configure(routes::configure)
             .default_service(web::to(|req: actix_web::HttpRequest| async move {
-                Err::<actix_web::HttpResponse, _>(ApiError::NotFound(format!("{} {}", req.method(), req.path())))
+                Err::<actix_web::HttpResponse, _>(ApiError::not_found(format_args!("{} {}", req.method(), req.path())))
             }))
     })
     .workers(workers)

@@ -17,7 +17,7 @@ pub async fn healthz() -> HttpResponse {
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if state.pipeline.model().is_none() {
-        return Err(ApiError::NotReady);
+        return Err(ApiError::not_ready());
     }
     Ok(HttpResponse::Ok().json(Health { status: "ready".into(), model_loaded: Some(true), lexicon_terms: Some(state.pipeline.lists().flagger.term_count()) }))
 }

@@ -10,13 +10,13 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::read_json;
 use super::AppState;
 use kesu_store::{Change, Filter, Item, Page, Patch, Status, Store, TermCount};
 
 fn store(state: &AppState) -> Result<&Store, ApiError> {
-    state.store.as_ref().ok_or_else(|| ApiError::Unavailable { code: "store_disabled", message: "kesu runs without a store (KESU_NO_STORE)".into(), retry_after: 60 })
+    state.store.as_ref().ok_or_else(|| ApiError::new(ErrorCode::StoreDisabled, "kesu runs without a store (KESU_NO_STORE)"))
 }
 
 /// Who made a change: the API key's name; with `--no-auth`, the
@@ -61,7 +61,7 @@ pub struct ListQuery {
 fn ms(at: &str, name: &str) -> Result<i64, ApiError> {
     OffsetDateTime::parse(at, &Rfc3339)
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .map_err(|e| ApiError::invalid("invalid_query", format!("{name}={at:?} is not RFC 3339: {e}")))
+        .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, format!("{name}={at:?} is not RFC 3339: {e}")))
 }
 
 impl ListQuery {
@@ -69,10 +69,10 @@ impl ListQuery {
         let status = match self.status.as_deref() {
             None => vec![Status::New, Status::InReview],
             Some("all") => vec![],
-            Some(s) => s.split(',').map(|x| x.trim().parse::<Status>()).collect::<Result<_, _>>().map_err(|e| ApiError::invalid("invalid_query", e))?,
+            Some(s) => s.split(',').map(|x| x.trim().parse::<Status>()).collect::<Result<_, _>>().map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e))?,
         };
         if let Some(f) = &self.flag {
-            f.parse::<kesu_core::flags::Flag>().map_err(|e| ApiError::invalid("invalid_query", e))?;
+            f.parse::<kesu_core::flags::Flag>().map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e))?;
         }
         Ok(Filter {
             status,
@@ -89,7 +89,7 @@ impl ListQuery {
 }
 
 fn query(req: &HttpRequest) -> Result<ListQuery, ApiError> {
-    web::Query::<ListQuery>::from_query(req.query_string()).map(|q| q.into_inner()).map_err(|e| ApiError::invalid("invalid_query", e.to_string()))
+    web::Query::<ListQuery>::from_query(req.query_string()).map(|q| q.into_inner()).map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))
 }
 
 /// The review queue: stored items by priority (P1 first) then age, filtered, a page at a time.
@@ -99,7 +99,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let q = query(&req)?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("invalid_query", "limit must be 1-500"));
+        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be 1-500"));
     }
     let page = store(&state)?.list(&q.filter()?, q.after.as_deref(), limit).await?;
     Ok(HttpResponse::Ok().json(page))
@@ -143,11 +143,11 @@ pub async fn patch(req: HttpRequest, path: web::Path<String>, body: web::Payload
     let version = match (p.version, if_match) {
         (Some(v), _) => v,
         (None, Some(Ok(v))) => v,
-        _ => return Err(ApiError::invalid("missing_version", "send the item's `version` (or If-Match) to change it")),
+        _ => return Err(ApiError::new(ErrorCode::MissingVersion, "send the item's `version` (or If-Match) to change it")),
     };
     for (name, v) in [("assignee", &p.assignee), ("note", &p.note)] {
         if v.as_ref().is_some_and(|v| v.chars().count() > 2000) {
-            return Err(ApiError::TooLarge { code: "field_too_long", message: format!("{name} is longer than 2000 chars") });
+            return Err(ApiError::new(ErrorCode::FieldTooLong, format!("{name} is longer than 2000 chars")));
         }
     }
     let who = actor(&req);
@@ -210,7 +210,7 @@ pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     let csv = match q.format.as_deref() {
         None | Some("jsonl") => false,
         Some("csv") => true,
-        Some(f) => return Err(ApiError::invalid("invalid_query", format!("format {f:?}: jsonl or csv"))),
+        Some(f) => return Err(ApiError::new(ErrorCode::InvalidQuery, format!("format {f:?}: jsonl or csv"))),
     };
     let filter = q.filter()?;
     let store = store(&state)?.clone();
@@ -227,7 +227,7 @@ pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
             Ok(p) => p,
             // A failure mid-stream aborts the transfer (no final chunk), so the
             // client sees a broken download, never a short file that looks whole.
-            Err(e) => return Some((Err(ApiError::Internal(format!("export stopped: {e}")).into()), (None, None, store, filter))),
+            Err(e) => return Some((Err(ApiError::internal(format!("export stopped: {e}")).into()), (None, None, store, filter))),
         };
         let bytes = if csv {
             csv_bytes(page.items.iter().map(csv_row))
@@ -261,7 +261,7 @@ pub async fn false_positive_terms(req: HttpRequest, state: web::Data<AppState>) 
     struct Q {
         format: Option<String>,
     }
-    let q = web::Query::<Q>::from_query(req.query_string()).map_err(|e| ApiError::invalid("invalid_query", e.to_string()))?;
+    let q = web::Query::<Q>::from_query(req.query_string()).map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))?;
     let terms = store(&state)?.false_positive_terms().await?;
     Ok(match q.format.as_deref() {
         Some("csv") => HttpResponse::Ok().content_type("text/csv; charset=utf-8").body(csv_bytes(
@@ -269,7 +269,7 @@ pub async fn false_positive_terms(req: HttpRequest, state: web::Data<AppState>) 
                 .chain(terms.iter().map(|t| vec![t.term.clone(), t.flag.clone(), t.items.to_string(), t.negated.to_string()])),
         )),
         None | Some("json") => HttpResponse::Ok().json(terms),
-        Some(f) => return Err(ApiError::invalid("invalid_query", format!("format {f:?}: json or csv"))),
+        Some(f) => return Err(ApiError::new(ErrorCode::InvalidQuery, format!("format {f:?}: json or csv"))),
     })
 }
 

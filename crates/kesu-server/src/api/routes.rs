@@ -125,7 +125,7 @@ pub fn lookup(method: &Method, pattern: &str) -> Option<&'static Route> {
 /// path (in table order), each method's handler, and 405 for other methods.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     fn not_allowed() -> actix_web::Route {
-        web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed) })
+        web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::method_not_allowed()) })
     }
     let mut paths: Vec<&'static str> = Vec::new();
     for r in TABLE.iter() {

@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::read_json;
 use super::types::*;
 use super::AppState;
@@ -38,18 +38,18 @@ fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
     let s = &state.settings;
     let channel = req.channel;
     let (batch, ids, texts, refs, channels) = match (req.text, req.items) {
-        (Some(_), Some(_)) => return Err(ApiError::invalid("invalid_request", "give either `text` or `items`, not both")),
-        (None, None) => return Err(ApiError::invalid("invalid_request", "missing `text` (one text) or `items` (a batch)")),
+        (Some(_), Some(_)) => return Err(ApiError::new(ErrorCode::InvalidRequest, "give either `text` or `items`, not both")),
+        (None, None) => return Err(ApiError::new(ErrorCode::InvalidRequest, "missing `text` (one text) or `items` (a batch)")),
         (Some(t), None) => (false, vec![req.id], vec![t], vec![req.customer_ref], vec![channel]),
         (None, Some(items)) => {
             if req.id.is_some() || req.customer_ref.is_some() {
-                return Err(ApiError::invalid("invalid_request", "`id` and `customer_ref` go inside each item of `items`"));
+                return Err(ApiError::new(ErrorCode::InvalidRequest, "`id` and `customer_ref` go inside each item of `items`"));
             }
             if items.is_empty() {
-                return Err(ApiError::invalid("empty_batch", "`items` is empty"));
+                return Err(ApiError::new(ErrorCode::EmptyBatch, "`items` is empty"));
             }
             if items.len() > s.max_items {
-                return Err(ApiError::TooLarge { code: "too_many_items", message: format!("{} items; at most {} per request", items.len(), s.max_items) });
+                return Err(ApiError::new(ErrorCode::TooManyItems, format!("{} items; at most {} per request", items.len(), s.max_items)));
             }
             let ids = items.iter().enumerate().map(|(i, it)| Some(it.id.clone().unwrap_or(ItemId::Int(i as i64)))).collect();
             let refs = items.iter().map(|it| it.customer_ref.clone()).collect();
@@ -65,7 +65,7 @@ fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
             let at = if batch { format!("items[{i}].customer_ref") } else { "customer_ref".to_string() };
             let n = r.chars().count();
             if r.trim().is_empty() || n > MAX_CUSTOMER_REF_CHARS {
-                return Err(ApiError::invalid("invalid_customer_ref", format!("{at} must be 1-{MAX_CUSTOMER_REF_CHARS} chars and not blank ({n} chars)")));
+                return Err(ApiError::new(ErrorCode::InvalidCustomerRef, format!("{at} must be 1-{MAX_CUSTOMER_REF_CHARS} chars and not blank ({n} chars)")));
             }
         }
     }
@@ -74,7 +74,7 @@ fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
             let n = c.chars().count();
             if c.trim().is_empty() || n > MAX_CHANNEL_CHARS {
                 let at = if batch { format!("items[{i}].channel") } else { "channel".to_string() };
-                return Err(ApiError::invalid("invalid_channel", format!("{at} must be 1-{MAX_CHANNEL_CHARS} chars and not blank ({n} chars)")));
+                return Err(ApiError::new(ErrorCode::InvalidChannel, format!("{at} must be 1-{MAX_CHANNEL_CHARS} chars and not blank ({n} chars)")));
             }
         }
     }
@@ -85,18 +85,18 @@ fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
 /// `max_text_chars` chars (413 `text_too_long`). `at` names it in the message.
 pub(super) fn check_text(at: &str, t: &str, s: &crate::settings::ServerSettings) -> Result<(), ApiError> {
     if t.trim().is_empty() {
-        return Err(ApiError::invalid("empty_text", format!("{at} is empty")));
+        return Err(ApiError::new(ErrorCode::EmptyText, format!("{at} is empty")));
     }
     let n = t.chars().count();
     if n > s.max_text_chars {
-        return Err(ApiError::TooLarge { code: "text_too_long", message: format!("{at} has {n} chars; at most {}", s.max_text_chars) });
+        return Err(ApiError::new(ErrorCode::TextTooLong, format!("{at} has {n} chars; at most {}", s.max_text_chars)));
     }
     Ok(())
 }
 
 /// Run CPU-bound work on the blocking pool.
 async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, ApiError> {
-    web::block(f).await.map_err(|e| ApiError::Internal(format!("worker failed: {e}")))
+    web::block(f).await.map_err(|e| ApiError::internal(format!("worker failed: {e}")))
 }
 
 /// Classify `texts` with the model: through admission control, on the
@@ -104,7 +104,7 @@ async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> 
 /// `refs` holds each text's `customer_ref` (may be empty: none).
 pub(super) async fn run_classify(state: &AppState, texts: Vec<String>, refs: Vec<Option<String>>, segments: bool) -> Result<Vec<Classified>, ApiError> {
     if state.pipeline.model().is_none() {
-        return Err(ApiError::NotReady);
+        return Err(ApiError::not_ready());
     }
     let permit = state.admission.admit().await?;
     let pipeline = Arc::clone(&state.pipeline);
@@ -120,7 +120,7 @@ pub(super) async fn run_classify(state: &AppState, texts: Vec<String>, refs: Vec
     })
     .await??;
     if results.len() != n {
-        return Err(ApiError::Internal(format!("{} results for {n} items", results.len())));
+        return Err(ApiError::internal(format!("{} results for {n} items", results.len())));
     }
     for r in &results {
         state.metrics.observe_classified(r);
@@ -192,7 +192,7 @@ pub async fn classify(req: HttpRequest, body: web::Payload, state: web::Data<App
     let t0 = Instant::now();
     let parsed: TextsRequest = read_json(&req, body, state.settings.max_body_bytes).await?;
     let work = validate(parsed, &state)?;
-    let model_version = state.pipeline.model().map(|m| m.info().version.clone()).ok_or(ApiError::NotReady)?;
+    let model_version = state.pipeline.model().map(|m| m.info().version.clone()).ok_or(ApiError::not_ready())?;
     let n = work.texts.len();
     let Work { batch, ids, texts, refs, channels, segments } = work;
     let results = run_classify(&state, texts.clone(), refs.clone(), segments).await?;
@@ -248,7 +248,7 @@ async fn per_text<R: Send + 'static>(
     let parsed: TextsRequest = read_json(req, body, state.settings.max_body_bytes).await?;
     let mut work = validate(parsed, state)?;
     if work.refs.iter().any(Option::is_some) {
-        return Err(ApiError::invalid("invalid_request", "`customer_ref` is only used by /v1/classify"));
+        return Err(ApiError::new(ErrorCode::InvalidRequest, "`customer_ref` is only used by /v1/classify"));
     }
     let lists = state.pipeline.lists();
     let texts = std::mem::take(&mut work.texts);
