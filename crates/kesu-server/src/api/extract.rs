@@ -13,7 +13,7 @@ use super::error::{ApiError, ErrorCode};
 pub async fn read_json<T: DeserializeOwned>(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<T, ApiError> {
     let ct = req.content_type();
     if !ct.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::unsupported_media_type(&ct.to_string()));
+        return Err(ApiError::unsupported_media_type(ct));
     }
     if let Ok(Some(charset)) = req.mime_type().map(|m| m.and_then(|m| m.get_param("charset").map(|c| c.as_str().to_ascii_lowercase()))) {
         if charset != "utf-8" && charset != "utf8" {
