@@ -51,12 +51,21 @@ async fn run(base: &str, dialogues: &[Vec<(String, String)>], classify_peer: boo
                     client.post(format!("{base}/v1/classify")).json(&json!({"text": text})).send().await.unwrap()
                 } else {
                     let role = if is_customer { "customer" } else { "agent" };
-                    client.post(format!("{base}/v1/conversations/{tag}-{i}/messages")).json(&json!({"role": role, "text": text})).send().await.unwrap()
+                    client
+                        .post(format!("{base}/v1/conversations/{tag}-{i}/messages"))
+                        .json(&json!({"role": role, "text": text}))
+                        .send()
+                        .await
+                        .unwrap()
                 };
                 assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
                 r.bytes().await.unwrap();
                 let ms = t.elapsed().as_secs_f64() * 1e3;
-                if is_customer { customer.push(ms) } else { agent.push(ms) }
+                if is_customer {
+                    customer.push(ms)
+                } else {
+                    agent.push(ms)
+                }
             }
             (customer, agent)
         }));
@@ -73,8 +82,14 @@ async fn run(base: &str, dialogues: &[Vec<(String, String)>], classify_peer: boo
 }
 
 fn main() {
-    let root = std::env::var_os("KESU_CORPORA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora"));
-    let levels: Vec<usize> = std::env::var("KESU_BENCH_CONVERSATIONS").unwrap_or_else(|_| "1,8,32".into()).split(',').filter_map(|v| v.trim().parse().ok()).collect();
+    let root = std::env::var_os("KESU_CORPORA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora"));
+    let levels: Vec<usize> = std::env::var("KESU_BENCH_CONVERSATIONS")
+        .unwrap_or_else(|_| "1,8,32".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
     let rounds = env_num("KESU_BENCH_ROUNDS", 4usize);
     let all = kesu_train::corpus::stc3_dialogues(&root).expect("STC-3 corpus (set KESU_CORPORA)");
     // dialogues of 4+ turns, spread over the file

@@ -11,8 +11,8 @@
 
 use std::path::Path;
 
-use kesu_train::import::read_texts;
 use kesu_core::model::{Classifier, LoadOptions, WeightFormat};
+use kesu_train::import::read_texts;
 use kesu_train::reference;
 
 fn env<T: std::str::FromStr>(k: &str, d: T) -> T {

@@ -4,8 +4,10 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kesu_core::text::Segmenter;
 
 fn bench(c: &mut Criterion) {
-    let recs = kesu_train::corpus::read_all(&kesu_train::corpus::default_root()).expect("corpora readable (set KESU_CORPORA)");
-    let texts: Vec<String> = recs.into_iter().filter(|r| r.source == "stc3" || r.source == "waimai").map(|r| r.text).take(5000).collect();
+    let recs =
+        kesu_train::corpus::read_all(&kesu_train::corpus::default_root()).expect("corpora readable (set KESU_CORPORA)");
+    let texts: Vec<String> =
+        recs.into_iter().filter(|r| r.source == "stc3" || r.source == "waimai").map(|r| r.text).take(5000).collect();
     let bytes: usize = texts.iter().map(|t| t.len()).sum();
     let ours = Segmenter::load(std::path::Path::new("lexicons/user_dict.txt")).unwrap();
     let plain = Segmenter::from_user_dict("").unwrap();

@@ -37,7 +37,11 @@ async fn start(db: Option<String>) -> String {
     let pipeline = Arc::new(Pipeline::load(&s.pipeline_options(), true).expect("shipped model loads"));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = actix_web::web::Data::new(kesu_server::api::AppState::new(pipeline, s.server()).with_store(store).with_access(kesu_server::auth::Access::Open));
+    let state = actix_web::web::Data::new(
+        kesu_server::api::AppState::new(pipeline, s.server())
+            .with_store(store)
+            .with_access(kesu_server::auth::Access::Open),
+    );
     actix_web::rt::spawn(kesu_server::api::serve(listener, state).unwrap());
     base
 }
@@ -69,17 +73,29 @@ async fn run(base: &str, texts: &[String], rate: f64, secs: f64) -> Vec<f64> {
 }
 
 fn main() {
-    let root = std::env::var_os("KESU_CORPORA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora"));
-    let (rate, secs, rounds) = (env_num("KESU_BENCH_RATE", 10.0), env_num("KESU_BENCH_SECS", 20.0), env_num("KESU_BENCH_ROUNDS", 2usize));
+    let root = std::env::var_os("KESU_CORPORA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora"));
+    let (rate, secs, rounds) =
+        (env_num("KESU_BENCH_RATE", 10.0), env_num("KESU_BENCH_SECS", 20.0), env_num("KESU_BENCH_ROUNDS", 2usize));
     let texts: Vec<String> = kesu_train::corpus::stc3_dialogues(&root)
         .expect("STC-3 corpus (set KESU_CORPORA)")
         .iter()
-        .flat_map(|d| d.turns.iter().filter(|(s, t)| s == "customer" && t.chars().count() >= 8).map(|(_, t)| t.clone()).collect::<Vec<_>>())
+        .flat_map(|d| {
+            d.turns
+                .iter()
+                .filter(|(s, t)| s == "customer" && t.chars().count() >= 8)
+                .map(|(_, t)| t.clone())
+                .collect::<Vec<_>>()
+        })
         .step_by(7)
         .take(500)
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let mut peers: Vec<(String, Option<String>)> = vec![("no store".into(), None), ("SQLite (WAL)".into(), Some(format!("sqlite://{}", dir.path().join("bench.db").display())))];
+    let mut peers: Vec<(String, Option<String>)> = vec![
+        ("no store".into(), None),
+        ("SQLite (WAL)".into(), Some(format!("sqlite://{}", dir.path().join("bench.db").display()))),
+    ];
     if let Ok(pg) = std::env::var("KESU_BENCH_POSTGRES_URL") {
         peers.push(("PostgreSQL".into(), Some(pg)));
     }

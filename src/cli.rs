@@ -21,7 +21,11 @@ pub const EXIT_BAD_INPUT: i32 = 2;
 pub const EXIT_LOAD: i32 = 3;
 
 #[derive(Debug, Parser)]
-#[command(name = "kesu", version, about = "客诉 — Chinese customer-complaint triage: category, escalation, legal-risk flags")]
+#[command(
+    name = "kesu",
+    version,
+    about = "客诉 — Chinese customer-complaint triage: category, escalation, legal-risk flags"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -209,7 +213,9 @@ fn serve(settings: Settings) -> i32 {
         }
     };
     match (&access, new_key) {
-        (kesu_server::auth::Access::Open, _) => tracing::warn!("running WITHOUT API keys (--no-auth): every route is open to anyone who can reach this port"),
+        (kesu_server::auth::Access::Open, _) => tracing::warn!(
+            "running WITHOUT API keys (--no-auth): every route is open to anyone who can reach this port"
+        ),
         (_, Some(key)) => {
             // Shown once, on the terminal only (never through the log): the file keeps its hash.
             eprintln!(
@@ -236,11 +242,16 @@ fn serve(settings: Settings) -> i32 {
             None
         }
         Err(e) => {
-            eprintln!("kesu: cannot open the complaint store {}: {e}", kesu_store::redact(&settings.store.database_url));
+            eprintln!(
+                "kesu: cannot open the complaint store {}: {e}",
+                kesu_store::redact(&settings.store.database_url)
+            );
             return EXIT_LOAD;
         }
     };
-    let state = actix_web::web::Data::new(kesu_server::api::AppState::new(pipeline, settings.server()).with_store(store).with_access(access));
+    let state = actix_web::web::Data::new(
+        kesu_server::api::AppState::new(pipeline, settings.server()).with_store(store).with_access(access),
+    );
     let r = rt.block_on(async move {
         let server = kesu_server::api::serve(listener, state)?;
         server.await
@@ -281,7 +292,9 @@ fn parse_line(n: usize, raw: &[u8]) -> Option<Record> {
         }
         return Some(match serde_json::from_str::<In>(line) {
             Ok(r) if r.text.trim().is_empty() => (r.id.unwrap_or(line_id), Err(format!("line {n}: empty text"))),
-            Ok(r) if r.customer_ref.as_ref().is_some_and(|c| c.trim().is_empty()) => (r.id.unwrap_or(line_id), Err(format!("line {n}: blank customer_ref"))),
+            Ok(r) if r.customer_ref.as_ref().is_some_and(|c| c.trim().is_empty()) => {
+                (r.id.unwrap_or(line_id), Err(format!("line {n}: blank customer_ref")))
+            }
             Ok(r) => (r.id.unwrap_or(line_id), Ok(Line { text: r.text, customer_ref: r.customer_ref })),
             Err(e) => (line_id, Err(format!("line {n}: {e}"))),
         });
@@ -294,7 +307,11 @@ fn keys(k: KeysCommand) -> i32 {
         KeysCommand::Add { name, roles, file } => match kesu_server::auth::add_key(&file, &name, &roles) {
             Ok(key) => {
                 println!("{key}");
-                eprintln!("kesu: key {name:?} ({}) added to {}; it is shown only now", roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join("+"), file.display());
+                eprintln!(
+                    "kesu: key {name:?} ({}) added to {}; it is shown only now",
+                    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join("+"),
+                    file.display()
+                );
                 0
             }
             Err(e) => {
@@ -326,12 +343,19 @@ struct CliStore {
 impl CliStore {
     fn open(settings: crate::config::StoreSettings, channel: Option<String>) -> Result<CliStore, String> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        let store = rt.block_on(kesu_store::Store::open(&settings.database_url, settings.database_max_connections)).map_err(|e| e.to_string())?;
+        let store = rt
+            .block_on(kesu_store::Store::open(&settings.database_url, settings.database_max_connections))
+            .map_err(|e| e.to_string())?;
         Ok(CliStore { rt, store, settings, channel, stored: 0 })
     }
 
     /// Store the items of one chunk that match the rule (one transaction); their review ids.
-    fn keep(&mut self, ids: &[&ItemId], inputs: &[kesu_core::pipeline::Input], results: &[kesu_core::pipeline::Classified]) -> Result<Vec<Option<String>>, String> {
+    fn keep(
+        &mut self,
+        ids: &[&ItemId],
+        inputs: &[kesu_core::pipeline::Input],
+        results: &[kesu_core::pipeline::Classified],
+    ) -> Result<Vec<Option<String>>, String> {
         let mut out = vec![None; results.len()];
         let mut rows = Vec::new();
         let mut picked = Vec::new();
@@ -341,7 +365,11 @@ impl CliStore {
                     ItemId::Int(n) => n.to_string(),
                     ItemId::Str(s) => s.clone(),
                 });
-                let origin = kesu_store::record::Origin { caller_id, channel: self.channel.clone(), customer_ref: inputs[i].customer_ref.map(str::to_string) };
+                let origin = kesu_store::record::Origin {
+                    caller_id,
+                    channel: self.channel.clone(),
+                    customer_ref: inputs[i].customer_ref.map(str::to_string),
+                };
                 rows.push(kesu_store::record::new_item(inputs[i].text, r, origin, self.settings.store_mask_pii));
                 picked.push(i);
             }
@@ -417,7 +445,10 @@ fn process(args: InputArgs, classify: bool, store: Option<(crate::config::StoreS
         }
         if args.file.is_some() {
             let pb = indicatif::ProgressBar::new(records.len() as u64);
-            pb.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} texts {per_sec} eta {eta}").expect("static template"));
+            pb.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} texts {per_sec} eta {eta}")
+                    .expect("static template"),
+            );
             progress = Some(pb);
         }
     }
@@ -425,8 +456,11 @@ fn process(args: InputArgs, classify: bool, store: Option<(crate::config::StoreS
     let mut out = BufWriter::new(stdout.lock());
     let mut bad = 0usize;
     for chunk in records.chunks(args.chunk.max(1)) {
-        let good: Vec<kesu_core::pipeline::Input> =
-            chunk.iter().filter_map(|(_, l)| l.as_ref().ok()).map(|l| kesu_core::pipeline::Input { text: &l.text, customer_ref: l.customer_ref.as_deref() }).collect();
+        let good: Vec<kesu_core::pipeline::Input> = chunk
+            .iter()
+            .filter_map(|(_, l)| l.as_ref().ok())
+            .map(|l| kesu_core::pipeline::Input { text: &l.text, customer_ref: l.customer_ref.as_deref() })
+            .collect();
         let mut results = if classify {
             let classified = match pipeline.classify_items(&good, args.segments) {
                 Ok(r) => r,

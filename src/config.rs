@@ -12,7 +12,10 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use kesu_core::pipeline::PipelineOptions;
 use kesu_core::triage::StoreOverride;
-use kesu_server::settings::{AuthSettings as AuthOptions, ConversationSettings as ConversationOptions, ServerSettings, StoreSettings as StoreOptions};
+use kesu_server::settings::{
+    AuthSettings as AuthOptions, ConversationSettings as ConversationOptions, ServerSettings,
+    StoreSettings as StoreOptions,
+};
 use serde::Serialize;
 
 fn pipeline_default() -> PipelineOptions {
@@ -184,13 +187,20 @@ impl StoreSettings {
 
     /// The store to open (`None` with `--no-store`).
     pub fn options(&self) -> StoreOptions {
-        StoreOptions { database_url: (!self.no_store).then(|| self.database_url.clone()), max_connections: self.database_max_connections }
+        StoreOptions {
+            database_url: (!self.no_store).then(|| self.database_url.clone()),
+            max_connections: self.database_max_connections,
+        }
     }
 }
 
 impl AuthSettings {
     pub fn options(&self) -> AuthOptions {
-        AuthOptions { api_keys_file: self.api_keys_file.clone(), api_keys: self.api_keys.clone(), no_auth: self.no_auth }
+        AuthOptions {
+            api_keys_file: self.api_keys_file.clone(),
+            api_keys: self.api_keys.clone(),
+            no_auth: self.no_auth,
+        }
     }
 }
 

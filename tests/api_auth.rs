@@ -34,8 +34,12 @@ async fn app() -> (TestApp, Keys) {
 
 async fn call(app: &TestApp, method: &str, path: &str, key: Option<&str>) -> reqwest::Response {
     let mut r = match method {
-        "POST" if path == "/v1/classify" || path == "/v1/flags" || path == "/v1/segment" => app.client.post(app.url(path)).json(&json!({"text": "我要去12315投诉你们"})),
-        "POST" if path.starts_with("/v1/conversations") => app.client.post(app.url(path)).json(&json!({"role": "customer", "text": "你们太过分了"})),
+        "POST" if path == "/v1/classify" || path == "/v1/flags" || path == "/v1/segment" => {
+            app.client.post(app.url(path)).json(&json!({"text": "我要去12315投诉你们"}))
+        }
+        "POST" if path.starts_with("/v1/conversations") => {
+            app.client.post(app.url(path)).json(&json!({"role": "customer", "text": "你们太过分了"}))
+        }
         "POST" => app.client.post(app.url(path)),
         _ => app.client.get(app.url(path)),
     };
@@ -68,7 +72,11 @@ async fn every_route_needs_its_role_and_health_stays_open() {
     };
     for (m, path, role) in routes {
         let r = call(&app, m, path, None).await;
-        assert_eq!(r.headers().get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer realm=\"kesu\""), "{path}");
+        assert_eq!(
+            r.headers().get("www-authenticate").map(|v| v.to_str().unwrap()),
+            Some("Bearer realm=\"kesu\""),
+            "{path}"
+        );
         expect_error(r, 401, "unauthorized").await;
         expect_error(call(&app, m, path, Some("kesu_not_a_key")).await, 401, "unauthorized").await;
         for other in ["intake", "agent", "reviewer"].into_iter().filter(|o| o != role) {
@@ -94,7 +102,14 @@ async fn every_route_needs_its_role_and_health_stays_open() {
 #[actix_web::test]
 async fn the_audit_log_names_the_key_not_a_header() {
     let (app, k) = app().await;
-    let r = app.client.post(app.url("/v1/classify")).bearer_auth(&k.intake).json(&json!({"text": "我已经找了律师，准备起诉你们"})).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/classify"))
+        .bearer_auth(&k.intake)
+        .json(&json!({"text": "我已经找了律师，准备起诉你们"}))
+        .send()
+        .await
+        .unwrap();
     let v: serde_json::Value = r.json().await.unwrap();
     let id = v["review_id"].as_str().expect("stored").to_string();
     let r = app
@@ -107,7 +122,16 @@ async fn the_audit_log_names_the_key_not_a_header() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let h: serde_json::Value = app.client.get(app.url(&format!("/v1/reviews/{id}/history"))).bearer_auth(&k.reviewer).send().await.unwrap().json().await.unwrap();
+    let h: serde_json::Value = app
+        .client
+        .get(app.url(&format!("/v1/reviews/{id}/history")))
+        .bearer_auth(&k.reviewer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(h[1]["actor"], "alice", "the key's name, whatever the header says");
 }
 

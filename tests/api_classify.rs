@@ -28,7 +28,8 @@ fn assert_classified(v: &Value) {
 #[actix_web::test]
 async fn classify_one_text() {
     let app = spawn().await;
-    let r = app.post_json("/v1/classify", &json!({"id": "c-1", "text": "我要起訴你們！再不退款就去１２３１５投诉"})).await;
+    let r =
+        app.post_json("/v1/classify", &json!({"id": "c-1", "text": "我要起訴你們！再不退款就去１２３１５投诉"})).await;
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("x-request-id").is_some());
     let v: Value = r.json().await.unwrap();
@@ -126,13 +127,19 @@ async fn long_text_is_windowed_and_flags_scan_everything() {
 #[actix_web::test]
 async fn flags_and_segment_endpoints() {
     let app = spawn().await;
-    let v: Value = app.post_json("/v1/flags", &json!({"text": "我不想起诉，但是会打12315"})).await.json().await.unwrap();
+    let v: Value =
+        app.post_json("/v1/flags", &json!({"text": "我不想起诉，但是会打12315"})).await.json().await.unwrap();
     let hits = v["flags"].as_array().map(|_| v["hits"].as_array().unwrap()).unwrap();
     let sue = hits.iter().find(|h| h["flag"] == "litigation").unwrap();
     assert_eq!(sue["negated"], true);
     let reg = hits.iter().find(|h| h["flag"] == "regulator").unwrap();
     assert_eq!(reg["negated"], false);
-    let v: Value = app.post_json("/v1/flags", &json!({"items": [{"id": "a", "text": "没事"}, {"id": "b", "text": "遭遇暴力催收"}]})).await.json().await.unwrap();
+    let v: Value = app
+        .post_json("/v1/flags", &json!({"items": [{"id": "a", "text": "没事"}, {"id": "b", "text": "遭遇暴力催收"}]}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["items"][0]["id"], "a");
     assert_eq!(v["items"][0]["hits"].as_array().unwrap().len(), 0);
     assert_eq!(v["items"][1]["flags"][0], "collection_abuse");
@@ -166,7 +173,9 @@ async fn health_ready_info_metrics_openapi() {
     assert!(m.contains("kesu_http_request_duration_seconds_bucket"));
 
     let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
-    for p in ["/v1/classify", "/v1/flags", "/v1/segment", "/healthz", "/readyz", "/v1/info", "/metrics", "/openapi.json"] {
+    for p in
+        ["/v1/classify", "/v1/flags", "/v1/segment", "/healthz", "/readyz", "/v1/info", "/metrics", "/openapi.json"]
+    {
         assert!(doc["paths"][p].is_object(), "{p} missing from the OpenAPI document");
     }
     for s in ["TextsRequest", "ClassifyResponse", "FlagReport", "FlagHit", "ErrorBody", "Info"] {

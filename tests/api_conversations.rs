@@ -26,7 +26,10 @@ async fn messages_are_numbered_scored_and_kept() {
     assert!(a["message"]["received_at"].as_str().unwrap().contains('T'));
 
     let b = app
-        .post_json("/v1/conversations/conv-1/messages", &json!({"role": "agent", "text": "您好，非常抱歉，已为您催促", "timestamp": "2026-11-23T10:15:00+08:00"}))
+        .post_json(
+            "/v1/conversations/conv-1/messages",
+            &json!({"role": "agent", "text": "您好，非常抱歉，已为您催促", "timestamp": "2026-11-23T10:15:00+08:00"}),
+        )
         .await;
     assert_eq!(b.status(), 200);
     let b: Value = b.json().await.unwrap();
@@ -38,7 +41,10 @@ async fn messages_are_numbered_scored_and_kept() {
 
     let v: Value = app.get("/v1/conversations/conv-1").await.json().await.unwrap();
     assert_eq!(v["state"]["messages"], 2);
-    assert_eq!(v["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        v["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
 
     // other conversations are separate
     assert_eq!(say(&app, "conv-2", "customer", "你好").await["message"]["seq"], 1);
@@ -46,7 +52,12 @@ async fn messages_are_numbered_scored_and_kept() {
     let d = app.client.delete(app.url("/v1/conversations/conv-1")).send().await.unwrap();
     assert_eq!(d.status(), 204);
     expect_error(app.get("/v1/conversations/conv-1").await, 404, "unknown_conversation").await;
-    expect_error(app.client.delete(app.url("/v1/conversations/conv-1")).send().await.unwrap(), 404, "unknown_conversation").await;
+    expect_error(
+        app.client.delete(app.url("/v1/conversations/conv-1")).send().await.unwrap(),
+        404,
+        "unknown_conversation",
+    )
+    .await;
     // a new message starts it afresh
     assert_eq!(say(&app, "conv-1", "customer", "还在吗").await["message"]["seq"], 1);
 }
@@ -57,7 +68,13 @@ async fn threat_words_alert_once_and_negated_ones_do_not() {
     let n = say(&app, "t", "customer", "我不想去12315投诉，只想退款").await;
     assert!(n["message"]["alerts"].as_array().unwrap().iter().all(|a| a["kind"] != "threat_flag"), "negated: {n}");
     let a = say(&app, "t", "customer", "再不处理我就去１２３１５投诉，还要找媒体曝光").await;
-    let threat = a["message"]["alerts"].as_array().unwrap().iter().find(|a| a["kind"] == "threat_flag").expect("threat alert").clone();
+    let threat = a["message"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "threat_flag")
+        .expect("threat alert")
+        .clone();
     assert_eq!(threat["flags"], json!(["regulator", "media"]));
     assert_eq!(threat["seq"], 2);
     assert!(threat["reason"].as_str().unwrap().contains("１２３１５"), "reason names the original text: {threat}");
@@ -158,15 +175,45 @@ async fn bad_messages_get_json_errors_and_are_not_recorded() {
     expect_error(app.post_json(p, &json!({"role": "customer", "text": "  "})).await, 422, "empty_text").await;
     expect_error(app.post_json(p, &json!({"role": "boss", "text": "hi"})).await, 422, "invalid_request").await;
     expect_error(app.post_json(p, &json!({"text": "hi"})).await, 422, "invalid_request").await;
-    expect_error(app.post_json(p, &json!({"role": "customer", "text": "hi", "extra": 1})).await, 422, "invalid_request").await;
-    expect_error(app.post_json(p, &json!({"role": "customer", "text": "hi", "timestamp": "yesterday"})).await, 422, "invalid_timestamp").await;
-    expect_error(app.post_json(p, &json!({"role": "customer", "text": "长".repeat(20_001)})).await, 413, "text_too_long").await;
+    expect_error(
+        app.post_json(p, &json!({"role": "customer", "text": "hi", "extra": 1})).await,
+        422,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        app.post_json(p, &json!({"role": "customer", "text": "hi", "timestamp": "yesterday"})).await,
+        422,
+        "invalid_timestamp",
+    )
+    .await;
+    expect_error(
+        app.post_json(p, &json!({"role": "customer", "text": "长".repeat(20_001)})).await,
+        413,
+        "text_too_long",
+    )
+    .await;
     expect_error(app.post_raw(p, Some("text/plain"), b"{}".to_vec()).await, 415, "unsupported_media_type").await;
     expect_error(app.post_raw(p, Some("application/json"), b"{\"role\":".to_vec()).await, 400, "invalid_json").await;
-    expect_error(app.post_raw(p, Some("application/json"), b"{\"role\":\"customer\",\"text\":\"\xff\"}".to_vec()).await, 400, "invalid_utf8").await;
+    expect_error(
+        app.post_raw(p, Some("application/json"), b"{\"role\":\"customer\",\"text\":\"\xff\"}".to_vec()).await,
+        400,
+        "invalid_utf8",
+    )
+    .await;
     let long_id = format!("/v1/conversations/{}/messages", "x".repeat(129));
-    expect_error(app.post_json(&long_id, &json!({"role": "customer", "text": "hi"})).await, 422, "invalid_conversation_id").await;
-    expect_error(app.post_json("/v1/conversations/a%20b/messages", &json!({"role": "customer", "text": "hi"})).await, 422, "invalid_conversation_id").await;
+    expect_error(
+        app.post_json(&long_id, &json!({"role": "customer", "text": "hi"})).await,
+        422,
+        "invalid_conversation_id",
+    )
+    .await;
+    expect_error(
+        app.post_json("/v1/conversations/a%20b/messages", &json!({"role": "customer", "text": "hi"})).await,
+        422,
+        "invalid_conversation_id",
+    )
+    .await;
     expect_error(app.get("/v1/conversations/e/messages").await, 405, "method_not_allowed").await;
     // nothing above was recorded, so the conversation was never opened
     expect_error(app.get("/v1/conversations/e").await, 404, "unknown_conversation").await;
@@ -189,7 +236,8 @@ async fn console_page_and_openapi() {
     let html = r.text().await.unwrap();
     assert!(html.contains("EventSource") && html.contains("/v1/conversations/"));
     let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
-    for p in ["/v1/conversations/{id}/messages", "/v1/conversations/{id}/events", "/v1/conversations/{id}", "/console"] {
+    for p in ["/v1/conversations/{id}/messages", "/v1/conversations/{id}/events", "/v1/conversations/{id}", "/console"]
+    {
         assert!(doc["paths"].get(p).is_some(), "{p} in the OpenAPI document");
     }
     assert!(doc["paths"]["/v1/conversations/{id}"].get("delete").is_some());

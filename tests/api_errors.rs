@@ -8,9 +8,15 @@ use serde_json::json;
 async fn broken_json_and_invalid_utf8_are_400() {
     let app = spawn().await;
     for path in ["/v1/classify", "/v1/flags", "/v1/segment"] {
-        expect_error(app.post_raw(path, Some("application/json"), b"{\"text\": ".to_vec()).await, 400, "invalid_json").await;
+        expect_error(app.post_raw(path, Some("application/json"), b"{\"text\": ".to_vec()).await, 400, "invalid_json")
+            .await;
         expect_error(app.post_raw(path, Some("application/json"), b"".to_vec()).await, 400, "invalid_json").await;
-        expect_error(app.post_raw(path, Some("application/json"), b"{\"text\": \"\xe6\x88\"}".to_vec()).await, 400, "invalid_utf8").await;
+        expect_error(
+            app.post_raw(path, Some("application/json"), b"{\"text\": \"\xe6\x88\"}".to_vec()).await,
+            400,
+            "invalid_utf8",
+        )
+        .await;
     }
 }
 
@@ -18,9 +24,15 @@ async fn broken_json_and_invalid_utf8_are_400() {
 async fn wrong_content_type_is_415() {
     let app = spawn().await;
     let body = br#"{"text": "hi"}"#.to_vec();
-    expect_error(app.post_raw("/v1/classify", Some("text/plain"), body.clone()).await, 415, "unsupported_media_type").await;
+    expect_error(app.post_raw("/v1/classify", Some("text/plain"), body.clone()).await, 415, "unsupported_media_type")
+        .await;
     expect_error(app.post_raw("/v1/flags", None, body.clone()).await, 415, "unsupported_media_type").await;
-    expect_error(app.post_raw("/v1/segment", Some("application/json; charset=latin1"), body.clone()).await, 415, "unsupported_media_type").await;
+    expect_error(
+        app.post_raw("/v1/segment", Some("application/json; charset=latin1"), body.clone()).await,
+        415,
+        "unsupported_media_type",
+    )
+    .await;
     // charset=utf-8 is fine
     let r = app.post_raw("/v1/flags", Some("application/json; charset=utf-8"), body).await;
     assert_eq!(r.status(), 200);
@@ -38,7 +50,12 @@ async fn oversized_body_items_and_texts_are_413() {
     expect_error(app.post_json("/v1/classify", &json!({"text": big})).await, 413, "body_too_large").await;
     let items: Vec<_> = (0..4).map(|i| json!({"id": i, "text": "退款"})).collect();
     expect_error(app.post_json("/v1/classify", &json!({"items": items})).await, 413, "too_many_items").await;
-    let msg = expect_error(app.post_json("/v1/flags", &json!({"items": [{"text": "ok"}, {"text": "长".repeat(51)}]})).await, 413, "text_too_long").await;
+    let msg = expect_error(
+        app.post_json("/v1/flags", &json!({"items": [{"text": "ok"}, {"text": "长".repeat(51)}]})).await,
+        413,
+        "text_too_long",
+    )
+    .await;
     assert!(msg.contains("items[1]"), "{msg}");
 }
 
@@ -48,13 +65,20 @@ async fn empty_text_and_wrong_types_are_422() {
     for path in ["/v1/classify", "/v1/flags", "/v1/segment"] {
         expect_error(app.post_json(path, &json!({"text": ""})).await, 422, "empty_text").await;
         expect_error(app.post_json(path, &json!({"text": "  \n "})).await, 422, "empty_text").await;
-        expect_error(app.post_json(path, &json!({"items": [{"text": "好"}, {"text": ""}]})).await, 422, "empty_text").await;
+        expect_error(app.post_json(path, &json!({"items": [{"text": "好"}, {"text": ""}]})).await, 422, "empty_text")
+            .await;
         expect_error(app.post_json(path, &json!({"text": 12})).await, 422, "invalid_request").await;
         expect_error(app.post_json(path, &json!({"items": "x"})).await, 422, "invalid_request").await;
-        expect_error(app.post_json(path, &json!({"items": [{"id": [1], "text": "x"}]})).await, 422, "invalid_request").await;
+        expect_error(app.post_json(path, &json!({"items": [{"id": [1], "text": "x"}]})).await, 422, "invalid_request")
+            .await;
         expect_error(app.post_json(path, &json!({"txt": "x"})).await, 422, "invalid_request").await;
         expect_error(app.post_json(path, &json!({})).await, 422, "invalid_request").await;
-        expect_error(app.post_json(path, &json!({"text": "a", "items": [{"text": "b"}]})).await, 422, "invalid_request").await;
+        expect_error(
+            app.post_json(path, &json!({"text": "a", "items": [{"text": "b"}]})).await,
+            422,
+            "invalid_request",
+        )
+        .await;
         expect_error(app.post_json(path, &json!({"items": []})).await, 422, "empty_batch").await;
         expect_error(app.post_json(path, &json!([1, 2])).await, 422, "invalid_request").await;
     }

@@ -41,7 +41,12 @@ async fn reload_with_changed_files_changes_results() {
     let old_version = before["triage"]["rules_version"].as_str().unwrap().to_string();
 
     // all three files change
-    edit(&dir, "legal_risk.tsv", |raw| format!("{}\n紫色独角兽\tmedia\t3\ttest term\n", raw.replacen("# version: ", "# version: reloaded-", 1).trim_end()));
+    edit(&dir, "legal_risk.tsv", |raw| {
+        format!(
+            "{}\n紫色独角兽\tmedia\t3\ttest term\n",
+            raw.replacen("# version: ", "# version: reloaded-", 1).trim_end()
+        )
+    });
     edit(&dir, "user_dict.txt", |raw| format!("{raw}紫色独角兽 3000 n\n"));
     edit(&dir, "triage.toml", |raw| {
         with_rule(raw, "reload-test-2", "[[rules]]\nname = \"unicorn\"\nflags_all = [\"media\"]\nmin_severity = 3\npriority = \"P1\"\nroute = \"unicorn_desk\"\n")
@@ -58,7 +63,12 @@ async fn reload_with_changed_files_changes_results() {
     assert_eq!(after["flags"]["flags"], json!(["media"]));
     assert_eq!(after["triage"]["rules_version"], "reload-test-2");
     assert_ne!(after["triage"]["rules_version"], old_version.as_str());
-    assert_eq!((after["triage"]["priority"].as_str(), after["triage"]["route"].as_str()), (Some("P1"), Some("unicorn_desk")), "{}", after["triage"]);
+    assert_eq!(
+        (after["triage"]["priority"].as_str(), after["triage"]["route"].as_str()),
+        (Some("P1"), Some("unicorn_desk")),
+        "{}",
+        after["triage"]
+    );
     let seg: Value = app.post_json("/v1/segment", &json!({"text": text})).await.json().await.unwrap();
     assert!(seg["segments"].as_array().unwrap().iter().any(|s| s["word"] == "紫色独角兽"), "{seg}");
     let flags: Value = app.post_json("/v1/flags", &json!({"items": [{"text": text}]})).await.json().await.unwrap();
@@ -88,7 +98,13 @@ async fn a_broken_file_is_refused_naming_the_line_and_nothing_changes() {
 
     // triage.toml: an unknown flag on a known line; the other two files are fine and changed
     edit(&dir, "legal_risk.tsv", |raw| format!("{raw}紫色独角兽\tmedia\t3\ttest term\n"));
-    edit(&dir, "triage.toml", |raw| with_rule(raw, "broken-1", "[[rules]]\nname = \"bad\"\nflags_any = [\"lawsuit\"]\npriority = \"P1\"\nroute = \"x\""));
+    edit(&dir, "triage.toml", |raw| {
+        with_rule(
+            raw,
+            "broken-1",
+            "[[rules]]\nname = \"bad\"\nflags_any = [\"lawsuit\"]\npriority = \"P1\"\nroute = \"x\"",
+        )
+    });
     let raw = std::fs::read_to_string(dir.join("triage.toml")).unwrap();
     let bad_line = raw.lines().position(|l| l.contains("lawsuit")).unwrap() + 1;
     let r = reload(&app).await;
@@ -119,7 +135,11 @@ async fn a_broken_file_is_refused_naming_the_line_and_nothing_changes() {
     let n = std::fs::read_to_string(dir.join("legal_risk.tsv")).unwrap().lines().count();
     let r = reload(&app).await;
     let body: Value = r.json().await.unwrap();
-    assert_eq!((body["error"]["code"].as_str(), body["error"]["line"].as_u64()), (Some("invalid_lexicon"), Some(n as u64)), "{body}");
+    assert_eq!(
+        (body["error"]["code"].as_str(), body["error"]["line"].as_u64()),
+        (Some("invalid_lexicon"), Some(n as u64)),
+        "{body}"
+    );
     assert!(body["error"]["message"].as_str().unwrap().contains("severity must be"), "{body}");
     std::fs::copy(lexicons().join("legal_risk.tsv"), dir.join("legal_risk.tsv")).unwrap();
 
@@ -127,7 +147,11 @@ async fn a_broken_file_is_refused_naming_the_line_and_nothing_changes() {
     edit(&dir, "user_dict.txt", |raw| format!("{raw}坏词 abc\n"));
     let n = std::fs::read_to_string(dir.join("user_dict.txt")).unwrap().lines().count();
     let body: Value = reload(&app).await.json().await.unwrap();
-    assert_eq!((body["error"]["code"].as_str(), body["error"]["line"].as_u64()), (Some("invalid_user_dict"), Some(n as u64)), "{body}");
+    assert_eq!(
+        (body["error"]["code"].as_str(), body["error"]["line"].as_u64()),
+        (Some("invalid_user_dict"), Some(n as u64)),
+        "{body}"
+    );
     std::fs::copy(lexicons().join("user_dict.txt"), dir.join("user_dict.txt")).unwrap();
 
     // a missing file
@@ -154,7 +178,11 @@ async fn concurrent_classify_during_reloads_never_errors() {
     let dir = app.lexicons_dir();
     let shipped = std::fs::read_to_string(lexicons().join("triage.toml")).unwrap();
     let version_a = TriageVersion::of(&shipped);
-    let alt = with_rule(shipped.clone(), "concurrent-b", "[[rules]]\nname = \"all\"\nmin_escalation = 0\npriority = \"P1\"\nroute = \"everyone\"\n");
+    let alt = with_rule(
+        shipped.clone(),
+        "concurrent-b",
+        "[[rules]]\nname = \"all\"\nmin_escalation = 0\npriority = \"P1\"\nroute = \"everyone\"\n",
+    );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
     for w in 0..4 {
@@ -260,7 +288,9 @@ async fn sighup_reloads_the_running_service() {
     assert!(reloaded, "SIGHUP reloaded within 20 s");
 
     // a broken file on SIGHUP: refused, logged, the service keeps serving
-    edit(&lex, "triage.toml", |raw| raw.replacen("priority = \"P4\"\nroute = \"standard\"", "priority = \"P0\"\nroute = \"standard\"", 1));
+    edit(&lex, "triage.toml", |raw| {
+        raw.replacen("priority = \"P4\"\nroute = \"standard\"", "priority = \"P0\"\nroute = \"standard\"", 1)
+    });
     hup(child.id());
     for _ in 0..200 {
         if info().await["reload"]["failed"] == 1 {
@@ -271,14 +301,22 @@ async fn sighup_reloads_the_running_service() {
     let v = info().await;
     assert_eq!((v["reload"]["failed"].as_u64(), v["reload"]["count"].as_u64()), (Some(1), Some(1)));
     assert_eq!(v["triage"]["rules_version"], "sighup-2");
-    let r = client.post(format!("{base}/v1/classify")).json(&json!({"text": "我要起诉，把我的私人信息泄露了"})).send().await.unwrap();
+    let r = client
+        .post(format!("{base}/v1/classify"))
+        .json(&json!({"text": "我要起诉，把我的私人信息泄露了"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 
     child.kill().unwrap();
     child.wait().unwrap();
     let logs = logs.join().unwrap();
     let reload_logs: Vec<&String> = logs.iter().filter(|l| l.contains("reload")).collect();
-    assert!(reload_logs.iter().any(|l| l.contains("\"trigger\":\"sighup\"") && l.contains("sighup-2")), "{reload_logs:?}");
+    assert!(
+        reload_logs.iter().any(|l| l.contains("\"trigger\":\"sighup\"") && l.contains("sighup-2")),
+        "{reload_logs:?}"
+    );
     assert!(reload_logs.iter().any(|l| l.contains("reload refused") && l.contains("\"line\":")), "{reload_logs:?}");
     // no complaint text in the logs
     assert!(!logs.iter().any(|l| l.contains("私人信息")), "complaint text logged");

@@ -24,7 +24,8 @@ async fn app() -> TestApp {
 }
 
 async fn classify(app: &TestApp, texts: &[&str]) -> Vec<Value> {
-    let items: Vec<Value> = texts.iter().enumerate().map(|(i, t)| json!({"id": format!("t{i}"), "text": t, "channel": "app"})).collect();
+    let items: Vec<Value> =
+        texts.iter().enumerate().map(|(i, t)| json!({"id": format!("t{i}"), "text": t, "channel": "app"})).collect();
     let r = app.post_json("/v1/classify", &json!({"items": items})).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
@@ -37,7 +38,13 @@ async fn json_of(r: reqwest::Response) -> Value {
 }
 
 async fn patch(app: &TestApp, id: &str, body: Value, actor: &str) -> reqwest::Response {
-    app.client.patch(app.url(&format!("/v1/reviews/{id}"))).header("x-kesu-actor", actor).json(&body).send().await.unwrap()
+    app.client
+        .patch(app.url(&format!("/v1/reviews/{id}")))
+        .header("x-kesu-actor", actor)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[actix_web::test]
@@ -67,7 +74,11 @@ async fn classify_stores_exactly_the_items_the_rule_picks_masked_with_spans_inta
         let chars: Vec<char> = s.chars().collect();
         for h in item["result"]["flags"]["hits"].as_array().unwrap() {
             let (a, b) = (h["start"].as_u64().unwrap() as usize, h["end"].as_u64().unwrap() as usize);
-            assert_eq!(chars[a..b].iter().collect::<String>(), h["text"].as_str().unwrap(), "span points into the stored text");
+            assert_eq!(
+                chars[a..b].iter().collect::<String>(),
+                h["text"].as_str().unwrap(),
+                "span points into the stored text"
+            );
         }
         let hist = json_of(app.get(&format!("/v1/reviews/{}/history", item["id"].as_str().unwrap())).await).await;
         assert_eq!(hist[0]["action"], "stored");
@@ -89,7 +100,10 @@ async fn queue_filters_pages_and_orders_by_priority_then_age() {
     let all = all["items"].as_array().unwrap().clone();
     assert!(all.len() >= 12);
     // order: priority rank, then received time
-    let keys: Vec<(String, String)> = all.iter().map(|i| (i["priority"].as_str().unwrap().into(), i["received_at"].as_str().unwrap().into())).collect();
+    let keys: Vec<(String, String)> = all
+        .iter()
+        .map(|i| (i["priority"].as_str().unwrap().into(), i["received_at"].as_str().unwrap().into()))
+        .collect();
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted);
@@ -143,9 +157,13 @@ async fn status_moves_are_versioned_audited_and_leave_the_queue() {
     let r = patch(&app, &id, json!({"version": 1, "status": "in_review", "assignee": "alice"}), "alice").await;
     assert_eq!(r.headers()["etag"], "\"2\"");
     let v = json_of(r).await;
-    assert_eq!((v["status"].as_str(), v["version"].as_i64(), v["assignee"].as_str()), (Some("in_review"), Some(2), Some("alice")));
+    assert_eq!(
+        (v["status"].as_str(), v["version"].as_i64(), v["assignee"].as_str()),
+        (Some("in_review"), Some(2), Some("alice"))
+    );
     // stale version: 409, nothing changed
-    expect_error(patch(&app, &id, json!({"version": 1, "status": "confirmed"}), "bob").await, 409, "version_conflict").await;
+    expect_error(patch(&app, &id, json!({"version": 1, "status": "confirmed"}), "bob").await, 409, "version_conflict")
+        .await;
     expect_error(patch(&app, &id, json!({"status": "confirmed"}), "bob").await, 422, "missing_version").await;
     // If-Match works as the version; notes are PII-masked
     let r = app
@@ -161,7 +179,8 @@ async fn status_moves_are_versioned_audited_and_leave_the_queue() {
     assert_eq!(v["status"], "confirmed");
     assert!(!v["note"].as_str().unwrap().contains("13900001111"));
     // not a permitted move: a confirmed item cannot go back to new
-    expect_error(patch(&app, &id, json!({"version": 3, "status": "new"}), "bob").await, 422, "invalid_transition").await;
+    expect_error(patch(&app, &id, json!({"version": 3, "status": "new"}), "bob").await, 422, "invalid_transition")
+        .await;
     // confirmed items leave the open queue but stay in `status=all`
     let open = json_of(app.get("/v1/reviews").await).await;
     assert!(open["items"].as_array().unwrap().iter().all(|i| i["id"] != id.as_str()));
@@ -182,7 +201,12 @@ async fn of_eight_reviewers_marking_one_item_exactly_one_wins() {
     let id = classify(&app, &FLAGGED[1..2]).await[0]["review_id"].as_str().unwrap().to_string();
     let tries = (0..8).map(|i| {
         let (app, id) = (&app, id.clone());
-        async move { patch(app, &id, json!({"version": 1, "status": "in_review", "assignee": format!("r{i}")}), &format!("r{i}")).await.status().as_u16() }
+        async move {
+            patch(app, &id, json!({"version": 1, "status": "in_review", "assignee": format!("r{i}")}), &format!("r{i}"))
+                .await
+                .status()
+                .as_u16()
+        }
     });
     let mut codes = futures_util::future::join_all(tries).await;
     codes.sort();
@@ -205,7 +229,10 @@ async fn export_streams_every_item_as_jsonl_or_csv_and_false_positives_count_per
         let mut n = 0;
         let mut after: Option<String> = None;
         loop {
-            let url = after.as_ref().map(|a| format!("/v1/reviews?status=all&limit=500&after={a}")).unwrap_or("/v1/reviews?status=all&limit=500".into());
+            let url = after
+                .as_ref()
+                .map(|a| format!("/v1/reviews?status=all&limit=500&after={a}"))
+                .unwrap_or("/v1/reviews?status=all&limit=500".into());
             let p = json_of(app.get(&url).await).await;
             n += p["items"].as_array().unwrap().len();
             match p["next"].as_str() {
@@ -295,7 +322,14 @@ async fn postgres_store_going_away_fails_requests_instead_of_losing_items() {
 async fn every_review_route_is_in_the_openapi_document_with_its_role() {
     let app = app().await;
     let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
-    for (p, m) in [("/v1/reviews", "get"), ("/v1/reviews/{id}", "get"), ("/v1/reviews/{id}", "patch"), ("/v1/reviews/{id}/history", "get"), ("/v1/reviews/export", "get"), ("/v1/reviews/false-positive-terms", "get")] {
+    for (p, m) in [
+        ("/v1/reviews", "get"),
+        ("/v1/reviews/{id}", "get"),
+        ("/v1/reviews/{id}", "patch"),
+        ("/v1/reviews/{id}/history", "get"),
+        ("/v1/reviews/export", "get"),
+        ("/v1/reviews/false-positive-terms", "get"),
+    ] {
         let op = &doc["paths"][p][m];
         assert!(op.is_object(), "{m} {p} documented");
         assert_eq!(op["security"][0]["api_key"], json!([]), "{m} {p} needs a key");

@@ -43,7 +43,12 @@ async fn every_classify_result_has_a_triage() {
     assert!(info["reload"]["loaded_at"].as_str().unwrap().ends_with('Z'));
 
     // collective action: P1 compliance whatever the model says
-    let v: Value = app.post_json("/v1/classify", &json!({"id": "a", "text": "我们几十个人要集体诉讼"})).await.json().await.unwrap();
+    let v: Value = app
+        .post_json("/v1/classify", &json!({"id": "a", "text": "我们几十个人要集体诉讼"}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["triage"]["priority"], "P1", "{v}");
     assert_eq!(v["triage"]["route"], "compliance");
     assert_eq!(v["triage"]["rules_version"], version.as_str());
@@ -54,13 +59,22 @@ async fn every_classify_result_has_a_triage() {
     assert!(v["category"]["label"].is_string() && v["emotion"]["level"].is_u64() && v["flags"]["hits"].is_array());
 
     // a regulator threat: P2 compliance (P1 only comes from crisis flags)
-    let v: Value = app.post_json("/v1/classify", &json!({"text": "再不退款我就去12315投诉"})).await.json().await.unwrap();
+    let v: Value =
+        app.post_json("/v1/classify", &json!({"text": "再不退款我就去12315投诉"})).await.json().await.unwrap();
     assert_eq!((priority(&v), v["triage"]["route"].as_str()), (2, Some("compliance")), "{}", v["triage"]);
-    assert!(v["triage"]["reasons"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().starts_with("P2: regulator flag")));
+    assert!(v["triage"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r.as_str().unwrap().starts_with("P2: regulator flag")));
 
     // a negated threat is not one: the litigation rule does not match
     let v: Value = app.post_json("/v1/classify", &json!({"text": "我不想起诉"})).await.json().await.unwrap();
-    assert!(!v["triage"]["reasons"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().contains("external_threat")), "{}", v["triage"]);
+    assert!(
+        !v["triage"]["reasons"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().contains("external_threat")),
+        "{}",
+        v["triage"]
+    );
 
     // batch: every item has one, and the reasons agree with the priority
     let items: Vec<Value> = ["屏幕坏了", "快递太慢", "我要跳楼"].iter().map(|t| json!({"text": t})).collect();
@@ -96,10 +110,16 @@ async fn repeat_contact_raises_priority_within_the_window() {
         }
     };
     let t = ask(Some("cust-42")).await;
-    assert_eq!((t["priority"].as_str(), t["route"].as_str(), t["prior_contacts"].as_u64()), (Some("P4"), Some("standard"), Some(0)));
+    assert_eq!(
+        (t["priority"].as_str(), t["route"].as_str(), t["prior_contacts"].as_u64()),
+        (Some("P4"), Some("standard"), Some(0))
+    );
     assert_eq!(t["rules_version"], "repeat-only-1");
     let t = ask(Some("cust-42")).await;
-    assert_eq!((t["priority"].as_str(), t["route"].as_str(), t["prior_contacts"].as_u64()), (Some("P3"), Some("senior_agent"), Some(1)));
+    assert_eq!(
+        (t["priority"].as_str(), t["route"].as_str(), t["prior_contacts"].as_u64()),
+        (Some("P3"), Some("senior_agent"), Some(1))
+    );
     assert_eq!(t["reasons"], json!(["P3: repeat contact (1 earlier within 24 h) (rule repeat_contact)"]));
     let t = ask(Some("cust-42")).await;
     assert_eq!((t["priority"].as_str(), t["route"].as_str()), (Some("P2"), Some("retention")));
@@ -133,7 +153,14 @@ async fn repeat_window_and_capacity_come_from_the_configuration() {
     .await;
     let ask = |r: &'static str| {
         let app = &app;
-        async move { app.post_json("/v1/classify", &json!({"text": "又是我", "customer_ref": r})).await.json::<Value>().await.unwrap()["triage"].clone() }
+        async move {
+            app.post_json("/v1/classify", &json!({"text": "又是我", "customer_ref": r}))
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()["triage"]
+                .clone()
+        }
     };
     assert_eq!(ask("x").await["prior_contacts"], 0);
     assert_eq!(ask("x").await["prior_contacts"], 1);
@@ -145,23 +172,55 @@ async fn repeat_window_and_capacity_come_from_the_configuration() {
     let t = ask("x").await;
     assert_eq!((t["prior_contacts"].as_u64(), t["priority"].as_str()), (Some(0), Some("P4")));
     let info: Value = app.get("/v1/info").await.json().await.unwrap();
-    assert_eq!((info["triage"]["repeat_window_secs"].as_u64(), info["triage"]["repeat_capacity"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (info["triage"]["repeat_window_secs"].as_u64(), info["triage"]["repeat_capacity"].as_u64()),
+        (Some(1), Some(1))
+    );
 }
 
 #[actix_web::test]
 async fn customer_ref_is_validated_and_only_for_classify() {
     let app = spawn().await;
-    expect_error(app.post_json("/v1/classify", &json!({"text": "退款", "customer_ref": "  "})).await, 422, "invalid_customer_ref").await;
+    expect_error(
+        app.post_json("/v1/classify", &json!({"text": "退款", "customer_ref": "  "})).await,
+        422,
+        "invalid_customer_ref",
+    )
+    .await;
     let long = "x".repeat(257);
-    let msg = expect_error(app.post_json("/v1/classify", &json!({"items": [{"text": "退款"}, {"text": "退款", "customer_ref": long}]})).await, 422, "invalid_customer_ref").await;
+    let msg = expect_error(
+        app.post_json("/v1/classify", &json!({"items": [{"text": "退款"}, {"text": "退款", "customer_ref": long}]}))
+            .await,
+        422,
+        "invalid_customer_ref",
+    )
+    .await;
     assert!(msg.contains("items[1].customer_ref"), "{msg}");
-    expect_error(app.post_json("/v1/classify", &json!({"text": "退款", "customer_ref": 42})).await, 422, "invalid_request").await;
-    expect_error(app.post_json("/v1/classify", &json!({"items": [{"text": "退款"}], "customer_ref": "c"})).await, 422, "invalid_request").await;
+    expect_error(
+        app.post_json("/v1/classify", &json!({"text": "退款", "customer_ref": 42})).await,
+        422,
+        "invalid_request",
+    )
+    .await;
+    expect_error(
+        app.post_json("/v1/classify", &json!({"items": [{"text": "退款"}], "customer_ref": "c"})).await,
+        422,
+        "invalid_request",
+    )
+    .await;
     for path in ["/v1/flags", "/v1/segment"] {
-        let msg = expect_error(app.post_json(path, &json!({"text": "退款", "customer_ref": "c"})).await, 422, "invalid_request").await;
+        let msg = expect_error(
+            app.post_json(path, &json!({"text": "退款", "customer_ref": "c"})).await,
+            422,
+            "invalid_request",
+        )
+        .await;
         assert!(msg.contains("/v1/classify"), "{msg}");
     }
-    assert_eq!(app.post_json("/v1/classify", &json!({"text": "退款", "customer_ref": "x".repeat(256)})).await.status(), 200);
+    assert_eq!(
+        app.post_json("/v1/classify", &json!({"text": "退款", "customer_ref": "x".repeat(256)})).await.status(),
+        200
+    );
 }
 
 #[actix_web::test]

@@ -49,8 +49,19 @@ fn classify_jsonl_on_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny.gguf");
     kesu_core::model::testing::write_tiny_model(&model, 3).unwrap();
-    let mut child = kesu().args(["classify", "--segments", "--model"]).arg(&model).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all("{\"id\": 1, \"text\": \"集体诉讼\"}\n{\"id\": 2, \"text\": \"好评\"}\n".as_bytes()).unwrap();
+    let mut child = kesu()
+        .args(["classify", "--segments", "--model"])
+        .arg(&model)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all("{\"id\": 1, \"text\": \"集体诉讼\"}\n{\"id\": 2, \"text\": \"好评\"}\n".as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let v = lines(&out.stdout);
@@ -82,7 +93,8 @@ fn classify_output_has_triage_and_counts_repeat_contacts() {
     let model = dir.path().join("tiny.gguf");
     kesu_core::model::testing::write_tiny_model(&model, 3).unwrap();
     let input = "{\"id\": 1, \"text\": \"退款太慢\", \"customer_ref\": \"c-9\"}\n{\"id\": 2, \"text\": \"我们要集体维权\"}\n{\"id\": 3, \"text\": \"还是没退\", \"customer_ref\": \"c-9\"}\n{\"id\": 4, \"text\": \"x\", \"customer_ref\": \" \"}\n";
-    let mut child = kesu().args(["classify", "--model"]).arg(&model).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        kesu().args(["classify", "--model"]).arg(&model).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(2), "the blank customer_ref line is bad input");
@@ -90,11 +102,18 @@ fn classify_output_has_triage_and_counts_repeat_contacts() {
     assert_eq!(v.len(), 4);
     assert_eq!(v[0]["triage"]["prior_contacts"], 0);
     assert!(v[1]["triage"].get("prior_contacts").is_none());
-    assert_eq!((v[1]["triage"]["priority"].as_str(), v[1]["triage"]["route"].as_str()), (Some("P1"), Some("compliance")));
+    assert_eq!(
+        (v[1]["triage"]["priority"].as_str(), v[1]["triage"]["route"].as_str()),
+        (Some("P1"), Some("compliance"))
+    );
     assert_eq!(v[2]["triage"]["prior_contacts"], 1);
     let p = v[2]["triage"]["priority"].as_str().unwrap();
     assert!(["P1", "P2", "P3"].contains(&p), "a repeat contact is at least P3: {p}");
-    assert!(v[2]["triage"]["reasons"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().contains("repeat contact (1 earlier within 24 h)")));
+    assert!(v[2]["triage"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r.as_str().unwrap().contains("repeat contact (1 earlier within 24 h)")));
     assert!(v[2]["triage"]["rules_version"].is_string());
     assert_eq!(v[3]["error"]["code"], "bad_input");
 
@@ -102,7 +121,12 @@ fn classify_output_has_triage_and_counts_repeat_contacts() {
     let out = kesu().args(["classify", "退款", "--customer-ref", "c-1", "--model"]).arg(&model).output().unwrap();
     assert!(out.status.success());
     assert_eq!(lines(&out.stdout)[0]["triage"]["prior_contacts"], 0);
-    let out = kesu().args(["classify", "--customer-ref", "c-1", "--model"]).arg(&model).stdin(Stdio::null()).output().unwrap();
+    let out = kesu()
+        .args(["classify", "--customer-ref", "c-1", "--model"])
+        .arg(&model)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -112,10 +136,24 @@ fn classify_store_keeps_what_the_rule_picks_masked() {
     let model = dir.path().join("tiny.gguf");
     kesu_core::model::testing::write_tiny_model(&model, 3).unwrap();
     let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, "{\"id\": \"a\", \"text\": \"我要起诉你们，电话13812345678\"}\n{\"id\": \"b\", \"text\": \"包装很好\"}\n").unwrap();
+    std::fs::write(
+        &input,
+        "{\"id\": \"a\", \"text\": \"我要起诉你们，电话13812345678\"}\n{\"id\": \"b\", \"text\": \"包装很好\"}\n",
+    )
+    .unwrap();
     let db = format!("sqlite://{}", dir.path().join("kesu.db").display());
     let out = kesu()
-        .args(["classify", "--store", "--channel", "batch", "--store-min-escalation", "4", "--database-url", &db, "--file"])
+        .args([
+            "classify",
+            "--store",
+            "--channel",
+            "batch",
+            "--store-min-escalation",
+            "4",
+            "--database-url",
+            &db,
+            "--file",
+        ])
         .arg(&input)
         .arg("--model")
         .arg(&model)
@@ -127,12 +165,19 @@ fn classify_store_keeps_what_the_rule_picks_masked() {
     assert!(v[1].get("review_id").is_none(), "the calm text is not");
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 item(s) stored"));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let item = rt.block_on(async { kesu_store::Store::open(&db, 1).await.unwrap().get(v[0]["review_id"].as_str().unwrap()).await.unwrap() });
+    let item = rt.block_on(async {
+        kesu_store::Store::open(&db, 1).await.unwrap().get(v[0]["review_id"].as_str().unwrap()).await.unwrap()
+    });
     assert_eq!(item.caller_id.as_deref(), Some("a"));
     assert_eq!(item.channel.as_deref(), Some("batch"));
     assert!(item.text.contains("138****5678"), "{}", item.text);
     // a store that cannot be opened is a clean runtime error (exit 1), not a panic
-    let out = kesu().args(["classify", "--store", "--database-url", "postgres://nobody@127.0.0.1:1/x", "--model"]).arg(&model).arg("退款").output().unwrap();
+    let out = kesu()
+        .args(["classify", "--store", "--database-url", "postgres://nobody@127.0.0.1:1/x", "--model"])
+        .arg(&model)
+        .arg("退款")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the complaint store"));
 }
@@ -141,7 +186,17 @@ fn classify_store_keeps_what_the_rule_picks_masked() {
 fn eval_refuses_to_list_errors_on_the_test_split() {
     // Refused before any label, corpus or model is read (the paths do not exist).
     let out = kesu()
-        .args(["eval", "--on", "test", "--flags-only", "--errors", "--labels", "/nonexistent/labels", "--corpora", "/nonexistent/corpora"])
+        .args([
+            "eval",
+            "--on",
+            "test",
+            "--flags-only",
+            "--errors",
+            "--labels",
+            "/nonexistent/labels",
+            "--corpora",
+            "/nonexistent/corpora",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -23,7 +23,8 @@ async fn replay(app: &TestApp, conv: &str, turns: &[(String, String)]) -> (Vec<V
     let mut answers = Vec::new();
     for (sender, text) in turns {
         let role = if sender == "customer" { "customer" } else { "agent" };
-        let r = app.post_json(&format!("/v1/conversations/{conv}/messages"), &json!({"role": role, "text": text})).await;
+        let r =
+            app.post_json(&format!("/v1/conversations/{conv}/messages"), &json!({"role": role, "text": text})).await;
         assert_eq!(r.status(), 200, "{conv}");
         answers.push(r.json::<Value>().await.unwrap());
     }
@@ -42,8 +43,15 @@ async fn replayed_stc3_dialogues_keep_order_state_and_alerts() {
     }
     let threat = contains_any(&["12315", "工信部", "曝光", "起诉", "律师", "媒体", "消协", "银保监", "法院"]);
     // 6 dialogues with a threat word from a customer, 6 others; all at once
-    let mut picked: Vec<_> = dialogues.iter().filter(|d| d.turns.iter().any(|(s, t)| s == "customer" && threat(t))).take(6).cloned().collect();
-    picked.extend(dialogues.iter().filter(|d| d.turns.len() >= 5 && !d.turns.iter().any(|(_, t)| threat(t))).take(6).cloned());
+    let mut picked: Vec<_> = dialogues
+        .iter()
+        .filter(|d| d.turns.iter().any(|(s, t)| s == "customer" && threat(t)))
+        .take(6)
+        .cloned()
+        .collect();
+    picked.extend(
+        dialogues.iter().filter(|d| d.turns.len() >= 5 && !d.turns.iter().any(|(_, t)| threat(t))).take(6).cloned(),
+    );
     assert_eq!(picked.len(), 12);
 
     let model = shipped_model();
@@ -69,7 +77,12 @@ fn contains_any(words: &'static [&'static str]) -> impl Fn(&str) -> bool {
 }
 
 /// Check one replayed dialogue; returns whether a threat alert fired.
-async fn check_dialogue(app: &TestApp, turns: &[(String, String)], answers: &[Value], events: &[(String, Value)]) -> bool {
+async fn check_dialogue(
+    app: &TestApp,
+    turns: &[(String, String)],
+    answers: &[Value],
+    events: &[(String, Value)],
+) -> bool {
     assert_eq!(events[0].0, "snapshot");
     let (mut trend, mut run, mut peak, mut customers) = (0.0f64, 0u64, None::<(u64, u64)>, 0u64);
     let mut alerted: Vec<String> = Vec::new();
@@ -92,7 +105,8 @@ async fn check_dialogue(app: &TestApp, turns: &[(String, String)], answers: &[Va
         let c: Value = app.post_json("/v1/classify", &json!({"text": text})).await.json().await.unwrap();
         assert_eq!(m["emotion"]["level"], c["emotion"]["level"]);
         let level = m["emotion"]["level"].as_u64().unwrap();
-        let probs: Vec<f64> = m["emotion"]["probabilities"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).collect();
+        let probs: Vec<f64> =
+            m["emotion"]["probabilities"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).collect();
         let expected: f64 = probs.iter().enumerate().map(|(i, p)| i as f64 * p).sum();
         let before = trend;
         trend = 0.5 * expected + 0.5 * trend;
@@ -105,10 +119,17 @@ async fn check_dialogue(app: &TestApp, turns: &[(String, String)], answers: &[Va
         assert_eq!(st["consecutive_negative"], run);
         assert_eq!(st["customer_messages"], customers);
         assert_eq!(st["last_level"], level);
-        assert_eq!((st["peak"]["level"].as_u64(), st["peak"]["seq"].as_u64()), (Some(peak.unwrap().0), Some(peak.unwrap().1)));
+        assert_eq!(
+            (st["peak"]["level"].as_u64(), st["peak"]["seq"].as_u64()),
+            (Some(peak.unwrap().0), Some(peak.unwrap().1))
+        );
 
         let kinds: Vec<&str> = m["alerts"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
-        assert_eq!(kinds.contains(&"consecutive_negative"), run == 3, "consecutive alert exactly when the run reaches 3");
+        assert_eq!(
+            kinds.contains(&"consecutive_negative"),
+            run == 3,
+            "consecutive alert exactly when the run reaches 3"
+        );
         assert_eq!(kinds.contains(&"level_crossed"), before < 2.0 && trend >= 2.0);
         // threat alerts: the flags endpoint's non-negated threat hits not alerted before
         let f: Value = app.post_json("/v1/flags", &json!({"text": text})).await.json().await.unwrap();
@@ -125,7 +146,8 @@ async fn check_dialogue(app: &TestApp, turns: &[(String, String)], answers: &[Va
         let got = m["alerts"].as_array().unwrap().iter().find(|a| a["kind"] == "threat_flag");
         match got {
             Some(g) => {
-                let mut flags: Vec<String> = g["flags"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+                let mut flags: Vec<String> =
+                    g["flags"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
                 flags.sort();
                 assert_eq!(flags, fresh);
                 threat_fired = true;

@@ -73,11 +73,19 @@ fn fine_tuning_lowers_the_loss_and_the_written_model_serves_it() {
     let all: Vec<usize> = (0..t.len()).collect();
     let emb = embed_states(&layers, &states, &all, 64).unwrap();
     let (mean, std) = standardisation(&emb);
-    let z: Vec<Vec<f32>> = emb.iter().map(|e| e.iter().zip(&mean).zip(&std).map(|((v, m), s)| (v - m) / s).collect()).collect();
+    let z: Vec<Vec<f32>> =
+        emb.iter().map(|e| e.iter().zip(&mean).zip(&std).map(|((v, m), s)| (v - m) / s).collect()).collect();
     let head_cfg = FitConfig { epochs: 20, hidden: 8, dropout: 0.1, lr: 0.001, ..Default::default() };
     let cat0 = fit(&z, &yc, 3, &head_cfg, |_| 0.0).unwrap();
     let esc0 = fit(&z, &ye, 4, &head_cfg, |_| 0.0).unwrap();
-    let ft_cfg = FinetuneConfig { epochs: 6, lr_layers: 1e-3, lr_heads: 1e-2, batch: 8, evals_per_epoch: 1, ..Default::default() };
+    let ft_cfg = FinetuneConfig {
+        epochs: 6,
+        lr_layers: 1e-3,
+        lr_heads: 1e-2,
+        batch: 8,
+        evals_per_epoch: 1,
+        ..Default::default()
+    };
     // score = - training loss proxy: accuracy on the training texts
     let score = |ls: &[TopLayer], c: &FittedHead, e: &FittedHead| -> anyhow::Result<f64> {
         let emb = embed_states(ls, &states, &all, 64)?;
@@ -127,9 +135,13 @@ fn fine_tuning_lowers_the_loss_and_the_written_model_serves_it() {
     let esc = finetune::fold_standardisation(&ft.escalation, &mean, &std);
     let heads = kesu_train::head_weights(&cat, &esc);
     let out = dir.path().join("ft.gguf");
-    format::write_model_with(&base, &out, &heads, ft.layers[0].export().unwrap(), "ft-test", serde_json::json!({})).unwrap();
+    format::write_model_with(&base, &out, &heads, ft.layers[0].export().unwrap(), "ft-test", serde_json::json!({}))
+        .unwrap();
     let stored = ModelFile::read(&out).unwrap();
-    assert_eq!(stored.tensor("encoder.layer.1.attention.self.query.weight").unwrap().dtype(), candle_core::quantized::GgmlDType::F16);
+    assert_eq!(
+        stored.tensor("encoder.layer.1.attention.self.query.weight").unwrap().dtype(),
+        candle_core::quantized::GgmlDType::F16
+    );
     assert_eq!(stored.tensor("heads.category.hidden.weight").unwrap().shape().dims(), &[8, 64]);
     let served = Classifier::load(&out, &LoadOptions::default()).unwrap();
     let refs: Vec<&str> = t.iter().map(String::as_str).collect();
@@ -139,7 +151,8 @@ fn fine_tuning_lowers_the_loss_and_the_written_model_serves_it() {
         assert!(max_abs_diff(g, w) < 5e-3, "{}", max_abs_diff(g, w));
     }
     let preds = served.predict(&refs).unwrap();
-    let agree = preds.iter().zip(&want).filter(|(p, e)| kesu_core::model::heads::argmax(&p.category) == cat.predict(e)).count();
+    let agree =
+        preds.iter().zip(&want).filter(|(p, e)| kesu_core::model::heads::argmax(&p.category) == cat.predict(e)).count();
     assert!(agree >= t.len() - 1, "{agree}/{}", t.len());
     // the base layer is unchanged where it was not trained
     let l0 = |m: &ModelFile| m.f32_vec("encoder.layer.0.output.dense.weight").unwrap();

@@ -3,7 +3,8 @@ use kesu_core::flags::{Entry, Flag, Flagger, Lexicon};
 use kesu_core::text::Segmenter;
 
 fn lexicon() -> Lexicon {
-    Lexicon::parse(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/lexicons/legal_risk.tsv")).unwrap()).unwrap()
+    Lexicon::parse(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/lexicons/legal_risk.tsv")).unwrap())
+        .unwrap()
 }
 
 #[test]
@@ -29,7 +30,9 @@ fn every_term_matches_itself_and_every_exclusion_silences_its_terms() {
                 let excluded = lx.rows.iter().any(|x| x.entry == Entry::Exclude && x.term == r.term);
                 assert!(excluded || hits.flags.contains(&flag), "line {}: {} does not raise {flag}", r.line, r.term);
             }
-            Entry::Exclude => assert!(hits.hits.is_empty(), "line {}: exclusion {} still raises {:?}", r.line, r.term, hits.flags),
+            Entry::Exclude => {
+                assert!(hits.hits.is_empty(), "line {}: exclusion {} still raises {:?}", r.line, r.term, hits.flags)
+            }
         }
     }
 }
@@ -108,7 +111,11 @@ fn user_dictionary_keeps_its_entries_whole() {
     assert!(s.user_words() >= 300);
     let raw = std::fs::read_to_string(path).unwrap();
     let mut split = Vec::new();
-    for w in raw.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).map(|l| l.split_whitespace().next().unwrap()) {
+    for w in raw
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().next().unwrap())
+    {
         let seg = s.segment(&format!("我们{w}了"));
         if !seg.iter().any(|x| x.word == w) {
             split.push(w.to_string());

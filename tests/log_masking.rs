@@ -60,7 +60,13 @@ async fn nothing_personal_reaches_the_log() {
     }
     // review routes: a search for the number, a note holding it, the export
     assert_eq!(app.get(&format!("/v1/reviews?q={PHONE}")).await.status(), 200);
-    let r = app.client.patch(app.url(&format!("/v1/reviews/{id}"))).json(&json!({"version": 1, "status": "in_review", "note": format!("已联系 {PHONE} {EMAIL}")})).send().await.unwrap();
+    let r = app
+        .client
+        .patch(app.url(&format!("/v1/reviews/{id}")))
+        .json(&json!({"version": 1, "status": "in_review", "note": format!("已联系 {PHONE} {EMAIL}")}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(app.get(&format!("/v1/reviews/nope-{PHONE}")).await.status(), 404);
     let body = app.get("/v1/reviews/export").await.text().await.unwrap();

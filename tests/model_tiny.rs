@@ -1,7 +1,7 @@
 //! The model code on a TINY random model (no downloaded weights needed).
 
-use kesu_core::model::format::ModelFile;
 use kesu_core::model::format::write_model_with_heads;
+use kesu_core::model::format::ModelFile;
 use kesu_core::model::testing::write_tiny_model;
 use kesu_core::model::{Classifier, HeadWeights, LoadOptions, WeightFormat};
 
@@ -111,7 +111,8 @@ fn probabilities_sum_to_one_and_embeddings_are_unit() {
 #[test]
 fn batch_equals_single_padding_is_masked() {
     let dir = tempfile::tempdir().unwrap();
-    for fmt in [WeightFormat::F32, WeightFormat::F32Candle, WeightFormat::Stored, WeightFormat::F16, WeightFormat::Q8_0] {
+    for fmt in [WeightFormat::F32, WeightFormat::F32Candle, WeightFormat::Stored, WeightFormat::F16, WeightFormat::Q8_0]
+    {
         let m = Classifier::load(&tiny(&dir, 3), &LoadOptions { weights: fmt, ..Default::default() }).unwrap();
         let batch = m.embed(&TEXTS).unwrap();
         let preds = m.predict(&TEXTS).unwrap();
@@ -138,9 +139,12 @@ fn weight_formats_agree() {
     let p = tiny(&dir, 5);
     let base = Classifier::load(&p, &LoadOptions { weights: WeightFormat::F32, ..Default::default() }).unwrap();
     let e0 = base.embed(&TEXTS).unwrap();
-    for (fmt, min) in
-        [(WeightFormat::F32Candle, 0.99999), (WeightFormat::Stored, 0.995), (WeightFormat::F16, 0.9999), (WeightFormat::Q8_0, 0.995)]
-    {
+    for (fmt, min) in [
+        (WeightFormat::F32Candle, 0.99999),
+        (WeightFormat::Stored, 0.995),
+        (WeightFormat::F16, 0.9999),
+        (WeightFormat::Q8_0, 0.995),
+    ] {
         let m = Classifier::load(&p, &LoadOptions { weights: fmt, ..Default::default() }).unwrap();
         for (a, b) in m.embed(&TEXTS).unwrap().iter().zip(&e0) {
             let c = cos(a, b);
@@ -212,7 +216,10 @@ fn windowed_pooling_is_the_mean_over_all_window_tokens() {
     use kesu_core::model::tokenize::windows;
     let (w, t) = windows(0, &[10, 11, 12, 13, 14], 0, 2, 4, 10);
     assert!(!t);
-    assert_eq!(w.iter().map(|w| w.ids.clone()).collect::<Vec<_>>(), vec![vec![0, 10, 11, 2], vec![0, 12, 13, 2], vec![0, 14, 2]]);
+    assert_eq!(
+        w.iter().map(|w| w.ids.clone()).collect::<Vec<_>>(),
+        vec![vec![0, 10, 11, 2], vec![0, 12, 13, 2], vec![0, 14, 2]]
+    );
     let (w, t) = windows(0, &[10, 11, 12, 13, 14], 0, 2, 4, 2);
     assert!(t);
     assert_eq!(w.len(), 2);

@@ -29,8 +29,16 @@ async fn review_console_in_headless_chromium() {
         s.store.store_min_escalation = Some(4);
     })
     .await;
-    let items: Vec<_> = TEXTS.iter().enumerate().map(|(i, t)| json!({"id": format!("w{i}"), "text": t, "channel": "weibo"})).collect();
-    let r = app.client.post(app.url("/v1/classify")).bearer_auth(&intake).json(&json!({"items": items})).send().await.unwrap();
+    let items: Vec<_> =
+        TEXTS.iter().enumerate().map(|(i, t)| json!({"id": format!("w{i}"), "text": t, "channel": "weibo"})).collect();
+    let r = app
+        .client
+        .post(app.url("/v1/classify"))
+        .bearer_auth(&intake)
+        .json(&json!({"items": items}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
     assert!(v["items"].as_array().unwrap().iter().all(|i| i["review_id"].is_string()), "all seeded texts stored: {v}");

@@ -64,21 +64,59 @@ async fn suite(store: Store) {
     let f = |flag: Option<&str>| Filter { flag: flag.map(String::from), ..Filter::default() };
     assert_eq!(texts(store.list(&f(Some("litigation")), None, 50).await.unwrap()), ["P1 一起去集体诉讼"]);
     assert!(texts(store.list(&f(Some("litig")), None, 50).await.unwrap()).is_empty(), "whole flag names only");
-    assert_eq!(store.list(&Filter { min_severity: Some(2), ..Filter::default() }, None, 50).await.unwrap().items.len(), 3);
-    assert_eq!(texts(store.list(&Filter { category: Some("product".into()), ..Filter::default() }, None, 50).await.unwrap()), ["P2 记者曝光"]);
-    assert_eq!(store.list(&Filter { route: Some("compliance".into()), ..Filter::default() }, None, 50).await.unwrap().items.len(), 2);
-    assert_eq!(texts(store.list(&Filter { q: Some("曝光".into()), ..Filter::default() }, None, 50).await.unwrap()), ["P2 记者曝光"]);
-    assert_eq!(texts(store.list(&Filter { q: Some("%_".into()), ..Filter::default() }, None, 50).await.unwrap()), ["50%_off 骗子"], "LIKE wildcards are literal");
+    assert_eq!(
+        store.list(&Filter { min_severity: Some(2), ..Filter::default() }, None, 50).await.unwrap().items.len(),
+        3
+    );
+    assert_eq!(
+        texts(store.list(&Filter { category: Some("product".into()), ..Filter::default() }, None, 50).await.unwrap()),
+        ["P2 记者曝光"]
+    );
+    assert_eq!(
+        store
+            .list(&Filter { route: Some("compliance".into()), ..Filter::default() }, None, 50)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    assert_eq!(
+        texts(store.list(&Filter { q: Some("曝光".into()), ..Filter::default() }, None, 50).await.unwrap()),
+        ["P2 记者曝光"]
+    );
+    assert_eq!(
+        texts(store.list(&Filter { q: Some("%_".into()), ..Filter::default() }, None, 50).await.unwrap()),
+        ["50%_off 骗子"],
+        "LIKE wildcards are literal"
+    );
     assert!(matches!(store.list(&Filter::default(), Some("garbage"), 2).await, Err(StoreError::Cursor(_))));
 
     // moves, audit, conflicts
     let id = &ids[1];
-    let it = store.update(id, 1, &Patch { status: Some(Status::InReview), assignee: Some("li".into()), note: None }, "reviewer-a").await.unwrap();
+    let it = store
+        .update(id, 1, &Patch { status: Some(Status::InReview), assignee: Some("li".into()), note: None }, "reviewer-a")
+        .await
+        .unwrap();
     assert_eq!((it.version, it.status, it.assignee.as_deref()), (2, Status::InReview, Some("li")));
-    assert!(matches!(store.update(id, 1, &Patch { status: Some(Status::Confirmed), ..Patch::default() }, "reviewer-b").await, Err(StoreError::Conflict { current: 2, given: 1, .. })));
-    let it = store.update(id, 2, &Patch { status: Some(Status::Confirmed), note: Some("真实威胁".into()), ..Patch::default() }, "reviewer-a").await.unwrap();
+    assert!(matches!(
+        store.update(id, 1, &Patch { status: Some(Status::Confirmed), ..Patch::default() }, "reviewer-b").await,
+        Err(StoreError::Conflict { current: 2, given: 1, .. })
+    ));
+    let it = store
+        .update(
+            id,
+            2,
+            &Patch { status: Some(Status::Confirmed), note: Some("真实威胁".into()), ..Patch::default() },
+            "reviewer-a",
+        )
+        .await
+        .unwrap();
     assert_eq!(it.version, 3);
-    assert!(matches!(store.update(id, 3, &Patch { status: Some(Status::New), ..Patch::default() }, "x").await, Err(StoreError::Transition { .. })));
+    assert!(matches!(
+        store.update(id, 3, &Patch { status: Some(Status::New), ..Patch::default() }, "x").await,
+        Err(StoreError::Transition { .. })
+    ));
     let same = store.update(id, 3, &Patch { status: Some(Status::Confirmed), ..Patch::default() }, "x").await.unwrap();
     assert_eq!(same.version, 3, "a no-op change is not a new version");
     let h = store.history(id).await.unwrap();
@@ -86,7 +124,10 @@ async fn suite(store: Store) {
     assert_eq!(h[1].changes["status"], json!({"from": "new", "to": "in_review"}));
     assert_eq!(h[1].changes["assignee"], json!({"from": null, "to": "li"}));
     assert_eq!((h[2].actor.as_str(), &h[2].changes["note"]["to"]), ("reviewer-a", &json!("真实威胁")));
-    let open = store.list(&Filter { status: vec![Status::New, Status::InReview], ..Filter::default() }, None, 50).await.unwrap();
+    let open = store
+        .list(&Filter { status: vec![Status::New, Status::InReview], ..Filter::default() }, None, 50)
+        .await
+        .unwrap();
     assert!(open.items.iter().all(|i| &i.id != id), "a confirmed item leaves the queue");
     assert!(matches!(store.get("nope").await, Err(StoreError::NotFound(_))));
     assert!(matches!(store.update("nope", 1, &Patch::default(), "x").await, Err(StoreError::NotFound(_))));
@@ -96,7 +137,15 @@ async fn suite(store: Store) {
     let mut tasks = Vec::new();
     for r in 0..8 {
         let (s, t) = (store.clone(), target.clone());
-        tasks.push(tokio::spawn(async move { s.update(&t, 1, &Patch { status: Some(Status::FalsePositive), note: Some(format!("r{r}")), ..Patch::default() }, &format!("r{r}")).await }));
+        tasks.push(tokio::spawn(async move {
+            s.update(
+                &t,
+                1,
+                &Patch { status: Some(Status::FalsePositive), note: Some(format!("r{r}")), ..Patch::default() },
+                &format!("r{r}"),
+            )
+            .await
+        }));
     }
     let mut wins = 0;
     for t in tasks {
@@ -138,6 +187,9 @@ async fn postgres_store() {
     suite(store.clone()).await;
     assert_eq!(store.url(), pg.url(), "no password to hide");
     pg.stop();
-    assert!(store.insert(&[item("lost?", "P1", &[], 0, "service", 3)], "x").await.is_err(), "stopped database: insert fails");
+    assert!(
+        store.insert(&[item("lost?", "P1", &[], 0, "service", 3)], "x").await.is_err(),
+        "stopped database: insert fails"
+    );
     assert!(!store.ping().await);
 }

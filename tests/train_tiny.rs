@@ -23,8 +23,11 @@ fn training_on_a_few_dozen_rows_reduces_the_loss_and_round_trips() {
     let x = model.embed(&refs).unwrap();
     assert_eq!(x.len(), 48);
     let (xc, yc) = (x.clone(), y.clone());
-    let acc = move |h: &kesu_train::fit::FittedHead| xc.iter().zip(&yc).filter(|(r, &t)| h.predict(r) == t).count() as f64 / 48.0;
-    let head = fit(&x, &y, 3, &FitConfig { epochs: 200, eval_every: 5, patience: 100, ..Default::default() }, acc).unwrap();
+    let acc = move |h: &kesu_train::fit::FittedHead| {
+        xc.iter().zip(&yc).filter(|(r, &t)| h.predict(r) == t).count() as f64 / 48.0
+    };
+    let head =
+        fit(&x, &y, 3, &FitConfig { epochs: 200, eval_every: 5, patience: 100, ..Default::default() }, acc).unwrap();
     assert!(head.loss_best < head.loss_start * 0.8, "loss {} -> {}", head.loss_start, head.loss_best);
     assert!(head.best_dev_score >= 0.9, "training accuracy {}", head.best_dev_score);
 

@@ -56,7 +56,9 @@ pub async fn spawn_in(dir: tempfile::TempDir, with_model: bool, tweak: impl FnOn
     let port = listener.local_addr().unwrap().port();
     let store = kesu_server::api::open_store(&s.store.options()).await.expect("store opens");
     let access = kesu_server::auth::access(&s.auth.options()).expect("keys load").0;
-    let state = actix_web::web::Data::new(kesu_server::api::AppState::new(pipeline, s.server()).with_store(store).with_access(access));
+    let state = actix_web::web::Data::new(
+        kesu_server::api::AppState::new(pipeline, s.server()).with_store(store).with_access(access),
+    );
     let server = kesu_server::api::serve(listener, state).unwrap();
     actix_web::rt::spawn(server);
     TestApp { base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new(), dir }
@@ -164,7 +166,10 @@ impl Sse {
                 }
                 return Some((name, serde_json::from_str(&data).expect("data is JSON")));
             }
-            let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), self.resp.chunk()).await.expect("an event within 20 s").unwrap();
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), self.resp.chunk())
+                .await
+                .expect("an event within 20 s")
+                .unwrap();
             match chunk {
                 Some(b) => self.buf.push_str(std::str::from_utf8(&b).expect("UTF-8 events")),
                 None => return None,
@@ -177,11 +182,17 @@ impl Sse {
 /// checkout), or `None` — then corpus tests skip loudly, unless
 /// `KESU_REQUIRE_CORPORA=1`, which makes a missing corpus a failure.
 pub fn corpora() -> Option<PathBuf> {
-    let p = std::env::var_os("KESU_CORPORA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora"));
+    let p = std::env::var_os("KESU_CORPORA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpora"));
     if p.join("stc3/train_data_cn.json").exists() {
         return Some(p);
     }
-    assert!(std::env::var("KESU_REQUIRE_CORPORA").is_err(), "KESU_REQUIRE_CORPORA is set but {} has no corpora", p.display());
+    assert!(
+        std::env::var("KESU_REQUIRE_CORPORA").is_err(),
+        "KESU_REQUIRE_CORPORA is set but {} has no corpora",
+        p.display()
+    );
     eprintln!("SKIPPED: no corpora at {} (set KESU_CORPORA)", p.display());
     None
 }
@@ -199,12 +210,16 @@ pub struct PgServer {
 impl PgServer {
     pub fn start() -> Option<PgServer> {
         let bin = std::fs::read_dir("/usr/lib/postgresql").ok().and_then(|d| {
-            let mut v: Vec<PathBuf> = d.flatten().map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect();
+            let mut v: Vec<PathBuf> =
+                d.flatten().map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect();
             v.sort();
             v.pop()
         });
         let Some(bin) = bin else {
-            assert!(std::env::var("KESU_REQUIRE_POSTGRES").is_err(), "KESU_REQUIRE_POSTGRES is set but no PostgreSQL server under /usr/lib/postgresql");
+            assert!(
+                std::env::var("KESU_REQUIRE_POSTGRES").is_err(),
+                "KESU_REQUIRE_POSTGRES is set but no PostgreSQL server under /usr/lib/postgresql"
+            );
             eprintln!("SKIPPED: no PostgreSQL server installed (apt-get install postgresql)");
             return None;
         };
@@ -213,10 +228,28 @@ impl PgServer {
         let root = unsafe { libc_geteuid() } == 0;
         let pg = PgServer { dir, port, bin };
         if root {
-            assert!(Command::new("chown").args(["-R", "postgres:postgres"]).arg(pg.dir.path()).status().unwrap().success());
+            assert!(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(pg.dir.path())
+                .status()
+                .unwrap()
+                .success());
         }
         let data = pg.dir.path().join("data");
-        pg.run(root, &[pg.bin.join("initdb").to_str().unwrap(), "-D", data.to_str().unwrap(), "-U", "kesu", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        pg.run(
+            root,
+            &[
+                pg.bin.join("initdb").to_str().unwrap(),
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "kesu",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
         pg.start_again();
         Some(pg)
     }
@@ -225,8 +258,22 @@ impl PgServer {
     pub fn start_again(&self) {
         let root = unsafe { libc_geteuid() } == 0;
         let data = self.dir.path().join("data");
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
-        self.run(root, &[self.bin.join("pg_ctl").to_str().unwrap(), "-D", data.to_str().unwrap(), "-o", &opts, "-l", self.dir.path().join("log").to_str().unwrap(), "-w", "start"]);
+        let opts =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
+        self.run(
+            root,
+            &[
+                self.bin.join("pg_ctl").to_str().unwrap(),
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &opts,
+                "-l",
+                self.dir.path().join("log").to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
     }
 
     fn run(&self, root: bool, args: &[&str]) {
@@ -235,7 +282,12 @@ impl PgServer {
         } else {
             Command::new(args[0]).args(&args[1..]).output().unwrap()
         };
-        assert!(out.status.success(), "{args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn url(&self) -> String {
@@ -246,15 +298,29 @@ impl PgServer {
     pub fn stop(&self) {
         let root = unsafe { libc_geteuid() } == 0;
         let data = self.dir.path().join("data");
-        self.run(root, &[self.bin.join("pg_ctl").to_str().unwrap(), "-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"]);
+        self.run(
+            root,
+            &[self.bin.join("pg_ctl").to_str().unwrap(), "-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"],
+        );
     }
 }
 
 impl Drop for PgServer {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
-        let args = [self.bin.join("pg_ctl").to_string_lossy().to_string(), "-D".into(), data.to_string_lossy().to_string(), "-m".into(), "immediate".into(), "stop".into()];
-        let _ = if unsafe { libc_geteuid() } == 0 { Command::new("runuser").args(["-u", "postgres", "--"]).args(&args).output() } else { Command::new(&args[0]).args(&args[1..]).output() };
+        let args = [
+            self.bin.join("pg_ctl").to_string_lossy().to_string(),
+            "-D".into(),
+            data.to_string_lossy().to_string(),
+            "-m".into(),
+            "immediate".into(),
+            "stop".into(),
+        ];
+        let _ = if unsafe { libc_geteuid() } == 0 {
+            Command::new("runuser").args(["-u", "postgres", "--"]).args(&args).output()
+        } else {
+            Command::new(&args[0]).args(&args[1..]).output()
+        };
     }
 }
 
@@ -291,7 +357,14 @@ pub async fn run_browser_script(app: &TestApp, script: &str, golden: &str, env: 
     let stem = script.trim_end_matches(".test.mjs");
     let shot = app.dir.path().join(format!("{stem}.png"));
     let mut cmd = tokio::process::Command::new("node");
-    cmd.current_dir(&dir).arg(script).arg(&app.base).arg("--golden").arg(golden).arg("--shot").arg(&shot).env("CHROMIUM", &chromium);
+    cmd.current_dir(&dir)
+        .arg(script)
+        .arg(&app.base)
+        .arg("--golden")
+        .arg(golden)
+        .arg("--shot")
+        .arg(&shot)
+        .env("CHROMIUM", &chromium);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -299,7 +372,10 @@ pub async fn run_browser_script(app: &TestApp, script: &str, golden: &str, env: 
         cmd.arg("--update");
     }
     cmd.kill_on_drop(true);
-    let out = tokio::time::timeout(std::time::Duration::from_secs(180), cmd.output()).await.expect("browser test within 180 s").unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(180), cmd.output())
+        .await
+        .expect("browser test within 180 s")
+        .unwrap();
     let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
         let keep = Path::new(env!("CARGO_TARGET_TMPDIR"));

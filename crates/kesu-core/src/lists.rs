@@ -67,9 +67,12 @@ impl WordLists {
     pub fn load(dir: &Path, review_min_severity: u8) -> Result<WordLists, ListError> {
         let read = |kind: ListFile, name: &str| {
             let file = dir.join(name);
-            std::fs::read_to_string(&file)
-                .map(|raw| (raw, file.clone()))
-                .map_err(|e| ListError { kind, file: file.clone(), line: None, message: format!("cannot read: {e}") })
+            std::fs::read_to_string(&file).map(|raw| (raw, file.clone())).map_err(|e| ListError {
+                kind,
+                file: file.clone(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            })
         };
         let (raw, file) = read(ListFile::LegalRisk, LEGAL_RISK_FILE)?;
         let flagger = Lexicon::parse(&raw)
@@ -90,7 +93,8 @@ mod tests {
     fn shipped_copy() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         for f in [LEGAL_RISK_FILE, USER_DICT_FILE, TRIAGE_FILE] {
-            std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../lexicons").join(f), d.path().join(f)).unwrap();
+            std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../lexicons").join(f), d.path().join(f))
+                .unwrap();
         }
         d
     }

@@ -176,11 +176,16 @@ pub struct Pipeline {
 impl Pipeline {
     /// Load the word lists and, when `with_model`, the model file.
     pub fn load(res: &PipelineOptions, with_model: bool) -> anyhow::Result<Pipeline> {
-        let source = ListSource { dir: res.lexicons.clone(), review_min_severity: res.review_min_severity, store_override: res.store_override };
+        let source = ListSource {
+            dir: res.lexicons.clone(),
+            review_min_severity: res.review_min_severity,
+            store_override: res.store_override,
+        };
         let lists = source.load()?;
         let contacts = Arc::new(MemoryContacts::new(res.repeat_capacity, res.repeat_window));
         let model = if with_model {
-            let opts = LoadOptions { max_tokens: res.max_tokens, max_windows: res.max_windows, ..LoadOptions::default() };
+            let opts =
+                LoadOptions { max_tokens: res.max_tokens, max_windows: res.max_windows, ..LoadOptions::default() };
             Some(Classifier::load(&res.model, &opts)?)
         } else {
             None
@@ -197,7 +202,12 @@ impl Pipeline {
 
     /// Assemble from parts (tests, embedding): no triage rules (everything P4
     /// `standard`, see [`Pipeline::with_triage`]), no reloads, a default contact store.
-    pub fn from_parts(segmenter: Segmenter, flagger: Flagger, model: Option<Classifier>, batch_size: usize) -> Pipeline {
+    pub fn from_parts(
+        segmenter: Segmenter,
+        flagger: Flagger,
+        model: Option<Classifier>,
+        batch_size: usize,
+    ) -> Pipeline {
         Pipeline {
             lists: ArcSwap::from_pointee(WordLists::from_parts(flagger, segmenter, TriageRules::default())),
             contacts: {
@@ -217,8 +227,17 @@ impl Pipeline {
     /// When a snapshot taken with [`Pipeline::lists`] is still alive.
     pub fn with_triage(self, rules: TriageRules) -> Pipeline {
         let Pipeline { lists, contacts, model, batch_size, source, reload_lock } = self;
-        let Ok(lists) = Arc::try_unwrap(lists.into_inner()) else { panic!("Pipeline::with_triage: a snapshot from Pipeline::lists() is still alive") };
-        Pipeline { lists: ArcSwap::from_pointee(WordLists { triage: rules, ..lists }), contacts, model, batch_size, source, reload_lock }
+        let Ok(lists) = Arc::try_unwrap(lists.into_inner()) else {
+            panic!("Pipeline::with_triage: a snapshot from Pipeline::lists() is still alive")
+        };
+        Pipeline {
+            lists: ArcSwap::from_pointee(WordLists { triage: rules, ..lists }),
+            contacts,
+            model,
+            batch_size,
+            source,
+            reload_lock,
+        }
     }
 
     /// Replace the repeat-contact store (e.g. a database-backed one).
@@ -288,7 +307,12 @@ impl Pipeline {
             let out = model.predict(&batch)?;
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             if out.len() != batch.len() {
-                return Err(ModelError::Inference(format!("model returned {} predictions for {} texts", out.len(), batch.len())).into());
+                return Err(ModelError::Inference(format!(
+                    "model returned {} predictions for {} texts",
+                    out.len(),
+                    batch.len()
+                ))
+                .into());
             }
             for (&i, p) in chunk.iter().zip(out) {
                 preds[i] = Some((p, ms));
@@ -309,7 +333,13 @@ impl Pipeline {
                     None
                 }
             });
-            let facts = Facts { flags: &flags, category: &category.label, escalation: emotion.level, prior_contacts, repeat_window: self.contacts.window() };
+            let facts = Facts {
+                flags: &flags,
+                category: &category.label,
+                escalation: emotion.level,
+                prior_contacts,
+                repeat_window: self.contacts.window(),
+            };
             let triage = lists.triage.evaluate(&facts);
             let own_ms = t0.elapsed().as_secs_f64() * 1e3;
             results.push(Classified {
@@ -317,7 +347,12 @@ impl Pipeline {
                 emotion,
                 flags,
                 segments,
-                model: ModelInput { model_version: info.version.clone(), tokens: p.tokens, windows: p.windows, truncated: p.truncated },
+                model: ModelInput {
+                    model_version: info.version.clone(),
+                    tokens: p.tokens,
+                    windows: p.windows,
+                    truncated: p.truncated,
+                },
                 triage,
                 took_ms: own_ms + model_ms,
             });

@@ -86,7 +86,13 @@ pub struct ConversationSettings {
 
 impl Default for ConversationSettings {
     fn default() -> Self {
-        ConversationSettings { ttl_secs: 1800, max_conversations: 10_000, max_messages: 200, max_subscribers: 8, alerts: AlertRules::default() }
+        ConversationSettings {
+            ttl_secs: 1800,
+            max_conversations: 10_000,
+            max_messages: 200,
+            max_subscribers: 8,
+            alerts: AlertRules::default(),
+        }
     }
 }
 
@@ -98,7 +104,13 @@ impl ConversationSettings {
 
     /// The registry limits these settings describe.
     pub fn limits(&self) -> Limits {
-        Limits { ttl: Duration::from_secs(self.ttl_secs), max_conversations: self.max_conversations, max_messages: self.max_messages as usize, max_alerts: 200, channel_capacity: 64 }
+        Limits {
+            ttl: Duration::from_secs(self.ttl_secs),
+            max_conversations: self.max_conversations,
+            max_messages: self.max_messages as usize,
+            max_alerts: 200,
+            channel_capacity: 64,
+        }
     }
 }
 

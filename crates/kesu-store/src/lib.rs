@@ -38,7 +38,8 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [Status::New, Status::InReview, Status::Confirmed, Status::FalsePositive, Status::Resolved];
+    pub const ALL: [Status; 5] =
+        [Status::New, Status::InReview, Status::Confirmed, Status::FalsePositive, Status::Resolved];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -74,7 +75,10 @@ impl Status {
 impl FromStr for Status {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Status::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| format!("unknown status {s:?}; one of new, in_review, confirmed, false_positive, resolved"))
+        Status::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| format!("unknown status {s:?}; one of new, in_review, confirmed, false_positive, resolved"))
     }
 }
 
@@ -297,7 +301,14 @@ impl Store {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         if sqlite {
-            if let Some(parent) = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:").split('?').next().map(std::path::Path::new).and_then(|p| p.parent()) {
+            if let Some(parent) = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:")
+                .split('?')
+                .next()
+                .map(std::path::Path::new)
+                .and_then(|p| p.parent())
+            {
                 if !parent.as_os_str().is_empty() {
                     let _ = std::fs::create_dir_all(parent);
                 }
@@ -329,13 +340,19 @@ impl Store {
         for m in MIGRATIONS {
             sqlx::query(m).execute(&mut *tx).await?;
         }
-        let v: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM kesu_schema").fetch_one(&mut *tx).await?.try_get("v").ok();
+        let v: Option<i64> =
+            sqlx::query("SELECT MAX(version) AS v FROM kesu_schema").fetch_one(&mut *tx).await?.try_get("v").ok();
         match v {
             None => {
-                sqlx::query("INSERT INTO kesu_schema (version) VALUES ($1)").bind(SCHEMA_VERSION).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO kesu_schema (version) VALUES ($1)")
+                    .bind(SCHEMA_VERSION)
+                    .execute(&mut *tx)
+                    .await?;
             }
             Some(v) if v > SCHEMA_VERSION => {
-                return Err(StoreError::Db(sqlx::Error::Protocol(format!("database schema version {v} is newer than this kesu ({SCHEMA_VERSION})"))));
+                return Err(StoreError::Db(sqlx::Error::Protocol(format!(
+                    "database schema version {v} is newer than this kesu ({SCHEMA_VERSION})"
+                ))));
             }
             Some(_) => {}
         }
@@ -478,7 +495,8 @@ impl Store {
         // SQLite: take the write lock up front (a read transaction cannot wait
         // to become a writer); PostgreSQL: the conditional UPDATE below waits
         // for a concurrent writer's row lock, then finds the version changed.
-        let mut tx = if self.sqlite { self.pool.begin_with("BEGIN IMMEDIATE").await? } else { self.pool.begin().await? };
+        let mut tx =
+            if self.sqlite { self.pool.begin_with("BEGIN IMMEDIATE").await? } else { self.pool.begin().await? };
         let row = sqlx::query("SELECT * FROM items WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
         let cur = row.map(|r| item(&r)).transpose()?.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
         if cur.version != version {
@@ -544,7 +562,12 @@ impl Store {
 
     /// The audit log of one item, oldest first.
     pub async fn history(&self, id: &str) -> Result<Vec<Change>, StoreError> {
-        let rows = sqlx::query("SELECT version, at, actor, action, changes FROM item_history WHERE item_id = $1 ORDER BY version").bind(id).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(
+            "SELECT version, at, actor, action, changes FROM item_history WHERE item_id = $1 ORDER BY version",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
         if rows.is_empty() {
             return Err(StoreError::NotFound(id.to_string()));
         }
@@ -565,7 +588,8 @@ impl Store {
     /// many such items each appears in, most frequent first: feedback for the
     /// word lists.
     pub async fn false_positive_terms(&self) -> Result<Vec<TermCount>, StoreError> {
-        let rows = sqlx::query("SELECT result FROM items WHERE status = 'false_positive'").fetch_all(&self.pool).await?;
+        let rows =
+            sqlx::query("SELECT result FROM items WHERE status = 'false_positive'").fetch_all(&self.pool).await?;
         let mut counts: std::collections::BTreeMap<(String, String), (usize, usize)> = Default::default();
         for r in rows {
             let v: serde_json::Value = serde_json::from_str(&r.try_get::<String, _>("result")?).unwrap_or_default();
@@ -580,7 +604,10 @@ impl Store {
                 }
             }
         }
-        let mut out: Vec<TermCount> = counts.into_iter().map(|((term, flag), (items, negated))| TermCount { term, flag, items, negated }).collect();
+        let mut out: Vec<TermCount> = counts
+            .into_iter()
+            .map(|((term, flag), (items, negated))| TermCount { term, flag, items, negated })
+            .collect();
         out.sort_by(|a, b| b.items.cmp(&a.items).then_with(|| a.term.cmp(&b.term)));
         Ok(out)
     }

@@ -3,11 +3,72 @@
 
 use kesu_core::flags::{Flag, FlagReport};
 
-const INFOSEC: &[&str] = &["诈骗", "盗刷", "泄露", "泄漏", "骚扰电话", "被盗", "盗号", "冒充", "冒用", "钓鱼", "验证码", "个人信息", "隐私", "骗子电话", "实名", "账号被"];
-const SERVICE: &[&str] = &["客服", "服务", "态度", "退款", "退货", "快递", "送餐", "配送", "物流", "送货", "发货", "前台", "服务员", "骑手", "送到", "扣费", "处理", "回复", "售后", "投诉", "退费", "维修", "预订", "小时"];
-const ANGRY: &[&str] = &["垃圾", "骗子", "气死", "太过分", "千万别", "恶心", "坑人", "无语", "滚", "妈的", "傻", "!!!", "！！！", "什么玩意", "太差劲", "再也不"];
-const UNHAPPY: &[&str] = &["不", "没", "差", "慢", "失望", "问题", "为什么", "怎么", "难", "贵", "一般", "还没", "希望"];
-const OUTSIDE: [Flag; 6] = [Flag::Litigation, Flag::Regulator, Flag::Media, Flag::PoliceCrime, Flag::CollectiveAction, Flag::SelfHarmViolence];
+const INFOSEC: &[&str] = &[
+    "诈骗",
+    "盗刷",
+    "泄露",
+    "泄漏",
+    "骚扰电话",
+    "被盗",
+    "盗号",
+    "冒充",
+    "冒用",
+    "钓鱼",
+    "验证码",
+    "个人信息",
+    "隐私",
+    "骗子电话",
+    "实名",
+    "账号被",
+];
+const SERVICE: &[&str] = &[
+    "客服",
+    "服务",
+    "态度",
+    "退款",
+    "退货",
+    "快递",
+    "送餐",
+    "配送",
+    "物流",
+    "送货",
+    "发货",
+    "前台",
+    "服务员",
+    "骑手",
+    "送到",
+    "扣费",
+    "处理",
+    "回复",
+    "售后",
+    "投诉",
+    "退费",
+    "维修",
+    "预订",
+    "小时",
+];
+const ANGRY: &[&str] = &[
+    "垃圾",
+    "骗子",
+    "气死",
+    "太过分",
+    "千万别",
+    "恶心",
+    "坑人",
+    "无语",
+    "滚",
+    "妈的",
+    "傻",
+    "!!!",
+    "！！！",
+    "什么玩意",
+    "太差劲",
+    "再也不",
+];
+const UNHAPPY: &[&str] =
+    &["不", "没", "差", "慢", "失望", "问题", "为什么", "怎么", "难", "贵", "一般", "还没", "希望"];
+const OUTSIDE: [Flag; 6] =
+    [Flag::Litigation, Flag::Regulator, Flag::Media, Flag::PoliceCrime, Flag::CollectiveAction, Flag::SelfHarmViolence];
 
 /// Keyword rules: category and escalation from word lists and the flagger.
 pub fn keyword_rules(text: &str, flags: &FlagReport) -> (usize, usize) {
@@ -47,7 +108,10 @@ impl SparseLogReg {
         for &c in y {
             freq[c] += 1;
         }
-        let cw: Vec<f32> = freq.iter().map(|&f| if f > 0 { (y.len() as f32 / classes as f32 / f as f32).sqrt() } else { 0.0 }).collect();
+        let cw: Vec<f32> = freq
+            .iter()
+            .map(|&f| if f > 0 { (y.len() as f32 / classes as f32 / f as f32).sqrt() } else { 0.0 })
+            .collect();
         let mut order: Vec<usize> = (0..x.len()).collect();
         let mut state = seed.wrapping_add(0x9e3779b97f4a7c15);
         let lambda = 1e-5f32;
@@ -90,7 +154,12 @@ impl SparseLogReg {
     /// The weights as an n-gram head part (`[classes, dim]` row-major, bias).
     pub fn to_ngram(&self, alpha: f32) -> kesu_core::model::ngrams::NgramWeights {
         let n = self.dim * self.classes;
-        kesu_core::model::ngrams::NgramWeights { dim: self.dim, weight: self.w[..n].to_vec(), bias: self.w[n..].to_vec(), alpha }
+        kesu_core::model::ngrams::NgramWeights {
+            dim: self.dim,
+            weight: self.w[..n].to_vec(),
+            bias: self.w[n..].to_vec(),
+            alpha,
+        }
     }
 
     pub fn predict(&self, x: &[(usize, f32)]) -> usize {

@@ -74,7 +74,10 @@ pub fn stc3_dialogues(root: &Path) -> anyhow::Result<Vec<Dialogue>> {
     let p = root.join("stc3/train_data_cn.json");
     let raw = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
     let dialogues: Vec<Raw> = serde_json::from_slice(&raw).with_context(|| format!("parsing {}", p.display()))?;
-    Ok(dialogues.into_iter().map(|d| Dialogue { id: d.id, turns: d.turns.into_iter().map(|t| (t.sender, t.utterances.concat())).collect() }).collect())
+    Ok(dialogues
+        .into_iter()
+        .map(|d| Dialogue { id: d.id, turns: d.turns.into_iter().map(|t| (t.sender, t.utterances.concat())).collect() })
+        .collect())
 }
 
 fn read_stc3(root: &Path, out: &mut Vec<Record>) -> anyhow::Result<()> {
@@ -91,7 +94,8 @@ fn read_stc3(root: &Path, out: &mut Vec<Record>) -> anyhow::Result<()> {
 fn read_csv(root: &Path, source: &str, file: &str, column: &str, out: &mut Vec<Record>) -> anyhow::Result<()> {
     let p = root.join(file);
     // nlpcc2013.tsv is comma-separated despite its name
-    let mut rd = csv::ReaderBuilder::new().flexible(true).from_path(&p).with_context(|| format!("reading {}", p.display()))?;
+    let mut rd =
+        csv::ReaderBuilder::new().flexible(true).from_path(&p).with_context(|| format!("reading {}", p.display()))?;
     let headers = rd.headers()?.clone();
     let col = headers
         .iter()
@@ -112,11 +116,17 @@ fn read_ewect(root: &Path, out: &mut Vec<Record>) -> anyhow::Result<()> {
         content: String,
     }
     let dir = root.join("ewect");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "txt")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
     files.sort();
     for f in files {
         let stem = f.file_stem().unwrap().to_string_lossy().to_string();
-        let posts: Vec<Post> = serde_json::from_slice(&std::fs::read(&f)?).with_context(|| format!("parsing {}", f.display()))?;
+        let posts: Vec<Post> =
+            serde_json::from_slice(&std::fs::read(&f)?).with_context(|| format!("parsing {}", f.display()))?;
         for p in posts {
             let id = match p.id {
                 serde_json::Value::String(s) => s,

@@ -54,7 +54,10 @@ pub fn read_label_file(path: &Path) -> anyhow::Result<Vec<Labelled>> {
         if c.len() < 7 {
             bail!("{}: expected 8 columns", at());
         }
-        let category = CATEGORIES.iter().position(|x| *x == c[2].trim()).with_context(|| format!("{}: bad category {:?}", at(), c[2]))?;
+        let category = CATEGORIES
+            .iter()
+            .position(|x| *x == c[2].trim())
+            .with_context(|| format!("{}: bad category {:?}", at(), c[2]))?;
         let bit = |s: &str| -> anyhow::Result<bool> {
             match s.trim() {
                 "0" => Ok(false),
@@ -63,20 +66,46 @@ pub fn read_label_file(path: &Path) -> anyhow::Result<Vec<Labelled>> {
             }
         };
         let touches = [bit(c[3])?, bit(c[4])?, bit(c[5])?];
-        let escalation: usize = c[6].trim().parse().ok().filter(|v| *v <= 3).with_context(|| format!("{}: bad escalation {:?}", at(), c[6]))?;
+        let escalation: usize = c[6]
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v| *v <= 3)
+            .with_context(|| format!("{}: bad escalation {:?}", at(), c[6]))?;
         let flags = match c.get(7).map(|s| s.trim()).unwrap_or("") {
             "" => vec![],
-            s => s.split(',').map(|f| f.trim().parse::<Flag>().map_err(|e| anyhow::anyhow!("{}: {e}", at()))).collect::<anyhow::Result<_>>()?,
+            s => s
+                .split(',')
+                .map(|f| f.trim().parse::<Flag>().map_err(|e| anyhow::anyhow!("{}: {e}", at())))
+                .collect::<anyhow::Result<_>>()?,
         };
-        let text = if c[0] == "authored" { Some(c.get(8).with_context(|| format!("{}: authored row without text", at()))?.to_string()) } else { None };
-        out.push(Labelled { source: c[0].into(), id: c[1].into(), category, touches, escalation, flags, text, file: file.clone() });
+        let text = if c[0] == "authored" {
+            Some(c.get(8).with_context(|| format!("{}: authored row without text", at()))?.to_string())
+        } else {
+            None
+        };
+        out.push(Labelled {
+            source: c[0].into(),
+            id: c[1].into(),
+            category,
+            touches,
+            escalation,
+            flags,
+            text,
+            file: file.clone(),
+        });
     }
     Ok(out)
 }
 
 /// Every `*.tsv` directly in `dir` (sub-folders such as `double/` are not read).
 pub fn read_labels(dir: &Path) -> anyhow::Result<Vec<Labelled>> {
-    let mut files: Vec<_> = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "tsv")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "tsv"))
+        .collect();
     files.sort();
     let mut out = Vec::new();
     let mut seen = HashMap::new();
@@ -134,7 +163,10 @@ pub fn cap_authored(rows: &[Labelled], train: &[usize], max_share: f64) -> Cappe
             }
         }
         let Some(c) = (0..7).find(|&c| authored[c] as f64 > max_share * total[c] as f64 + 1e-9) else { break };
-        let k = (0..train.len()).rev().find(|&k| keep[k] && rows[train[k]].authored() && classes(train[k]).contains(&c)).expect("an authored row of the class");
+        let k = (0..train.len())
+            .rev()
+            .find(|&k| keep[k] && rows[train[k]].authored() && classes(train[k]).contains(&c))
+            .expect("an authored row of the class");
         keep[k] = false;
     }
     let kept = train.iter().zip(&keep).filter(|(_, &k)| k).map(|(&i, _)| i).collect();
@@ -175,14 +207,18 @@ impl Split {
 
 /// Read `data/split.tsv`.
 pub fn read_split(path: &Path) -> anyhow::Result<HashMap<(String, String), Split>> {
-    let raw = std::fs::read_to_string(path).with_context(|| format!("reading {} (create it with `kesu split`)", path.display()))?;
+    let raw = std::fs::read_to_string(path)
+        .with_context(|| format!("reading {} (create it with `kesu split`)", path.display()))?;
     let mut out = HashMap::new();
     for (i, line) in raw.lines().enumerate().skip(1) {
         let c: Vec<&str> = line.split('\t').collect();
         if c.len() != 3 {
             bail!("{}:{}: expected source, id, split", path.display(), i + 1);
         }
-        out.insert((c[0].to_string(), c[1].to_string()), c[2].parse().map_err(|e: String| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?);
+        out.insert(
+            (c[0].to_string(), c[1].to_string()),
+            c[2].parse().map_err(|e: String| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?,
+        );
     }
     Ok(out)
 }
@@ -207,7 +243,12 @@ impl Dataset {
         Dataset::load_inner(labels_dir, split_file, corpora, true)
     }
 
-    fn load_inner(labels_dir: &Path, split_file: &Path, corpora: &Path, skip_unsplit: bool) -> anyhow::Result<(Dataset, usize)> {
+    fn load_inner(
+        labels_dir: &Path,
+        split_file: &Path,
+        corpora: &Path,
+        skip_unsplit: bool,
+    ) -> anyhow::Result<(Dataset, usize)> {
         let mut rows = read_labels(labels_dir)?;
         let split = read_split(split_file)?;
         let before = rows.len();
@@ -221,9 +262,14 @@ impl Dataset {
         for r in &rows {
             let t = match &r.text {
                 Some(t) => t.clone(),
-                None => index.get(&r.key()).cloned().with_context(|| format!("({}, {}) from {} is not in the corpora", r.source, r.id, r.file))?,
+                None => index
+                    .get(&r.key())
+                    .cloned()
+                    .with_context(|| format!("({}, {}) from {} is not in the corpora", r.source, r.id, r.file))?,
             };
-            let s = *split.get(&r.key()).with_context(|| format!("({}, {}) has no split: rerun `kesu split`", r.source, r.id))?;
+            let s = *split
+                .get(&r.key())
+                .with_context(|| format!("({}, {}) has no split: rerun `kesu split`", r.source, r.id))?;
             if r.authored() && s != Split::Train {
                 bail!("authored text {} is in {}: authored texts are for training only", r.id, s.as_str());
             }
@@ -244,7 +290,16 @@ mod tests {
     use super::*;
 
     fn row(source: &str, id: usize, category: usize, escalation: usize) -> Labelled {
-        Labelled { source: source.into(), id: id.to_string(), category, touches: [false; 3], escalation, flags: vec![], text: None, file: "f".into() }
+        Labelled {
+            source: source.into(),
+            id: id.to_string(),
+            category,
+            touches: [false; 3],
+            escalation,
+            flags: vec![],
+            text: None,
+            file: "f".into(),
+        }
     }
 
     #[test]

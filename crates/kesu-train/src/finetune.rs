@@ -50,7 +50,14 @@ impl TextStates {
 /// model at `base` (windows as the served model makes them: `max_tokens`
 /// tokens, at most `max_windows` windows), cached in `cache_dir` by model
 /// file, `top`, window settings and text.
-pub fn cache_states(base: &Path, texts: &[String], top: usize, max_tokens: usize, max_windows: usize, cache_dir: Option<&Path>) -> Result<Vec<TextStates>> {
+pub fn cache_states(
+    base: &Path,
+    texts: &[String],
+    top: usize,
+    max_tokens: usize,
+    max_windows: usize,
+    cache_dir: Option<&Path>,
+) -> Result<Vec<TextStates>> {
     let mut f = ModelFile::read(base)?;
     let cfg = f.config()?;
     ensure!(top >= 1 && top <= cfg.num_hidden_layers, "can fine-tune 1..={} layers, not {top}", cfg.num_hidden_layers);
@@ -65,7 +72,8 @@ pub fn cache_states(base: &Path, texts: &[String], top: usize, max_tokens: usize
         Some(dir) => {
             let meta = std::fs::metadata(base)?;
             let mut s = std::collections::hash_map::DefaultHasher::new();
-            (base.canonicalize()?, meta.len(), meta.modified().ok(), top, max_tokens, max_windows, "states-v1").hash(&mut s);
+            (base.canonicalize()?, meta.len(), meta.modified().ok(), top, max_tokens, max_windows, "states-v1")
+                .hash(&mut s);
             std::fs::create_dir_all(dir)?;
             Some(dir.join(format!("{:016x}.bin", s.finish())))
         }
@@ -82,7 +90,12 @@ pub fn cache_states(base: &Path, texts: &[String], top: usize, max_tokens: usize
         f.metadata.insert("bert.block_count".into(), candle_core::quantized::gguf_file::Value::U32(bottom as u32));
         let enc = BertModel::load(&f, WeightFormat::F32)?;
         let pb = indicatif::ProgressBar::new(todo.len() as u64);
-        pb.set_style(indicatif::ProgressStyle::with_template("encoding (frozen layers) {bar:40} {pos}/{len} {per_sec} eta {eta}").unwrap());
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "encoding (frozen layers) {bar:40} {pos}/{len} {per_sec} eta {eta}",
+            )
+            .unwrap(),
+        );
         let mut order = todo.clone();
         order.sort_by_key(|&i| texts[i].len());
         let mut appended = Vec::new();
@@ -163,7 +176,10 @@ fn decode_states(raw: &[u8], h: usize) -> HashMap<u64, TextStates> {
                 ok = false;
                 break;
             }
-            windows.push((len, raw[q..q + 4 * len * h].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()));
+            windows.push((
+                len,
+                raw[q..q + 4 * len * h].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+            ));
             q += 4 * len * h;
         }
         if !ok {
@@ -226,8 +242,11 @@ impl TopLayer {
     /// `x`: `[b*l, h]`; `mask`: additive `[b, 1, 1, l]` or `None`. Same
     /// arithmetic as the served layer (exact-erf GELU, post-LN).
     pub fn forward(&self, x: &Tensor, b: usize, l: usize, mask: Option<&Tensor>) -> Result<Tensor> {
-        let lin = |x: &Tensor, w: usize| -> Result<Tensor> { Ok(x.matmul(&self.v(w).t()?)?.broadcast_add(self.v(w + 1))?) };
-        let ln = |x: &Tensor, w: usize| -> Result<Tensor> { Ok(candle_nn::ops::layer_norm_slow(x, self.v(w), self.v(w + 1), self.eps as f32)?) };
+        let lin =
+            |x: &Tensor, w: usize| -> Result<Tensor> { Ok(x.matmul(&self.v(w).t()?)?.broadcast_add(self.v(w + 1))?) };
+        let ln = |x: &Tensor, w: usize| -> Result<Tensor> {
+            Ok(candle_nn::ops::layer_norm_slow(x, self.v(w), self.v(w + 1), self.eps as f32)?)
+        };
         let h = x.dim(1)?;
         let (nh, hd) = (self.num_heads, h / self.num_heads);
         let heads = |t: Tensor| -> Result<Tensor> { Ok(t.reshape((b, l, nh, hd))?.transpose(1, 2)?.contiguous()?) };
@@ -352,7 +371,17 @@ pub struct FinetuneConfig {
 
 impl Default for FinetuneConfig {
     fn default() -> Self {
-        Self { epochs: 4, lr_layers: 3e-5, lr_heads: 1e-3, weight_decay: 0.01, batch: 16, batch_tokens: 4096, dropout: 0.3, evals_per_epoch: 2, seed: 20261122 }
+        Self {
+            epochs: 4,
+            lr_layers: 3e-5,
+            lr_heads: 1e-3,
+            weight_decay: 0.01,
+            batch: 16,
+            batch_tokens: 4096,
+            dropout: 0.3,
+            evals_per_epoch: 2,
+            seed: 20261122,
+        }
     }
 }
 
@@ -375,7 +404,11 @@ impl HeadVars {
             None => None,
         };
         let inp = h.weight.len() / classes;
-        Ok(Self { hidden, w: Var::from_vec(h.weight.clone(), (classes, inp), &dev)?, b: Var::from_vec(h.bias.clone(), classes, &dev)? })
+        Ok(Self {
+            hidden,
+            w: Var::from_vec(h.weight.clone(), (classes, inp), &dev)?,
+            b: Var::from_vec(h.bias.clone(), classes, &dev)?,
+        })
     }
     fn vars(&self) -> Vec<Var> {
         let mut v = vec![self.w.clone(), self.b.clone()];
@@ -393,7 +426,8 @@ impl HeadVars {
                 if p > 0.0 {
                     let (n, u) = x.dims2()?;
                     let keep = 1.0 - p;
-                    let m: Vec<f32> = (0..n * u).map(|_| if rng.gen::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 }).collect();
+                    let m: Vec<f32> =
+                        (0..n * u).map(|_| if rng.gen::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 }).collect();
                     x = (x * Tensor::from_vec(m, (n, u), &Device::Cpu)?)?;
                 }
             }
@@ -406,7 +440,15 @@ impl HeadVars {
             Some((w, b)) => Some((w.as_tensor().flatten_all()?.to_vec1()?, b.as_tensor().to_vec1()?)),
             None => None,
         };
-        Ok(FittedHead { hidden, weight: self.w.as_tensor().flatten_all()?.to_vec1()?, bias: self.b.as_tensor().to_vec1()?, best_epoch: 0, best_dev_score: 0.0, loss_start: f64::NAN, loss_best: f64::NAN })
+        Ok(FittedHead {
+            hidden,
+            weight: self.w.as_tensor().flatten_all()?.to_vec1()?,
+            bias: self.b.as_tensor().to_vec1()?,
+            best_epoch: 0,
+            best_dev_score: 0.0,
+            loss_start: f64::NAN,
+            loss_best: f64::NAN,
+        })
     }
 }
 
@@ -453,8 +495,14 @@ pub fn finetune(
     let h = mean.len();
     let hc = HeadVars::from_fitted(cat.init, cat.classes, h)?;
     let he = HeadVars::from_fitted(esc.init, esc.classes, h)?;
-    let mut opt_layers = AdamW::new(layers.iter().flat_map(|l| l.vars()).collect(), ParamsAdamW { lr: cfg.lr_layers, weight_decay: cfg.weight_decay, ..Default::default() })?;
-    let mut opt_heads = AdamW::new(hc.vars().into_iter().chain(he.vars()).collect(), ParamsAdamW { lr: cfg.lr_heads, weight_decay: cfg.weight_decay, ..Default::default() })?;
+    let mut opt_layers = AdamW::new(
+        layers.iter().flat_map(|l| l.vars()).collect(),
+        ParamsAdamW { lr: cfg.lr_layers, weight_decay: cfg.weight_decay, ..Default::default() },
+    )?;
+    let mut opt_heads = AdamW::new(
+        hc.vars().into_iter().chain(he.vars()).collect(),
+        ParamsAdamW { lr: cfg.lr_heads, weight_decay: cfg.weight_decay, ..Default::default() },
+    )?;
     let mean_t = Tensor::from_vec(mean.to_vec(), (1, h), &dev)?;
     let std_t = Tensor::from_vec(std.to_vec(), (1, h), &dev)?;
     let cw_c = class_weights(cat.y, cat.classes, cat.class_weight_power);
@@ -466,15 +514,27 @@ pub fn finetune(
     order.sort_by_key(|&k| (longest(k), k));
     let mut bs = batches(&order, |k| longest(k) * states[train[k]].windows.len(), cfg.batch_tokens, cfg.batch);
     let steps_per_epoch = bs.len();
-    let eval_at: Vec<usize> = (1..=cfg.evals_per_epoch.max(1)).map(|k| k * steps_per_epoch / cfg.evals_per_epoch.max(1)).collect();
-    let snapshot = |layers: &[TopLayer], hc: &HeadVars, he: &HeadVars| -> Result<(Vec<Vec<Tensor>>, FittedHead, FittedHead)> {
-        Ok((layers.iter().map(|l| l.vars.iter().map(|(_, v)| v.as_tensor().copy()).collect::<candle_core::Result<Vec<_>>>()).collect::<candle_core::Result<Vec<_>>>()?, hc.fitted()?, he.fitted()?))
-    };
+    let eval_at: Vec<usize> =
+        (1..=cfg.evals_per_epoch.max(1)).map(|k| k * steps_per_epoch / cfg.evals_per_epoch.max(1)).collect();
+    let snapshot =
+        |layers: &[TopLayer], hc: &HeadVars, he: &HeadVars| -> Result<(Vec<Vec<Tensor>>, FittedHead, FittedHead)> {
+            Ok((
+                layers
+                    .iter()
+                    .map(|l| l.vars.iter().map(|(_, v)| v.as_tensor().copy()).collect::<candle_core::Result<Vec<_>>>())
+                    .collect::<candle_core::Result<Vec<_>>>()?,
+                hc.fitted()?,
+                he.fitted()?,
+            ))
+        };
     let mut best_score = dev_score(&layers, cat.init, esc.init)?;
     let mut history = vec![(0.0, best_score)];
     let mut best = (snapshot(&layers, &hc, &he)?, 0usize, 0.0f64);
     let pb = indicatif::ProgressBar::new((cfg.epochs * steps_per_epoch) as u64);
-    pb.set_style(indicatif::ProgressStyle::with_template("fine-tuning {bar:40} {pos}/{len} steps, epoch {msg} eta {eta}").unwrap());
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("fine-tuning {bar:40} {pos}/{len} steps, epoch {msg} eta {eta}")
+            .unwrap(),
+    );
     let (mut loss_first_epoch, mut loss_at_best) = (f64::NAN, f64::NAN);
     let mut step = 0;
     for epoch in 0..cfg.epochs {
@@ -489,8 +549,16 @@ pub fn finetune(
             let wc: Vec<f32> = b.iter().map(|&k| cw_c[cat.y[k]]).collect();
             let we: Vec<f32> = b.iter().map(|&k| cw_e[esc.y[k]]).collect();
             let n = b.len();
-            let lc = weighted_ce(&hc.forward(&z, Some((&mut rng, cfg.dropout)))?, &Tensor::from_vec(yc, n, &dev)?, &Tensor::from_vec(wc, n, &dev)?)?;
-            let le = weighted_ce(&he.forward(&z, Some((&mut rng, cfg.dropout)))?, &Tensor::from_vec(ye, n, &dev)?, &Tensor::from_vec(we, n, &dev)?)?;
+            let lc = weighted_ce(
+                &hc.forward(&z, Some((&mut rng, cfg.dropout)))?,
+                &Tensor::from_vec(yc, n, &dev)?,
+                &Tensor::from_vec(wc, n, &dev)?,
+            )?;
+            let le = weighted_ce(
+                &he.forward(&z, Some((&mut rng, cfg.dropout)))?,
+                &Tensor::from_vec(ye, n, &dev)?,
+                &Tensor::from_vec(we, n, &dev)?,
+            )?;
             let loss = (lc + le)?;
             loss_sum += loss.to_scalar::<f32>()? as f64;
             loss_n += 1;
@@ -505,7 +573,10 @@ pub fn finetune(
                 let s = dev_score(&layers, &c, &e)?;
                 let at = epoch as f64 + (bi + 1) as f64 / steps_per_epoch as f64;
                 history.push((at, s));
-                let msg = format!("fine-tuning: epoch {at:.2}, mean train loss {:.4}, dev score {s:.4}", loss_sum / loss_n as f64);
+                let msg = format!(
+                    "fine-tuning: epoch {at:.2}, mean train loss {:.4}, dev score {s:.4}",
+                    loss_sum / loss_n as f64
+                );
                 pb.suspend(|| eprintln!("{msg}"));
                 if s > best_score + 1e-6 {
                     best_score = s;
@@ -526,7 +597,17 @@ pub fn finetune(
         }
     }
     let _ = DType::F32;
-    Ok(Finetuned { layers, category, escalation, best_step, best_epoch, best_dev_score: best_score, loss_first_epoch, loss_at_best, history })
+    Ok(Finetuned {
+        layers,
+        category,
+        escalation,
+        best_step,
+        best_epoch,
+        best_dev_score: best_score,
+        loss_first_epoch,
+        loss_at_best,
+        history,
+    })
 }
 
 /// Folds `(e - mean) / std` into a head fitted on standardised embeddings.

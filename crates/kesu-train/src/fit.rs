@@ -35,7 +35,17 @@ pub struct FitConfig {
 
 impl Default for FitConfig {
     fn default() -> Self {
-        FitConfig { epochs: 400, lr: 0.01, weight_decay: 0.01, eval_every: 10, patience: 8, class_weight_power: 0.5, hidden: 0, dropout: 0.0, seed: 20261122 }
+        FitConfig {
+            epochs: 400,
+            lr: 0.01,
+            weight_decay: 0.01,
+            eval_every: 10,
+            patience: 8,
+            class_weight_power: 0.5,
+            hidden: 0,
+            dropout: 0.0,
+            seed: 20261122,
+        }
     }
 }
 
@@ -56,7 +66,10 @@ pub struct FittedHead {
 /// `W x + b` with `W` row-major `[b.len(), x.len()]`.
 pub fn affine(w: &[f32], b: &[f32], x: &[f32]) -> Vec<f32> {
     let d = x.len();
-    b.iter().enumerate().map(|(c, b)| b + w[c * d..(c + 1) * d].iter().zip(x).map(|(w, v)| w * v).sum::<f32>()).collect()
+    b.iter()
+        .enumerate()
+        .map(|(c, b)| b + w[c * d..(c + 1) * d].iter().zip(x).map(|(w, v)| w * v).sum::<f32>())
+        .collect()
 }
 
 impl FittedHead {
@@ -135,7 +148,13 @@ fn unfold(w: &Tensor, b: &Tensor, mean: &[f32], std: &[f32]) -> anyhow::Result<(
 
 /// Fit a `classes`-way head on `x` (`n` rows of `dim`) with labels `y`.
 /// `dev_score(head)` returns the score to maximise (e.g. dev macro-F1).
-pub fn fit(x: &[Vec<f32>], y: &[usize], classes: usize, cfg: &FitConfig, mut dev_score: impl FnMut(&FittedHead) -> f64) -> anyhow::Result<FittedHead> {
+pub fn fit(
+    x: &[Vec<f32>],
+    y: &[usize],
+    classes: usize,
+    cfg: &FitConfig,
+    mut dev_score: impl FnMut(&FittedHead) -> f64,
+) -> anyhow::Result<FittedHead> {
     let n = x.len();
     anyhow::ensure!(n > 0 && n == y.len(), "no training rows");
     let dim = x[0].len();
@@ -185,7 +204,8 @@ pub fn fit(x: &[Vec<f32>], y: &[usize], classes: usize, cfg: &FitConfig, mut dev
                 let mut hid = xt.broadcast_matmul(&w1.as_tensor().t()?)?.broadcast_add(b1.as_tensor())?.relu()?;
                 if cfg.dropout > 0.0 {
                     let keep = 1.0 - cfg.dropout;
-                    let mask: Vec<f32> = (0..n * h).map(|_| if rng.gen::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 }).collect();
+                    let mask: Vec<f32> =
+                        (0..n * h).map(|_| if rng.gen::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 }).collect();
                     hid = (hid * Tensor::from_vec(mask, (n, h), &dev)?)?;
                 }
                 hid
@@ -201,7 +221,8 @@ pub fn fit(x: &[Vec<f32>], y: &[usize], classes: usize, cfg: &FitConfig, mut dev
         opt.backward_step(&loss)?;
         if epoch % cfg.eval_every == 0 || epoch == cfg.epochs {
             let (hidden, weight, bias) = export()?;
-            let mut head = FittedHead { hidden, weight, bias, best_epoch: epoch, best_dev_score: 0.0, loss_start, loss_best: lv };
+            let mut head =
+                FittedHead { hidden, weight, bias, best_epoch: epoch, best_dev_score: 0.0, loss_start, loss_best: lv };
             let score = dev_score(&head);
             head.best_dev_score = score;
             if best.as_ref().is_none_or(|b| score > b.best_dev_score + 1e-6) {
@@ -228,10 +249,21 @@ mod tests {
     #[test]
     fn separable_data_is_learned_and_loss_falls() {
         // two clusters in 4-d
-        let x: Vec<Vec<f32>> = (0..40).map(|i| if i % 2 == 0 { vec![1.0, 0.2, 0.0, (i as f32) * 0.01] } else { vec![-1.0, 0.1, 0.3, (i as f32) * 0.01] }).collect();
+        let x: Vec<Vec<f32>> = (0..40)
+            .map(|i| {
+                if i % 2 == 0 {
+                    vec![1.0, 0.2, 0.0, (i as f32) * 0.01]
+                } else {
+                    vec![-1.0, 0.1, 0.3, (i as f32) * 0.01]
+                }
+            })
+            .collect();
         let y: Vec<usize> = (0..40).map(|i| i % 2).collect();
         let (xc, yc) = (x.clone(), y.clone());
-        let head = fit(&x, &y, 2, &FitConfig { epochs: 100, ..Default::default() }, move |h| xc.iter().zip(&yc).filter(|(r, &t)| h.predict(r) == t).count() as f64 / 40.0).unwrap();
+        let head = fit(&x, &y, 2, &FitConfig { epochs: 100, ..Default::default() }, move |h| {
+            xc.iter().zip(&yc).filter(|(r, &t)| h.predict(r) == t).count() as f64 / 40.0
+        })
+        .unwrap();
         assert_eq!(head.best_dev_score, 1.0);
         assert!(head.loss_best < head.loss_start * 0.75, "{} -> {}", head.loss_start, head.loss_best);
     }
@@ -239,10 +271,19 @@ mod tests {
     #[test]
     fn a_hidden_layer_learns_xor_and_is_deterministic() {
         // XOR of the signs of the first two features: not linearly separable
-        let x: Vec<Vec<f32>> = (0..80).map(|i| vec![if i % 2 == 0 { 1.0 } else { -1.0 }, if (i / 2) % 2 == 0 { 1.0 } else { -1.0 }, (i as f32 * 0.37).sin() * 0.1]).collect();
+        let x: Vec<Vec<f32>> = (0..80)
+            .map(|i| {
+                vec![
+                    if i % 2 == 0 { 1.0 } else { -1.0 },
+                    if (i / 2) % 2 == 0 { 1.0 } else { -1.0 },
+                    (i as f32 * 0.37).sin() * 0.1,
+                ]
+            })
+            .collect();
         let y: Vec<usize> = x.iter().map(|r| ((r[0] > 0.0) != (r[1] > 0.0)) as usize).collect();
         let acc = |h: &FittedHead| x.iter().zip(&y).filter(|(r, &t)| h.predict(r) == t).count() as f64 / 80.0;
-        let cfg = FitConfig { epochs: 300, hidden: 16, dropout: 0.1, eval_every: 10, patience: 100, ..Default::default() };
+        let cfg =
+            FitConfig { epochs: 300, hidden: 16, dropout: 0.1, eval_every: 10, patience: 100, ..Default::default() };
         let a = fit(&x, &y, 2, &cfg, acc).unwrap();
         assert_eq!(a.best_dev_score, 1.0);
         assert!(a.loss_best < a.loss_start * 0.5, "{} -> {}", a.loss_start, a.loss_best);

@@ -280,8 +280,10 @@ pub fn import_base(src: &Path, dst: &Path, opts: &ImportOptions) -> Result<Impor
         &std::fs::read(&opts.reference_tokenizer)
             .with_context(|| format!("read {}", opts.reference_tokenizer.display()))?,
     )?;
-    let normalizer = reference.get("normalizer").cloned().ok_or_else(|| anyhow!("reference tokenizer has no normalizer"))?;
-    let ref_vocab = reference["model"]["vocab"].as_array().ok_or_else(|| anyhow!("reference tokenizer has no vocab"))?;
+    let normalizer =
+        reference.get("normalizer").cloned().ok_or_else(|| anyhow!("reference tokenizer has no normalizer"))?;
+    let ref_vocab =
+        reference["model"]["vocab"].as_array().ok_or_else(|| anyhow!("reference tokenizer has no vocab"))?;
     let mut reference_mismatches = ref_vocab.len().abs_diff(e5.pieces.len());
     for (i, v) in ref_vocab.iter().enumerate().take(e5.pieces.len()) {
         let same = v[0].as_str() == Some(e5.pieces[i].as_str())
@@ -303,7 +305,8 @@ pub fn import_base(src: &Path, dst: &Path, opts: &ImportOptions) -> Result<Impor
                 keep.insert(i);
             }
         }
-        let mut ascii: Vec<usize> = (4..e5.pieces.len()).filter(|&i| e5.pieces[i].trim_start_matches('\u{2581}').is_ascii()).collect();
+        let mut ascii: Vec<usize> =
+            (4..e5.pieces.len()).filter(|&i| e5.pieces[i].trim_start_matches('\u{2581}').is_ascii()).collect();
         ascii.sort_by(|&a, &b| e5.scores[b].total_cmp(&e5.scores[a]));
         keep.extend(ascii.into_iter().take(KEEP_TOP_ASCII));
         // The lowest score fixes the unknown-piece score (min - 10): keep it.

@@ -30,10 +30,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde_json::json;
 
+use data::{Dataset, Split, CATEGORIES, LEVELS};
 use kesu_core::flags::{Flag, Flagger};
 use kesu_core::model::heads::argmax;
 use kesu_core::model::{format, Classifier, HeadWeights, LoadOptions};
-use data::{Dataset, Split, CATEGORIES, LEVELS};
 
 /// Arguments shared by train and eval.
 #[derive(Debug, Clone, clap::Args)]
@@ -178,7 +178,12 @@ pub fn run_split(a: &SplitArgs) -> anyhow::Result<String> {
     let index = crate::corpus::index(crate::corpus::read_all(&a.corpora)?);
     let texts: Vec<String> = rows
         .iter()
-        .map(|r| r.text.clone().or_else(|| index.get(&r.key()).cloned()).with_context(|| format!("({}, {}) not in the corpora", r.source, r.id)))
+        .map(|r| {
+            r.text
+                .clone()
+                .or_else(|| index.get(&r.key()).cloned())
+                .with_context(|| format!("({}, {}) not in the corpora", r.source, r.id))
+        })
         .collect::<anyhow::Result<_>>()?;
     let existing = if a.fresh || !a.out.exists() { HashMap::new() } else { data::read_split(&a.out)? };
     let ext = split::extend(&rows, &texts, &existing, a.seed)?;
@@ -186,8 +191,13 @@ pub fn run_split(a: &SplitArgs) -> anyhow::Result<String> {
     // Rows of the old file that are no longer labelled stay in it, so a row
     // labelled again later gets its old split back.
     let labelled: std::collections::HashSet<(String, String)> = rows.iter().map(|r| r.key()).collect();
-    let mut lines: Vec<(String, String, Split)> = rows.iter().zip(s).map(|(r, &sp)| (r.source.clone(), r.id.clone(), sp)).collect();
-    let stale: Vec<_> = existing.iter().filter(|(k, _)| !labelled.contains(*k)).map(|(k, &sp)| (k.0.clone(), k.1.clone(), sp)).collect();
+    let mut lines: Vec<(String, String, Split)> =
+        rows.iter().zip(s).map(|(r, &sp)| (r.source.clone(), r.id.clone(), sp)).collect();
+    let stale: Vec<_> = existing
+        .iter()
+        .filter(|(k, _)| !labelled.contains(*k))
+        .map(|(k, &sp)| (k.0.clone(), k.1.clone(), sp))
+        .collect();
     let n_stale = stale.len();
     lines.extend(stale);
     lines.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
@@ -212,9 +222,17 @@ pub fn run_split(a: &SplitArgs) -> anyhow::Result<String> {
         msg += &format!("\n{n_stale} rows of the old split file are no longer labelled (kept in the file)");
     }
     if !ext.ambiguous.is_empty() {
-        msg += &format!("\n{} new rows are near-duplicates of rows in different splits:\n  {}", ext.ambiguous.len(), ext.ambiguous.join("\n  "));
+        msg += &format!(
+            "\n{} new rows are near-duplicates of rows in different splits:\n  {}",
+            ext.ambiguous.len(),
+            ext.ambiguous.join("\n  ")
+        );
     }
-    let cap = data::cap_authored(&rows, &(0..rows.len()).filter(|&i| s[i] == Split::Train).collect::<Vec<_>>(), data::MAX_AUTHORED_SHARE);
+    let cap = data::cap_authored(
+        &rows,
+        &(0..rows.len()).filter(|&i| s[i] == Split::Train).collect::<Vec<_>>(),
+        data::MAX_AUTHORED_SHARE,
+    );
     if !cap.dropped.is_empty() {
         msg += &format!("\nnote: {}", cap.describe(&rows));
     }
@@ -222,7 +240,12 @@ pub fn run_split(a: &SplitArgs) -> anyhow::Result<String> {
 }
 
 /// Sentence embeddings of `texts`, cached in `.cache/embeddings/` by model file and text.
-pub fn embed_all(model: &Classifier, model_path: &Path, texts: &[String], batch: usize) -> anyhow::Result<Vec<Vec<f32>>> {
+pub fn embed_all(
+    model: &Classifier,
+    model_path: &Path,
+    texts: &[String],
+    batch: usize,
+) -> anyhow::Result<Vec<Vec<f32>>> {
     use std::hash::{Hash, Hasher};
     let meta = std::fs::metadata(model_path)?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -246,7 +269,9 @@ pub fn embed_all(model: &Classifier, model_path: &Path, texts: &[String], batch:
     let todo: Vec<usize> = (0..texts.len()).filter(|&i| !known.contains_key(&key(&texts[i]))).collect();
     if !todo.is_empty() {
         let pb = indicatif::ProgressBar::new(todo.len() as u64);
-        pb.set_style(indicatif::ProgressStyle::with_template("embedding {bar:40} {pos}/{len} {per_sec} eta {eta}").unwrap());
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("embedding {bar:40} {pos}/{len} {per_sec} eta {eta}").unwrap(),
+        );
         let mut order = todo.clone();
         order.sort_by_key(|&i| texts[i].len());
         let mut appended = Vec::new();
@@ -298,7 +323,14 @@ type Chosen = (f64, fit::FittedHead);
 /// Fits the category and escalation heads on `xtr` for every class-weight
 /// power in `powers`; keeps, per head, the one with the best dev score
 /// (category: macro-F1; escalation: mean of QWK and macro-F1).
-fn fit_heads(xtr: &[Vec<f32>], ytr: (&[usize], &[usize]), xdv: &[Vec<f32>], ydv: (&[usize], &[usize]), cfg: &fit::FitConfig, powers: &[f64]) -> anyhow::Result<(Chosen, Chosen)> {
+fn fit_heads(
+    xtr: &[Vec<f32>],
+    ytr: (&[usize], &[usize]),
+    xdv: &[Vec<f32>],
+    ydv: (&[usize], &[usize]),
+    cfg: &fit::FitConfig,
+    powers: &[f64],
+) -> anyhow::Result<(Chosen, Chosen)> {
     let mut cat: Option<Chosen> = None;
     let mut esc: Option<Chosen> = None;
     for &power in powers {
@@ -361,7 +393,9 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<String> {
     }
     let (tr, dv) = (capped.kept.clone(), ds.indices(Split::Dev));
     anyhow::ensure!(!tr.is_empty() && !dv.is_empty(), "train and dev splits must not be empty");
-    let labels = |idx: &[usize]| -> (Vec<usize>, Vec<usize>) { (idx.iter().map(|&i| ds.rows[i].category).collect(), idx.iter().map(|&i| ds.rows[i].escalation).collect()) };
+    let labels = |idx: &[usize]| -> (Vec<usize>, Vec<usize>) {
+        (idx.iter().map(|&i| ds.rows[i].category).collect(), idx.iter().map(|&i| ds.rows[i].escalation).collect())
+    };
     let ((ycat, yesc), (dcat, desc)) = (labels(&tr), labels(&dv));
     let cfg = fit::FitConfig {
         epochs: a.epochs,
@@ -373,16 +407,29 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<String> {
         patience: 10,
         ..Default::default()
     };
-    let load_base = || Classifier::load(&a.base, &LoadOptions::default()).with_context(|| format!("loading base model {} (run scripts/fetch-base-model.sh and `kesu import-base`)", a.base.display()));
+    let load_base = || {
+        Classifier::load(&a.base, &LoadOptions::default()).with_context(|| {
+            format!("loading base model {} (run scripts/fetch-base-model.sh and `kesu import-base`)", a.base.display())
+        })
+    };
     let mut fit_meta = json!({"head_config": cfg});
     let (heads, encoder, trained) = if a.finetune_layers == 0 {
         let base = load_base()?;
         let emb = embed_all(&base, &a.base, &ds.texts, a.batch)?;
         let xs = |idx: &[usize]| idx.iter().map(|&i| emb[i].clone()).collect::<Vec<_>>();
         let ((pc, cat), (pe, esc)) = fit_heads(&xs(&tr), (&ycat, &yesc), &xs(&dv), (&dcat, &desc), &cfg, &a.powers)?;
-        fit_meta["category"] = json!({"class_weight_power": pc, "best_epoch": cat.best_epoch, "loss": [cat.loss_start, cat.loss_best]});
-        fit_meta["escalation"] = json!({"class_weight_power": pe, "best_epoch": esc.best_epoch, "loss": [esc.loss_start, esc.loss_best]});
-        (head_weights(&cat, &esc), Vec::new(), format!("category and escalation heads ({}) on the frozen encoder's mean-pooled, L2-normalised embeddings", head_kind(a.hidden)))
+        fit_meta["category"] =
+            json!({"class_weight_power": pc, "best_epoch": cat.best_epoch, "loss": [cat.loss_start, cat.loss_best]});
+        fit_meta["escalation"] =
+            json!({"class_weight_power": pe, "best_epoch": esc.best_epoch, "loss": [esc.loss_start, esc.loss_best]});
+        (
+            head_weights(&cat, &esc),
+            Vec::new(),
+            format!(
+                "category and escalation heads ({}) on the frozen encoder's mean-pooled, L2-normalised embeddings",
+                head_kind(a.hidden)
+            ),
+        )
     } else {
         let k = a.finetune_layers;
         let file = format::ModelFile::read(&a.base)?;
@@ -390,9 +437,18 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<String> {
         anyhow::ensure!(k <= bcfg.num_hidden_layers, "the base model has {} layers", bcfg.num_hidden_layers);
         let h = bcfg.hidden_size;
         let opts = LoadOptions::default();
-        let states = finetune::cache_states(&a.base, &ds.texts, k, opts.max_tokens, opts.max_windows, Some(Path::new(".cache/hidden")))?;
+        let states = finetune::cache_states(
+            &a.base,
+            &ds.texts,
+            k,
+            opts.max_tokens,
+            opts.max_windows,
+            Some(Path::new(".cache/hidden")),
+        )?;
         let first = bcfg.num_hidden_layers - k;
-        let layers: Vec<finetune::TopLayer> = (first..bcfg.num_hidden_layers).map(|i| finetune::TopLayer::load(&file, &bcfg, i)).collect::<anyhow::Result<_>>()?;
+        let layers: Vec<finetune::TopLayer> = (first..bcfg.num_hidden_layers)
+            .map(|i| finetune::TopLayer::load(&file, &bcfg, i))
+            .collect::<anyhow::Result<_>>()?;
         drop(file);
         let all: Vec<usize> = (0..ds.rows.len()).collect();
         let emb0 = finetune::embed_states(&layers, &states, &all, h)?;
@@ -402,14 +458,25 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<String> {
         let zdv: Vec<Vec<f32>> = dv.iter().map(|&i| z(&emb0[i])).collect();
         let ((pc, cat0), (pe, esc0)) = fit_heads(&ztr, (&ycat, &yesc), &zdv, (&dcat, &desc), &cfg, &a.powers)?;
         let frozen_dev = (cat0.best_dev_score, esc0.best_dev_score);
-        let fcfg = finetune::FinetuneConfig { epochs: a.ft_epochs, lr_layers: a.ft_lr, lr_heads: a.ft_lr_heads, weight_decay: a.weight_decay, batch: a.ft_batch, dropout: cfg.dropout, evals_per_epoch: a.ft_evals, seed: a.seed, ..Default::default() };
-        let dev_score = |layers: &[finetune::TopLayer], c: &fit::FittedHead, e: &fit::FittedHead| -> anyhow::Result<f64> {
-            let emb = finetune::embed_states(layers, &states, &dv, h)?;
-            let zs: Vec<Vec<f32>> = emb.iter().map(|e| z(e)).collect();
-            let rc = metrics::report(&CATEGORIES, &dcat, &zs.iter().map(|x| c.predict(x)).collect::<Vec<_>>());
-            let re = metrics::report(&LEVELS, &desc, &zs.iter().map(|x| e.predict(x)).collect::<Vec<_>>());
-            Ok(0.5 * rc.macro_f1 + 0.5 * escalation_score(&re))
+        let fcfg = finetune::FinetuneConfig {
+            epochs: a.ft_epochs,
+            lr_layers: a.ft_lr,
+            lr_heads: a.ft_lr_heads,
+            weight_decay: a.weight_decay,
+            batch: a.ft_batch,
+            dropout: cfg.dropout,
+            evals_per_epoch: a.ft_evals,
+            seed: a.seed,
+            ..Default::default()
         };
+        let dev_score =
+            |layers: &[finetune::TopLayer], c: &fit::FittedHead, e: &fit::FittedHead| -> anyhow::Result<f64> {
+                let emb = finetune::embed_states(layers, &states, &dv, h)?;
+                let zs: Vec<Vec<f32>> = emb.iter().map(|e| z(e)).collect();
+                let rc = metrics::report(&CATEGORIES, &dcat, &zs.iter().map(|x| c.predict(x)).collect::<Vec<_>>());
+                let re = metrics::report(&LEVELS, &desc, &zs.iter().map(|x| e.predict(x)).collect::<Vec<_>>());
+                Ok(0.5 * rc.macro_f1 + 0.5 * escalation_score(&re))
+            };
         let ft = finetune::finetune(
             layers,
             &states,
@@ -427,10 +494,15 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<String> {
             let ((rpc, c), (rpe, e)) = fit_heads(&xs(&tr), (&ycat, &yesc), &xs(&dv), (&dcat, &desc), &cfg, &a.powers)?;
             (c, e, json!({"category_class_weight_power": rpc, "escalation_class_weight_power": rpe}))
         } else {
-            (finetune::fold_standardisation(&ft.category, &mean, &std), finetune::fold_standardisation(&ft.escalation, &mean, &std), json!(null))
+            (
+                finetune::fold_standardisation(&ft.category, &mean, &std),
+                finetune::fold_standardisation(&ft.escalation, &mean, &std),
+                json!(null),
+            )
         };
         fit_meta["category"] = json!({"class_weight_power": pc, "frozen_best_epoch": cat0.best_epoch, "frozen_dev_macro_f1": frozen_dev.0});
-        fit_meta["escalation"] = json!({"class_weight_power": pe, "frozen_best_epoch": esc0.best_epoch, "frozen_dev_score": frozen_dev.1});
+        fit_meta["escalation"] =
+            json!({"class_weight_power": pe, "frozen_best_epoch": esc0.best_epoch, "frozen_dev_score": frozen_dev.1});
         fit_meta["finetune"] = json!({"layers": (first..bcfg.num_hidden_layers).collect::<Vec<_>>(), "config": fcfg, "best_epoch": ft.best_epoch, "best_step": ft.best_step,
             "best_dev_score": ft.best_dev_score, "loss_first_epoch": ft.loss_first_epoch, "loss_at_best": ft.loss_at_best, "dev_history": ft.history, "refit_heads": refit});
         let mut encoder = Vec::new();
@@ -496,7 +568,11 @@ fn fit_ngram_parts(
     dv: &[usize],
     preds: &[kesu_core::model::Prediction],
     a: &TrainArgs,
-) -> anyhow::Result<(Option<kesu_core::model::ngrams::NgramWeights>, Option<kesu_core::model::ngrams::NgramWeights>, serde_json::Value)> {
+) -> anyhow::Result<(
+    Option<kesu_core::model::ngrams::NgramWeights>,
+    Option<kesu_core::model::ngrams::NgramWeights>,
+    serde_json::Value,
+)> {
     use kesu_core::model::ngrams::{char_ngrams, fuse};
     let dim = a.ngram_dim;
     let xtr: Vec<_> = tr.iter().map(|&i| char_ngrams(&ds.texts[i], dim)).collect();
@@ -508,8 +584,18 @@ fn fit_ngram_parts(
     let mut parts = Vec::new();
     let mut info = json!({"dim": dim, "epochs": NGRAM_EPOCHS});
     for (name, labels, get_y, get_p) in [
-        ("category", &CATEGORIES[..], (|r: &data::Labelled| r.category) as fn(&data::Labelled) -> usize, (|p: &kesu_core::model::Prediction| p.category.clone()) as fn(&kesu_core::model::Prediction) -> Vec<f32>),
-        ("escalation", &LEVELS[..], |r: &data::Labelled| r.escalation, |p: &kesu_core::model::Prediction| p.escalation.clone()),
+        (
+            "category",
+            &CATEGORIES[..],
+            (|r: &data::Labelled| r.category) as fn(&data::Labelled) -> usize,
+            (|p: &kesu_core::model::Prediction| p.category.clone()) as fn(&kesu_core::model::Prediction) -> Vec<f32>,
+        ),
+        (
+            "escalation",
+            &LEVELS[..],
+            |r: &data::Labelled| r.escalation,
+            |p: &kesu_core::model::Prediction| p.escalation.clone(),
+        ),
     ] {
         let ytr: Vec<usize> = tr.iter().map(|&i| get_y(&ds.rows[i])).collect();
         let ydv: Vec<usize> = dv.iter().map(|&i| get_y(&ds.rows[i])).collect();
@@ -553,9 +639,16 @@ fn head_kind(hidden: usize) -> String {
 }
 
 /// The model's predictions for `texts`, in order, with a progress bar.
-fn predict_all(model: &Classifier, texts: &[&str], batch: usize, what: &str) -> anyhow::Result<Vec<kesu_core::model::Prediction>> {
+fn predict_all(
+    model: &Classifier,
+    texts: &[&str],
+    batch: usize,
+    what: &str,
+) -> anyhow::Result<Vec<kesu_core::model::Prediction>> {
     let pb = indicatif::ProgressBar::new(texts.len() as u64);
-    pb.set_style(indicatif::ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} eta {{eta}}")).unwrap());
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} eta {{eta}}")).unwrap(),
+    );
     let mut preds = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(batch.max(1)) {
         preds.extend(model.predict(chunk)?);
@@ -569,7 +662,10 @@ fn predict_all(model: &Classifier, texts: &[&str], batch: usize, what: &str) -> 
 pub fn run_eval(a: &EvalArgs) -> anyhow::Result<String> {
     let on: Split = a.on.parse().map_err(anyhow::Error::msg)?;
     // Checked before anything is read, so no test text is ever listed.
-    anyhow::ensure!(!(a.errors && on == Split::Test), "--errors is for train and dev only: the test split is for the final report, not for tuning");
+    anyhow::ensure!(
+        !(a.errors && on == Split::Test),
+        "--errors is for train and dev only: the test split is for the final report, not for tuning"
+    );
     // Rows of label files newer than the split file have no split: they are not scored.
     let (ds, _unsplit) = Dataset::load_split_rows(&a.data.labels, &a.data.split, &a.data.corpora)?;
     let idx = ds.indices(on);
@@ -605,14 +701,29 @@ pub fn run_eval(a: &EvalArgs) -> anyhow::Result<String> {
     text += &metrics::render("model escalation", &metrics::report(&LEVELS, &ge, &pe));
     text += &flags_text;
     if a.baselines {
-        let (kc, ke): (Vec<usize>, Vec<usize>) = texts.iter().zip(&reports).map(|(t, r)| baselines::keyword_rules(t, r)).unzip();
+        let (kc, ke): (Vec<usize>, Vec<usize>) =
+            texts.iter().zip(&reports).map(|(t, r)| baselines::keyword_rules(t, r)).unzip();
         // Trained on what the model is trained on (authored texts capped).
         let tr = data::cap_authored(&ds.rows, &ds.indices(Split::Train), data::MAX_AUTHORED_SHARE).kept;
         const DIM: usize = 1 << 18;
         let xtr: Vec<_> = tr.iter().map(|&i| baselines::char_ngrams(&ds.texts[i], DIM)).collect();
         let xte: Vec<_> = texts.iter().map(|t| baselines::char_ngrams(t, DIM)).collect();
-        let lc = baselines::SparseLogReg::train(&xtr, &tr.iter().map(|&i| ds.rows[i].category).collect::<Vec<_>>(), DIM, 3, 8, 1);
-        let le = baselines::SparseLogReg::train(&xtr, &tr.iter().map(|&i| ds.rows[i].escalation).collect::<Vec<_>>(), DIM, 4, 8, 1);
+        let lc = baselines::SparseLogReg::train(
+            &xtr,
+            &tr.iter().map(|&i| ds.rows[i].category).collect::<Vec<_>>(),
+            DIM,
+            3,
+            8,
+            1,
+        );
+        let le = baselines::SparseLogReg::train(
+            &xtr,
+            &tr.iter().map(|&i| ds.rows[i].escalation).collect::<Vec<_>>(),
+            DIM,
+            4,
+            8,
+            1,
+        );
         let bc: Vec<usize> = xte.iter().map(|x| lc.predict(x)).collect();
         let be: Vec<usize> = xte.iter().map(|x| le.predict(x)).collect();
         for (name, c, e) in [("keyword rules", &kc, &ke), ("char 1-3-gram logistic regression", &bc, &be)] {
@@ -638,11 +749,13 @@ pub fn run_eval(a: &EvalArgs) -> anyhow::Result<String> {
                 b.add(ds.rows[i].flags.contains(&f), pred[k]);
                 bow_any.add(ds.rows[i].flags.contains(&f), pred[k]);
             }
-            text += &format!("  {:<20} P={:.3} R={:.3} support={}\n", f.as_str(), b.precision(), b.recall(), b.tp + b.fn_);
+            text +=
+                &format!("  {:<20} P={:.3} R={:.3} support={}\n", f.as_str(), b.precision(), b.recall(), b.tp + b.fn_);
             bow_flags.push(json!({"flag": f, "precision": b.precision(), "recall": b.recall(), "support": b.tp + b.fn_, "tp": b.tp, "fp": b.fp, "fn": b.fn_}));
         }
         text += &format!("  micro P={:.3} R={:.3}\n", bow_any.precision(), bow_any.recall());
-        out["bow_flags"] = json!({"micro_precision": bow_any.precision(), "micro_recall": bow_any.recall(), "per_flag": bow_flags});
+        out["bow_flags"] =
+            json!({"micro_precision": bow_any.precision(), "micro_recall": bow_any.recall(), "per_flag": bow_flags});
         out["keyword_category"] = json!(metrics::report(&CATEGORIES, &gc, &kc));
         out["keyword_escalation"] = json!(metrics::report(&LEVELS, &ge, &ke));
         out["bow_category"] = json!(metrics::report(&CATEGORIES, &gc, &bc));
@@ -669,11 +782,30 @@ fn flag_scores(ds: &Dataset, idx: &[usize], reports: &[kesu_core::flags::FlagRep
             any.add(ds.rows[i].flags.contains(&f), reports[k].flags.contains(&f));
         }
         per_flag.push(json!({"flag": f, "precision": b.precision(), "recall": b.recall(), "support": b.tp + b.fn_, "tp": b.tp, "fp": b.fp, "fn": b.fn_}));
-        lines += &format!("  {:<20} P={:.3} R={:.3} support={} tp={} fp={} fn={}\n", f.as_str(), b.precision(), b.recall(), b.tp + b.fn_, b.tp, b.fp, b.fn_);
+        lines += &format!(
+            "  {:<20} P={:.3} R={:.3} support={} tp={} fp={} fn={}\n",
+            f.as_str(),
+            b.precision(),
+            b.recall(),
+            b.tp + b.fn_,
+            b.tp,
+            b.fp,
+            b.fn_
+        );
     }
-    text += &format!("flags (flagger vs labels): micro P={:.3} R={:.3} tp={} fp={} fn={}\n", any.precision(), any.recall(), any.tp, any.fp, any.fn_);
+    text += &format!(
+        "flags (flagger vs labels): micro P={:.3} R={:.3} tp={} fp={} fn={}\n",
+        any.precision(),
+        any.recall(),
+        any.tp,
+        any.fp,
+        any.fn_
+    );
     text += &lines;
-    (json!({"micro_precision": any.precision(), "micro_recall": any.recall(), "tp": any.tp, "fp": any.fp, "fn": any.fn_, "per_flag": per_flag}), text)
+    (
+        json!({"micro_precision": any.precision(), "micro_recall": any.recall(), "tp": any.tp, "fp": any.fp, "fn": any.fn_, "per_flag": per_flag}),
+        text,
+    )
 }
 
 /// One text on which the flagger and the labels disagree.
@@ -713,7 +845,11 @@ pub fn flag_errors(ds: &Dataset, idx: &[usize], reports: &[kesu_core::flags::Fla
             missed,
             spurious,
             labelled,
-            hits: reports[k].hits.iter().map(|h| format!("{}{}:{}@{}", h.flag, if h.negated { "!" } else { "" }, h.term, h.text)).collect(),
+            hits: reports[k]
+                .hits
+                .iter()
+                .map(|h| format!("{}{}:{}@{}", h.flag, if h.negated { "!" } else { "" }, h.term, h.text))
+                .collect(),
             text: ds.texts[i].clone(),
         });
     }

@@ -48,7 +48,14 @@ pub fn report(labels: &[&str], gold: &[usize], pred: &[usize]) -> Report {
         })
         .collect();
     let macro_f1 = per_class.iter().map(|c| c.f1).sum::<f64>() / k as f64;
-    Report { n, accuracy: if n > 0 { correct as f64 / n as f64 } else { 0.0 }, macro_f1, per_class, qwk: weighted_kappa(k, gold, pred, true), confusion }
+    Report {
+        n,
+        accuracy: if n > 0 { correct as f64 / n as f64 } else { 0.0 },
+        macro_f1,
+        per_class,
+        qwk: weighted_kappa(k, gold, pred, true),
+        confusion,
+    }
 }
 
 /// Cohen's kappa, unweighted (`quadratic = false`) or quadratic weighted.
@@ -105,10 +112,18 @@ impl Binary {
         }
     }
     pub fn precision(&self) -> f64 {
-        if self.tp + self.fp == 0 { 1.0 } else { self.tp as f64 / (self.tp + self.fp) as f64 }
+        if self.tp + self.fp == 0 {
+            1.0
+        } else {
+            self.tp as f64 / (self.tp + self.fp) as f64
+        }
     }
     pub fn recall(&self) -> f64 {
-        if self.tp + self.fn_ == 0 { 1.0 } else { self.tp as f64 / (self.tp + self.fn_) as f64 }
+        if self.tp + self.fn_ == 0 {
+            1.0
+        } else {
+            self.tp as f64 / (self.tp + self.fn_) as f64
+        }
     }
 }
 

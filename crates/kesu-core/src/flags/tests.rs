@@ -46,7 +46,9 @@ fn plain_hit_with_offsets() {
 #[test]
 fn full_width_and_traditional_and_case() {
     let f = flagger();
-    for (t, want) in [("打１２３１５投诉", "１２３１５"), ("我要起訴", "起訴"), ("上CCTV", "CCTV"), ("上ｃｃｔｖ", "ｃｃｔｖ")] {
+    for (t, want) in
+        [("打１２３１５投诉", "１２３１５"), ("我要起訴", "起訴"), ("上CCTV", "CCTV"), ("上ｃｃｔｖ", "ｃｃｔｖ")]
+    {
         let r = f.scan(t);
         assert_eq!(r.hits.len(), 1, "{t}: {r:?}");
         assert_eq!(r.hits[0].text, want);
@@ -57,7 +59,13 @@ fn full_width_and_traditional_and_case() {
 #[test]
 fn obfuscated_terms_report_the_whole_original_span() {
     let f = flagger();
-    for (t, want) in [("我要起*诉", "起*诉"), ("我要起 诉", "起 诉"), ("发律-师-函", "律-师-函"), ("去报😡警", "报😡警"), ("去報_警", "報_警")] {
+    for (t, want) in [
+        ("我要起*诉", "起*诉"),
+        ("我要起 诉", "起 诉"),
+        ("发律-师-函", "律-师-函"),
+        ("去报😡警", "报😡警"),
+        ("去報_警", "報_警"),
+    ] {
         let r = f.scan(t);
         assert_eq!(r.hits.len(), 1, "{t}: {r:?}");
         assert_eq!(r.hits[0].text, want, "{t}");
@@ -108,7 +116,10 @@ fn ascii_terms_need_boundaries() {
 fn longest_term_of_a_flag_wins_but_other_flags_nest() {
     let r = flagger().scan("收到律师函，我们要集体诉讼");
     let got: Vec<(&str, Flag)> = r.hits.iter().map(|h| (h.term.as_str(), h.flag)).collect();
-    assert_eq!(got, vec![("律师函", Flag::Litigation), ("集体诉讼", Flag::CollectiveAction), ("诉讼", Flag::Litigation)]);
+    assert_eq!(
+        got,
+        vec![("律师函", Flag::Litigation), ("集体诉讼", Flag::CollectiveAction), ("诉讼", Flag::Litigation)]
+    );
     assert_eq!(r.flags, vec![Flag::Litigation, Flag::CollectiveAction]);
     assert_eq!(r.max_severity, 3);
 }

@@ -128,7 +128,9 @@ fn convert(w: &QTensor, fmt: WeightFormat) -> Result<QMatMul> {
     let dev = Device::Cpu;
     Ok(match (fmt, w.dtype()) {
         // Stored transposed (`[in, out]`, contiguous): gemm packs it faster.
-        (_, GgmlDType::F32) | (WeightFormat::F32 | WeightFormat::F32Candle, _) => QMatMul::Tensor(w.dequantize(&dev)?.t()?.contiguous()?),
+        (_, GgmlDType::F32) | (WeightFormat::F32 | WeightFormat::F32Candle, _) => {
+            QMatMul::Tensor(w.dequantize(&dev)?.t()?.contiguous()?)
+        }
         (WeightFormat::F16, _) => QMatMul::TensorF16(w.dequantize_f16(&dev)?.t()?.contiguous()?),
         (WeightFormat::Q8_0, GgmlDType::Q8_0) | (WeightFormat::Stored, _) => {
             // Raw blocks; copy through `QStorage` so we do not rely on env switches.
@@ -279,9 +281,8 @@ impl BertModel {
             bail!("hidden size not divisible by head count");
         }
         let embeddings = BertEmbeddings::load(f, &config)?;
-        let layers = (0..config.num_hidden_layers)
-            .map(|i| BertLayer::load(f, &config, i, fmt))
-            .collect::<Result<Vec<_>>>()?;
+        let layers =
+            (0..config.num_hidden_layers).map(|i| BertLayer::load(f, &config, i, fmt)).collect::<Result<Vec<_>>>()?;
         Ok(Self { config, embeddings, layers })
     }
 
@@ -329,9 +330,7 @@ impl candle_core::CustomOp1 for GeluErf {
         l: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
         let data = s.as_slice::<f32>()?;
-        let Some((a, b)) = l.contiguous_offsets() else {
-            candle_core::bail!("gelu: input not contiguous")
-        };
+        let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("gelu: input not contiguous") };
         let out: Vec<f32> = data[a..b].iter().map(|&x| gelu(x)).collect();
         Ok((candle_core::CpuStorage::F32(out), l.shape().clone()))
     }

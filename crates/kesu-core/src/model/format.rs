@@ -84,7 +84,11 @@ impl HeadWeights {
             let inp = match hid {
                 Some((hw, hb)) => {
                     if hb.is_empty() || hw.len() != hb.len() * hidden {
-                        bail!("{name} head: hidden layer has {} weights for {} units, hidden size {hidden}", hw.len(), hb.len());
+                        bail!(
+                            "{name} head: hidden layer has {} weights for {} units, hidden size {hidden}",
+                            hw.len(),
+                            hb.len()
+                        );
                     }
                     hb.len()
                 }
@@ -94,10 +98,17 @@ impl HeadWeights {
                 bail!("{name} head: {} weights and {} biases, expected {n}x{inp} and {n}", w.len(), b.len());
             }
         }
-        for (name, ng, n) in [("category", &self.category_ngram, n_category), ("escalation", &self.escalation_ngram, n_escalation)] {
+        for (name, ng, n) in
+            [("category", &self.category_ngram, n_category), ("escalation", &self.escalation_ngram, n_escalation)]
+        {
             if let Some(g) = ng {
                 if g.dim == 0 || g.bias.len() != n || g.weight.len() != n * g.dim || !g.alpha.is_finite() {
-                    bail!("{name} head: n-gram part has {} weights and {} biases for {} buckets, expected {n} labels", g.weight.len(), g.bias.len(), g.dim);
+                    bail!(
+                        "{name} head: n-gram part has {} weights and {} biases for {} buckets, expected {n} labels",
+                        g.weight.len(),
+                        g.bias.len(),
+                        g.dim
+                    );
                 }
             }
         }
@@ -112,7 +123,10 @@ impl HeadWeights {
             ("escalation", &self.escalation_weight, &self.escalation_bias, &self.escalation_hidden, n_escalation),
         ] {
             if let Some((hw, hb)) = hid {
-                out.push((format!("heads.{name}.hidden.weight"), f32_qtensor(hw.clone(), &[hb.len(), hw.len() / hb.len()])?));
+                out.push((
+                    format!("heads.{name}.hidden.weight"),
+                    f32_qtensor(hw.clone(), &[hb.len(), hw.len() / hb.len()])?,
+                ));
                 out.push((format!("heads.{name}.hidden.bias"), f32_qtensor(hb.clone(), &[hb.len()])?));
             }
             out.push((format!("heads.{name}.weight"), f32_qtensor(w.clone(), &[n, w.len() / n.max(1)])?));
@@ -362,7 +376,11 @@ pub fn write_model_with(
     let h = parts.config.hidden_size;
     heads.check(h, parts.category_labels.len(), parts.escalation_labels.len())?;
     for (name, t) in encoder {
-        let slot = parts.encoder.iter_mut().find(|(n, _)| *n == name).with_context(|| format!("the model has no tensor {name}"))?;
+        let slot = parts
+            .encoder
+            .iter_mut()
+            .find(|(n, _)| *n == name)
+            .with_context(|| format!("the model has no tensor {name}"))?;
         if slot.1.shape().dims() != t.shape().dims() {
             bail!("{name}: shape {:?}, the model's is {:?}", t.shape().dims(), slot.1.shape().dims());
         }

@@ -28,7 +28,12 @@ impl Head {
         Ok(Self { first: None, weight, bias, inputs: hidden, ngram: None })
     }
     /// A head with a hidden ReLU layer `hidden_layer` (`[units, hidden]`, `[units]`).
-    pub fn with_hidden(hidden_layer: (Vec<f32>, Vec<f32>), weight: Vec<f32>, bias: Vec<f32>, hidden: usize) -> Result<Self> {
+    pub fn with_hidden(
+        hidden_layer: (Vec<f32>, Vec<f32>),
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        hidden: usize,
+    ) -> Result<Self> {
         let first = Head::new(hidden_layer.0, hidden_layer.1, hidden)?;
         let mut h = Head::new(weight, bias, first.labels())?;
         h.first = Some(Box::new(first));
@@ -64,7 +69,11 @@ impl Head {
             }
             // Checked at load, so that no text can divide by zero or fuse with NaN.
             if g.dim == 0 || !g.alpha.is_finite() {
-                bail!("n-gram part has {} buckets and weight {}: needs at least one bucket and a finite weight", g.dim, g.alpha);
+                bail!(
+                    "n-gram part has {} buckets and weight {}: needs at least one bucket and a finite weight",
+                    g.dim,
+                    g.alpha
+                );
             }
         }
         self.ngram = ngram;
@@ -111,7 +120,8 @@ impl Heads {
         };
         Ok(Self {
             category: head(w.category_hidden, w.category_weight, w.category_bias)?.with_ngram(w.category_ngram)?,
-            escalation: head(w.escalation_hidden, w.escalation_weight, w.escalation_bias)?.with_ngram(w.escalation_ngram)?,
+            escalation: head(w.escalation_hidden, w.escalation_weight, w.escalation_bias)?
+                .with_ngram(w.escalation_ngram)?,
         })
     }
 }

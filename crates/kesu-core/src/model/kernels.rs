@@ -119,7 +119,19 @@ pub fn linear(lvl: Level, x: &[f32], t: usize, w: &PackedMatrix, out: &mut [f32]
         let cols = (w.n - p * NR).min(NR);
         // SAFETY: panel p writes only columns [p*32, p*32+cols) of each row of `out`.
         unsafe {
-            gemm_panel(lvl, t, w.k, x.as_ptr(), w.k, w.panel(p).as_ptr(), NR, ptr.0.add(p * NR), w.n, cols, Some(&w.bias[p * NR..]));
+            gemm_panel(
+                lvl,
+                t,
+                w.k,
+                x.as_ptr(),
+                w.k,
+                w.panel(p).as_ptr(),
+                NR,
+                ptr.0.add(p * NR),
+                w.n,
+                cols,
+                Some(&w.bias[p * NR..]),
+            );
         }
     };
     if t * w.k * w.n < PARALLEL_MIN_MACS || rayon::current_num_threads() < 2 {
@@ -481,7 +493,7 @@ mod simd512 {
         }
         let e = exp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(a, a)));
         let y = _mm512_fnmadd_ps(_mm512_mul_ps(p, t), e, one); // erf(|z|)
-        // erf(z): the sign of z on y >= 0.
+                                                               // erf(z): the sign of z on y >= 0.
         let erf = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(y), _mm512_and_si512(zi, sign)));
         _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5), x), _mm512_add_ps(one, erf))
     }
@@ -658,32 +670,35 @@ pub fn add_layer_norm(lvl: Level, x: &mut [f32], y: Option<&[f32]>, w: &[f32], b
     let h = w.len();
     let rows = x.len() / h;
     let run = |x: &mut [f32], y: Option<&[f32]>| {
-        dispatch!(lvl, fn f(x: &mut [f32], y: Option<&[f32]>, w: &[f32], b: &[f32], eps: f32) {
-            let h = w.len();
-            for (r, row) in x.chunks_exact_mut(h).enumerate() {
-                if let Some(y) = y {
-                    for (v, &a) in row.iter_mut().zip(&y[r * h..(r + 1) * h]) {
-                        *v += a;
+        dispatch!(
+            lvl,
+            fn f(x: &mut [f32], y: Option<&[f32]>, w: &[f32], b: &[f32], eps: f32) {
+                let h = w.len();
+                for (r, row) in x.chunks_exact_mut(h).enumerate() {
+                    if let Some(y) = y {
+                        for (v, &a) in row.iter_mut().zip(&y[r * h..(r + 1) * h]) {
+                            *v += a;
+                        }
                     }
-                }
-                let mean = lanes_sum(row) / h as f32;
-                for v in row.iter_mut() {
-                    *v -= mean;
-                }
-                let mut sq = [0f32; LANES];
-                let mut it = row.chunks_exact(LANES);
-                for c in &mut it {
-                    for j in 0..LANES {
-                        sq[j] += c[j] * c[j];
+                    let mean = lanes_sum(row) / h as f32;
+                    for v in row.iter_mut() {
+                        *v -= mean;
                     }
-                }
-                let var = (sq.iter().sum::<f32>() + it.remainder().iter().map(|v| v * v).sum::<f32>()) / h as f32;
-                let inv = 1.0 / (var + eps).sqrt();
-                for ((v, &g), &bb) in row.iter_mut().zip(w).zip(b) {
-                    *v = *v * inv * g + bb;
+                    let mut sq = [0f32; LANES];
+                    let mut it = row.chunks_exact(LANES);
+                    for c in &mut it {
+                        for j in 0..LANES {
+                            sq[j] += c[j] * c[j];
+                        }
+                    }
+                    let var = (sq.iter().sum::<f32>() + it.remainder().iter().map(|v| v * v).sum::<f32>()) / h as f32;
+                    let inv = 1.0 / (var + eps).sqrt();
+                    for ((v, &g), &bb) in row.iter_mut().zip(w).zip(b) {
+                        *v = *v * inv * g + bb;
+                    }
                 }
             }
-        })
+        )
     };
     let chunk = rows.div_ceil(rayon::current_num_threads().max(1)).max(1) * h;
     if rows * h < 64 * 384 || rayon::current_num_threads() < 2 {
@@ -773,5 +788,4 @@ mod tests {
             }
         }
     }
-
 }

@@ -38,8 +38,8 @@ pub mod bert;
 pub mod format;
 pub mod heads;
 pub mod kernels;
-pub mod packed;
 pub mod ngrams;
+pub mod packed;
 pub mod testing;
 pub mod tokenize;
 
@@ -185,7 +185,8 @@ impl Classifier {
         if opts.max_windows == 0 {
             anyhow::bail!("max_windows must be at least 1");
         }
-        let tokenizer = tokenize::TextTokenizer::from_json(f.get_str(format::KEY_TOKENIZER)?, f.get_str(format::KEY_PREFIX)?)?;
+        let tokenizer =
+            tokenize::TextTokenizer::from_json(f.get_str(format::KEY_TOKENIZER)?, f.get_str(format::KEY_PREFIX)?)?;
         let info = ModelInfo {
             version: f.get_str(format::KEY_VERSION)?.to_string(),
             category_labels,
@@ -315,7 +316,6 @@ impl Classifier {
         }
         Ok(normalise(out, counts))
     }
-
 
     /// Encodes windows padded to the longest (candle path); returns, per window, the SUM of
     /// its (unpadded) token states.

@@ -79,7 +79,12 @@ impl PackedBert {
         let tt = f.f32_vec("embeddings.token_type_embeddings.weight")?;
         // Shapes checked here, once, so that no request can index past them.
         if pos.len() < c.max_position_embeddings * h || tt.len() < h {
-            bail!("position embeddings hold {} values and token types {}: the config needs {} x {h} and {h}", pos.len(), tt.len(), c.max_position_embeddings);
+            bail!(
+                "position embeddings hold {} values and token types {}: the config needs {} x {h} and {h}",
+                pos.len(),
+                tt.len(),
+                c.max_position_embeddings
+            );
         }
         let pos_type: Vec<f32> = pos.chunks_exact(h).flat_map(|r| r.iter().zip(&tt[..h]).map(|(a, b)| a + b)).collect();
         let ln = |p: &str| -> Result<(Vec<f32>, Vec<f32>)> {
@@ -114,7 +119,14 @@ impl PackedBert {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Some(Self { emb_ln: ln("embeddings.LayerNorm")?, config: c, words, pos_type, layers, level: kernels::level() }))
+        Ok(Some(Self {
+            emb_ln: ln("embeddings.LayerNorm")?,
+            config: c,
+            words,
+            pos_type,
+            layers,
+            level: kernels::level(),
+        }))
     }
 
     /// Runs the kernels at `level`, capped at the detected one (never an
@@ -304,7 +316,21 @@ fn attention(lvl: Level, qkv: &[f32], starts: &[usize], h: usize, nh: usize, sca
         let q = qkv[s0 * ld + head * hd..].as_ptr();
         for p in 0..lp / NR {
             // SAFETY: q rows hold hd values at stride ld; kt/scores are [.., lp].
-            unsafe { kernels::gemm_panel(lvl, l, hd, q, ld, kt[p * NR..].as_ptr(), lp, scores[p * NR..].as_mut_ptr(), lp, NR, None) };
+            unsafe {
+                kernels::gemm_panel(
+                    lvl,
+                    l,
+                    hd,
+                    q,
+                    ld,
+                    kt[p * NR..].as_ptr(),
+                    lp,
+                    scores[p * NR..].as_mut_ptr(),
+                    lp,
+                    NR,
+                    None,
+                )
+            };
         }
         for row in scores.chunks_exact_mut(lp) {
             kernels::softmax_scaled(lvl, &mut row[..l], scale);
@@ -314,7 +340,19 @@ fn attention(lvl: Level, qkv: &[f32], starts: &[usize], h: usize, nh: usize, sca
             // SAFETY: v rows hold hd (a multiple of 32) values at stride ld; this
             // task alone writes rows s0..s0+l, columns head*hd..(head+1)*hd of ctx.
             unsafe {
-                kernels::gemm_panel(lvl, l, l, scores.as_ptr(), lp, v.add(p * NR), ld, out.0.add(s0 * h + head * hd + p * NR), h, NR, None)
+                kernels::gemm_panel(
+                    lvl,
+                    l,
+                    l,
+                    scores.as_ptr(),
+                    lp,
+                    v.add(p * NR),
+                    ld,
+                    out.0.add(s0 * h + head * hd + p * NR),
+                    h,
+                    NR,
+                    None,
+                )
             };
         }
     };

@@ -30,8 +30,7 @@ pub fn tiny_config(vocab_size: usize) -> BertConfig {
 /// `▁`-prefixed), a few words, CJK punctuation and every CJK unified
 /// ideograph U+4E00..=U+9FA5.
 pub fn tiny_vocab() -> Vec<(String, f64)> {
-    let mut v: Vec<(String, f64)> =
-        ["<s>", "<pad>", "</s>", "<unk>"].iter().map(|s| (s.to_string(), 0.0)).collect();
+    let mut v: Vec<(String, f64)> = ["<s>", "<pad>", "</s>", "<unk>"].iter().map(|s| (s.to_string(), 0.0)).collect();
     v.push(("\u{2581}".into(), -3.0));
     for w in ["\u{2581}query", "\u{2581}the", "\u{2581}order", "ing", "\u{2581}退款", "客服", "投诉", "快递"] {
         v.push((w.into(), -4.0));
@@ -76,7 +75,10 @@ pub fn tiny_parts(seed: u64) -> Result<ModelParts> {
         enc.push((format!("{p}.bias"), format::f32_qtensor(uniform(rng, h, 0.1), &[h])?));
         Ok(())
     };
-    enc.push(("embeddings.word_embeddings.weight".into(), q4(uniform(&mut rng, c.vocab_size * h, 1.0), &[c.vocab_size, h])?));
+    enc.push((
+        "embeddings.word_embeddings.weight".into(),
+        q4(uniform(&mut rng, c.vocab_size * h, 1.0), &[c.vocab_size, h])?,
+    ));
     enc.push((
         "embeddings.position_embeddings.weight".into(),
         format::f32_qtensor(uniform(&mut rng, c.max_position_embeddings * h, 0.5), &[c.max_position_embeddings, h])?,

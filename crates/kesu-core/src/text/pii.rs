@@ -69,7 +69,11 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         // bank cards: 15-19 digits, or groups of 4 separated by a space or dash
         r(PiiKind::BankCard, format!("{D}{{4}}(?:[ -]{D}{{4}}){{3}}(?:[ -]?{D}{{1,3}})?|{D}{{15,19}}"), (6, 4)),
         // mobile numbers, optional +86, optional separators 3-4-4
-        r(PiiKind::Phone, format!("(?:(?:\\+|＋)?(?:86|８６)[ -]?)?(?P<m>[1１][3-9３-９]{D}[ -]?{D}{{4}}[ -]?{D}{{4}})"), (3, 4)),
+        r(
+            PiiKind::Phone,
+            format!("(?:(?:\\+|＋)?(?:86|８６)[ -]?)?(?P<m>[1１][3-9３-９]{D}[ -]?{D}{{4}}[ -]?{D}{{4}})"),
+            (3, 4),
+        ),
         // landlines: area code 0xx/0xxx (kept), a separator or brackets, 7-8 digits
         r(PiiKind::Phone, format!("[(（]?[0０]{D}{{2,3}}[)）]?[ -]?(?P<m>{D}{{7,8}})"), (0, 4)),
     ]
@@ -97,8 +101,17 @@ pub fn mask(text: &str) -> Masked {
             let part = caps.name("m").unwrap_or(m);
             let (s, e) = (char_at[m.start()], char_at[m.end()]);
             let (ps, pe) = (char_at[part.start()], char_at[part.end()]);
-            let glued = |c: Option<&char>| c.is_some_and(|&c| is_digit(c) || (rule.kind != PiiKind::Email && c.is_ascii_alphabetic()) || (rule.kind == PiiKind::Email && (c.is_ascii_alphanumeric() || c == '.')));
-            if glued(s.checked_sub(1).and_then(|i| chars.get(i))) || glued(chars.get(e)) || taken[s..e].iter().any(|&t| t) {
+            let glued = |c: Option<&char>| {
+                c.is_some_and(|&c| {
+                    is_digit(c)
+                        || (rule.kind != PiiKind::Email && c.is_ascii_alphabetic())
+                        || (rule.kind == PiiKind::Email && (c.is_ascii_alphanumeric() || c == '.'))
+                })
+            };
+            if glued(s.checked_sub(1).and_then(|i| chars.get(i)))
+                || glued(chars.get(e))
+                || taken[s..e].iter().any(|&t| t)
+            {
                 continue;
             }
             match rule.kind {
@@ -109,7 +122,9 @@ pub fn mask(text: &str) -> Masked {
                     }
                 }
                 _ => {
-                    let digits: Vec<usize> = (ps..pe).filter(|&i| is_digit(chars[i]) || matches!(chars[i], 'X' | 'x' | 'Ｘ' | 'ｘ')).collect();
+                    let digits: Vec<usize> = (ps..pe)
+                        .filter(|&i| is_digit(chars[i]) || matches!(chars[i], 'X' | 'x' | 'Ｘ' | 'ｘ'))
+                        .collect();
                     let (head, tail) = rule.keep;
                     if digits.len() > head + tail {
                         for &i in &digits[head..digits.len() - tail] {
@@ -159,7 +174,15 @@ mod tests {
 
     #[test]
     fn leaves_other_numbers_alone() {
-        for t in ["拨打12315投诉", "报警110", "订单号20231115", "花了1380元", "工号1422", "KF051501056101361930abc", "2026-11-23 10:15"] {
+        for t in [
+            "拨打12315投诉",
+            "报警110",
+            "订单号20231115",
+            "花了1380元",
+            "工号1422",
+            "KF051501056101361930abc",
+            "2026-11-23 10:15",
+        ] {
             assert_eq!(m(t), t, "{t}");
         }
         // glued to letters: an identifier, not a phone

@@ -40,7 +40,8 @@ impl Segmenter {
     /// and blank lines are skipped).
     pub fn load(user_dict: &Path) -> Result<Self, SegmentError> {
         let path = user_dict.display().to_string();
-        let raw = std::fs::read_to_string(user_dict).map_err(|source| SegmentError::Io { path: path.clone(), source })?;
+        let raw =
+            std::fs::read_to_string(user_dict).map_err(|source| SegmentError::Io { path: path.clone(), source })?;
         Self::from_user_dict(&raw).map_err(|e| SegmentError::Parse { path, message: e.to_string() })
     }
 
@@ -65,7 +66,9 @@ impl Segmenter {
             user_words += 1;
         }
         let mut jieba = jieba_rs::Jieba::new();
-        jieba.load_dict(&mut BufReader::new(cleaned.as_bytes())).map_err(|e| crate::parse::ParseError::whole(e.to_string()))?;
+        jieba
+            .load_dict(&mut BufReader::new(cleaned.as_bytes()))
+            .map_err(|e| crate::parse::ParseError::whole(e.to_string()))?;
         Ok(Segmenter { jieba, user_words })
     }
 

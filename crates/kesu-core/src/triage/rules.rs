@@ -97,7 +97,10 @@ impl StoreOverride {
 
     /// `policy` with the given values replaced.
     pub fn apply(&self, policy: StorePolicy) -> StorePolicy {
-        StorePolicy { needs_review: self.needs_review.unwrap_or(policy.needs_review), min_escalation: self.min_escalation.unwrap_or(policy.min_escalation) }
+        StorePolicy {
+            needs_review: self.needs_review.unwrap_or(policy.needs_review),
+            min_escalation: self.min_escalation.unwrap_or(policy.min_escalation),
+        }
     }
 }
 
@@ -152,7 +155,13 @@ pub struct TriageRules {
 impl Default for TriageRules {
     /// No rules: everything is P4 `standard`.
     fn default() -> Self {
-        TriageRules { version: "none".into(), default_priority: Priority::P4, default_route: "standard".into(), rules: vec![], store: StorePolicy::default() }
+        TriageRules {
+            version: "none".into(),
+            default_priority: Priority::P4,
+            default_route: "standard".into(),
+            rules: vec![],
+            store: StorePolicy::default(),
+        }
     }
 }
 
@@ -166,7 +175,8 @@ struct Route(String);
 impl TryFrom<String> for Route {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
             return Err(format!("route {s:?} must be 1-64 chars of a-z, 0-9 and _"));
         }
         Ok(Route(s))
@@ -297,7 +307,10 @@ impl TriageRules {
             line: e.span().map(|s| line_of(raw, s.start)),
             message: e.message().trim().to_string(),
         })?;
-        let at = |span: std::ops::Range<usize>, message: String| RulesError { line: Some(line_of(raw, span.start)), message };
+        let at = |span: std::ops::Range<usize>, message: String| RulesError {
+            line: Some(line_of(raw, span.start)),
+            message,
+        };
         let version = file.version.get_ref().trim().to_string();
         if version.is_empty() {
             return Err(at(file.version.span(), "version is empty".into()));
@@ -327,12 +340,15 @@ impl TriageRules {
                 return Err(err("count_negated needs a flag condition (flags_any, flags_all or min_severity)".into()));
             }
             let min_prior_contacts = match (r.repeat_contact, r.min_prior_contacts) {
-                (Some(false), _) => return Err(err("repeat_contact = false is not a condition (leave it out instead)".into())),
+                (Some(false), _) => {
+                    return Err(err("repeat_contact = false is not a condition (leave it out instead)".into()))
+                }
                 (_, Some(Count(n))) => Some(n),
                 (Some(true), None) => Some(1),
                 (None, None) => None,
             };
-            if !flag_condition && r.min_escalation.is_none() && r.category_any.is_none() && min_prior_contacts.is_none() {
+            if !flag_condition && r.min_escalation.is_none() && r.category_any.is_none() && min_prior_contacts.is_none()
+            {
                 return Err(err("no condition (flags_any, flags_all, min_severity, min_escalation, category_any, repeat_contact, min_prior_contacts); the fallback is [default]".into()));
             }
             rules.push(Rule {
@@ -351,13 +367,23 @@ impl TriageRules {
             });
         }
         let d = StorePolicy::default();
-        let store = file.store.map_or(d, |s| StorePolicy { needs_review: s.needs_review.unwrap_or(d.needs_review), min_escalation: s.min_escalation.map_or(d.min_escalation, |l| l.0) });
-        Ok(TriageRules { version, default_priority: file.default.priority, default_route: file.default.route.0, rules, store })
+        let store = file.store.map_or(d, |s| StorePolicy {
+            needs_review: s.needs_review.unwrap_or(d.needs_review),
+            min_escalation: s.min_escalation.map_or(d.min_escalation, |l| l.0),
+        });
+        Ok(TriageRules {
+            version,
+            default_priority: file.default.priority,
+            default_route: file.default.route.0,
+            rules,
+            store,
+        })
     }
 
     /// Read and parse a rules file (errors carry the line; the caller names the file).
     pub fn load(path: &std::path::Path) -> Result<TriageRules, RulesError> {
-        let raw = std::fs::read_to_string(path).map_err(|e| RulesError { line: None, message: format!("cannot read: {e}") })?;
+        let raw = std::fs::read_to_string(path)
+            .map_err(|e| RulesError { line: None, message: format!("cannot read: {e}") })?;
         TriageRules::parse(&raw)
     }
 
@@ -365,7 +391,8 @@ impl TriageRules {
     pub fn evaluate(&self, facts: &Facts<'_>) -> Triage {
         let mut best: Option<(Priority, &str)> = None;
         let mut reasons = Vec::new();
-        let mut store = (self.store.needs_review && facts.flags.needs_review) || facts.escalation >= self.store.min_escalation;
+        let mut store =
+            (self.store.needs_review && facts.flags.needs_review) || facts.escalation >= self.store.min_escalation;
         for rule in &self.rules {
             let Some(what) = rule.matches(facts) else { continue };
             store |= rule.store;
@@ -375,7 +402,14 @@ impl TriageRules {
             }
         }
         let (priority, route) = best.unwrap_or((self.default_priority, &self.default_route));
-        Triage { priority, route: route.to_string(), reasons, rules_version: self.version.clone(), prior_contacts: facts.prior_contacts, store }
+        Triage {
+            priority,
+            route: route.to_string(),
+            reasons,
+            rules_version: self.version.clone(),
+            prior_contacts: facts.prior_contacts,
+            store,
+        }
     }
 }
 
@@ -419,7 +453,8 @@ impl Rule {
             if shown.is_empty() {
                 return None;
             }
-            let names: Vec<String> = shown.iter().map(|(fl, neg)| if *neg { format!("{fl} (negated)") } else { fl.to_string() }).collect();
+            let names: Vec<String> =
+                shown.iter().map(|(fl, neg)| if *neg { format!("{fl} (negated)") } else { fl.to_string() }).collect();
             let mut phrase = format!("{} flag{}", names.join(" + "), if names.len() > 1 { "s" } else { "" });
             if let Some(s) = self.min_severity {
                 phrase.push_str(&format!(" at severity >= {s}"));

@@ -90,7 +90,9 @@ pub fn reload_now(state: &AppState, trigger: &'static str) -> Result<ReloadRepor
     ))]
 pub async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let st = state.clone();
-    let report = web::block(move || reload_now(&st, "http")).await.map_err(|e| ApiError::internal(format!("worker failed: {e}")))??;
+    let report = web::block(move || reload_now(&st, "http"))
+        .await
+        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))??;
     Ok(HttpResponse::Ok().json(report))
 }
 

@@ -20,7 +20,12 @@ pub struct Admission {
 
 impl Admission {
     pub fn new(max_concurrent: usize, max_queued: usize, wait: Duration) -> Self {
-        Admission { sem: Arc::new(Semaphore::new(max_concurrent.max(1))), queued: AtomicUsize::new(0), max_queued, wait }
+        Admission {
+            sem: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            queued: AtomicUsize::new(0),
+            max_queued,
+            wait,
+        }
     }
 
     /// A permit to run the model; hold it until the model work is done.
@@ -56,10 +61,16 @@ mod tests {
         let a = Arc::new(Admission::new(1, 1, Duration::from_millis(50)));
         let held = a.admit().await.unwrap();
         // one may wait; it times out because the permit is held
-        let waiter = { let a = a.clone(); tokio::spawn(async move { a.admit().await.map(|_| ()) }) };
+        let waiter = {
+            let a = a.clone();
+            tokio::spawn(async move { a.admit().await.map(|_| ()) })
+        };
         tokio::time::sleep(Duration::from_millis(10)).await;
         // queue full: refused at once
-        match a.admit().await { Err(e) if e.code == ErrorCode::Overloaded => {}, other => panic!("{other:?}") }
+        match a.admit().await {
+            Err(e) if e.code == ErrorCode::Overloaded => {}
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(waiter.await.unwrap(), Err(ApiError { code: ErrorCode::Overloaded, .. })));
         drop(held);
         assert!(a.admit().await.is_ok());

@@ -18,7 +18,7 @@ use super::extract::read_json;
 use super::texts::{check_text, run_classify};
 use super::AppState;
 use crate::conversation::registry::Subscription;
-use crate::conversation::{rfc3339, Event, Live, OpenError, Recorded, Speaker, Scored, View};
+use crate::conversation::{rfc3339, Event, Live, OpenError, Recorded, Scored, Speaker, View};
 
 /// Seconds between SSE keep-alive comments.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -42,7 +42,10 @@ fn check_id(id: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::new(ErrorCode::InvalidConversationId, "conversation id must be 1-128 chars of A-Z a-z 0-9 . _ : -"))
+        Err(ApiError::new(
+            ErrorCode::InvalidConversationId,
+            "conversation id must be 1-128 chars of A-Z a-z 0-9 . _ : -",
+        ))
     }
 }
 
@@ -68,14 +71,21 @@ fn open(state: &AppState, id: &str) -> Result<Arc<Live>, ApiError> {
         (status = 422, description = "Empty text, bad role, timestamp or id", body = ErrorBody),
         (status = 503, description = "Overloaded, timed out, model not loaded, or too many live conversations (Retry-After)", body = ErrorBody),
     ))]
-pub async fn post_message(req: HttpRequest, path: web::Path<String>, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn post_message(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     check_id(&id)?;
     let m: MessageIn = read_json(&req, body, state.settings.max_body_bytes).await?;
     check_text("text", &m.text, &state.settings)?;
     let timestamp = match &m.timestamp {
         None => None,
-        Some(t) => Some(rfc3339(OffsetDateTime::parse(t, &Rfc3339).map_err(|e| ApiError::new(ErrorCode::InvalidTimestamp, format!("timestamp {t:?} is not RFC 3339: {e}")))?)),
+        Some(t) => Some(rfc3339(OffsetDateTime::parse(t, &Rfc3339).map_err(|e| {
+            ApiError::new(ErrorCode::InvalidTimestamp, format!("timestamp {t:?} is not RFC 3339: {e}"))
+        })?)),
     };
     if m.role == Speaker::Customer && state.pipeline.model().is_none() {
         return Err(ApiError::not_ready());
@@ -90,7 +100,9 @@ pub async fn post_message(req: HttpRequest, path: web::Path<String>, body: web::
             continue;
         }
         let scored = match m.role {
-            Speaker::Customer => Some(Scored::from(run_classify(&state, vec![m.text.clone()], vec![], false).await?.remove(0))),
+            Speaker::Customer => {
+                Some(Scored::from(run_classify(&state, vec![m.text.clone()], vec![], false).await?.remove(0)))
+            }
             Speaker::Agent => None,
         };
         let rec = conv.record(m.role, m.text, timestamp, scored, &rules, OffsetDateTime::now_utc());
@@ -122,7 +134,10 @@ pub async fn get_conversation(path: web::Path<String>, state: web::Data<AppState
 #[utoipa::path(delete, path = "/v1/conversations/{id}", tag = "conversations",
     params(("id" = String, Path, description = "Conversation id")),
     responses((status = 204, description = "Ended"), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn delete_conversation(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn delete_conversation(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     check_id(&id)?;
     if state.conversations.remove(&id) {
@@ -154,7 +169,9 @@ pub async fn events(path: web::Path<String>, state: web::Data<AppState>) -> Resu
     let max = state.settings.conversations.max_subscribers;
     let (sub, snapshot) = {
         let conv = live.conversation.lock().await;
-        let sub = live.subscribe(max).ok_or_else(|| ApiError::new(ErrorCode::TooManySubscribers, format!("conversation {id:?} already has {max} subscribers")))?;
+        let sub = live.subscribe(max).ok_or_else(|| {
+            ApiError::new(ErrorCode::TooManySubscribers, format!("conversation {id:?} already has {max} subscribers"))
+        })?;
         (sub, conv.view())
     };
     let first = sse(&Event::Snapshot(snapshot));
@@ -167,7 +184,10 @@ pub async fn events(path: web::Path<String>, state: web::Data<AppState>) -> Resu
 }
 
 /// The events after the snapshot, with keep-alives, until `closed`.
-fn follow(sub: Subscription, live: Weak<Live>) -> impl futures_util::Stream<Item = Result<web::Bytes, actix_web::Error>> {
+fn follow(
+    sub: Subscription,
+    live: Weak<Live>,
+) -> impl futures_util::Stream<Item = Result<web::Bytes, actix_web::Error>> {
     let tick = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
     stream::unfold(Some((sub, live, tick)), |st| async move {
         let (mut sub, live, mut tick) = st?;
@@ -196,7 +216,8 @@ fn follow(sub: Subscription, live: Weak<Live>) -> impl futures_util::Stream<Item
 
 /// One SSE frame: `event`, `id` (message seq), one-line JSON `data`.
 fn sse(ev: &Event) -> web::Bytes {
-    let data = serde_json::to_string(ev).unwrap_or_else(|e| format!("{{\"type\":\"error\",\"message\":{:?}}}", e.to_string()));
+    let data =
+        serde_json::to_string(ev).unwrap_or_else(|e| format!("{{\"type\":\"error\",\"message\":{:?}}}", e.to_string()));
     let id = match ev {
         Event::Message(r) => format!("id: {}\n", r.message.seq),
         Event::Snapshot(v) => format!("id: {}\n", v.state.messages),

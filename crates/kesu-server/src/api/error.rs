@@ -133,7 +133,10 @@ impl ApiError {
         ApiError::new(ErrorCode::NotFound, format!("no route for {what}"))
     }
     pub fn unknown_conversation(id: &str) -> Self {
-        ApiError::new(ErrorCode::UnknownConversation, format!("no live conversation {id:?} (never opened, deleted or expired)"))
+        ApiError::new(
+            ErrorCode::UnknownConversation,
+            format!("no live conversation {id:?} (never opened, deleted or expired)"),
+        )
     }
     pub fn unknown_item(id: &str) -> Self {
         ApiError::new(ErrorCode::UnknownItem, format!("no stored item {id:?}"))
@@ -189,7 +192,14 @@ impl ResponseError for ApiError {
         if self.code == ErrorCode::Unauthorized {
             b.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"kesu\""));
         }
-        b.json(ErrorBody { error: ErrorDetail { code: self.code.as_str().to_string(), message: self.message.clone(), file: self.file.clone(), line: self.line } })
+        b.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code.as_str().to_string(),
+                message: self.message.clone(),
+                file: self.file.clone(),
+                line: self.line,
+            },
+        })
     }
 }
 
@@ -212,7 +222,10 @@ impl From<kesu_store::StoreError> for ApiError {
             S::Cursor(_) => ApiError::new(ErrorCode::InvalidCursor, e.to_string()),
             S::Db(err) => {
                 tracing::error!(error = %err, "store unavailable");
-                ApiError::new(ErrorCode::StoreUnavailable, "the complaint store is unavailable; nothing was stored or changed")
+                ApiError::new(
+                    ErrorCode::StoreUnavailable,
+                    "the complaint store is unavailable; nothing was stored or changed",
+                )
             }
         }
     }
@@ -244,7 +257,9 @@ mod tests {
         let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
         let section = readme.split("### Errors").nth(1).expect("README has an Errors section");
         let mut rows = Vec::new();
-        for line in section.lines().skip_while(|l| !l.starts_with("| status")).skip(2).take_while(|l| l.starts_with('|')) {
+        for line in
+            section.lines().skip_while(|l| !l.starts_with("| status")).skip(2).take_while(|l| l.starts_with('|'))
+        {
             let cells: Vec<&str> = line.split('|').map(str::trim).collect();
             let status: u16 = cells[1][..3].parse().unwrap_or_else(|_| panic!("status of {line:?}"));
             for code in cells[2].split(',') {
@@ -257,7 +272,8 @@ mod tests {
     #[test]
     fn the_codes_are_the_readme_table() {
         let table = readme_table();
-        let ours: Vec<(u16, String)> = ErrorCode::ALL.iter().map(|c| (c.status().as_u16(), c.as_str().to_string())).collect();
+        let ours: Vec<(u16, String)> =
+            ErrorCode::ALL.iter().map(|c| (c.status().as_u16(), c.as_str().to_string())).collect();
         let mut a = table.clone();
         let mut b = ours.clone();
         a.sort();
@@ -271,7 +287,8 @@ mod tests {
         let r = e.error_response();
         assert_eq!(r.status(), 401);
         assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
-        let r = ApiError::invalid_file(ErrorCode::InvalidTriageRules, "triage.toml".into(), Some(3), "bad".into()).error_response();
+        let r = ApiError::invalid_file(ErrorCode::InvalidTriageRules, "triage.toml".into(), Some(3), "bad".into())
+            .error_response();
         assert_eq!(r.status(), 422);
     }
 }

@@ -10,17 +10,25 @@ use serde::de::DeserializeOwned;
 use super::error::{ApiError, ErrorCode};
 
 /// Read and parse the body of `req` as `T`.
-pub async fn read_json<T: DeserializeOwned>(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<T, ApiError> {
+pub async fn read_json<T: DeserializeOwned>(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<T, ApiError> {
     let ct = req.content_type();
     if !ct.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::unsupported_media_type(ct));
     }
-    if let Ok(Some(charset)) = req.mime_type().map(|m| m.and_then(|m| m.get_param("charset").map(|c| c.as_str().to_ascii_lowercase()))) {
+    if let Ok(Some(charset)) =
+        req.mime_type().map(|m| m.and_then(|m| m.get_param("charset").map(|c| c.as_str().to_ascii_lowercase())))
+    {
         if charset != "utf-8" && charset != "utf8" {
             return Err(ApiError::unsupported_media_type(&format!("{ct}; charset={charset}")));
         }
     }
-    if let Some(len) = req.headers().get(actix_web::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
+    if let Some(len) =
+        req.headers().get(actix_web::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+    {
         if len > limit {
             return Err(ApiError::body_too_large(limit));
         }

@@ -56,7 +56,9 @@ impl RootSpanBuilder for MaskedRootSpan {
         // One line per request (the access log); errors with their masked message.
         let code = status.as_u16();
         match msg {
-            Some(m) if status.is_server_error() => tracing::warn!(parent: &span, status = code, error = %m, "request failed"),
+            Some(m) if status.is_server_error() => {
+                tracing::warn!(parent: &span, status = code, error = %m, "request failed")
+            }
             Some(m) => tracing::info!(parent: &span, status = code, error = %m, "request refused"),
             None => tracing::info!(parent: &span, status = code, "request done"),
         }

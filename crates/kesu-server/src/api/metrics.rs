@@ -1,6 +1,8 @@
 //! Prometheus metrics (`GET /metrics`).
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 use kesu_core::flags::FlagReport;
 use kesu_core::pipeline::Classified;
@@ -24,7 +26,11 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(Opts::new("kesu_http_requests_total", "HTTP requests by route and status"), &["route", "status"]).unwrap();
+        let requests = IntCounterVec::new(
+            Opts::new("kesu_http_requests_total", "HTTP requests by route and status"),
+            &["route", "status"],
+        )
+        .unwrap();
         let latency = HistogramVec::new(
             HistogramOpts::new("kesu_http_request_duration_seconds", "HTTP request latency by route")
                 .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
@@ -32,21 +38,54 @@ impl Metrics {
         )
         .unwrap();
         let items_classified = IntCounter::new("kesu_items_classified_total", "Texts classified by the model").unwrap();
-        let flags_raised = IntCounterVec::new(Opts::new("kesu_flags_raised_total", "Texts raising each legal-risk flag"), &["flag"]).unwrap();
-        let escalation_levels = IntCounterVec::new(Opts::new("kesu_escalation_level_total", "Classified texts by predicted escalation level"), &["level"]).unwrap();
-        let conversation_messages = IntCounterVec::new(Opts::new("kesu_conversation_messages_total", "Conversation messages recorded, by role"), &["role"]).unwrap();
-        let conversation_alerts = IntCounterVec::new(Opts::new("kesu_conversation_alerts_total", "Conversation alerts fired, by kind"), &["kind"]).unwrap();
-        let triage_priorities = IntCounterVec::new(Opts::new("kesu_triage_priority_total", "Classified texts by triage priority and route"), &["priority", "route"]).unwrap();
-        let reloads = IntCounterVec::new(Opts::new("kesu_reloads_total", "Word-list and triage-rule reloads, by result (ok, error)"), &["result"]).unwrap();
+        let flags_raised =
+            IntCounterVec::new(Opts::new("kesu_flags_raised_total", "Texts raising each legal-risk flag"), &["flag"])
+                .unwrap();
+        let escalation_levels = IntCounterVec::new(
+            Opts::new("kesu_escalation_level_total", "Classified texts by predicted escalation level"),
+            &["level"],
+        )
+        .unwrap();
+        let conversation_messages = IntCounterVec::new(
+            Opts::new("kesu_conversation_messages_total", "Conversation messages recorded, by role"),
+            &["role"],
+        )
+        .unwrap();
+        let conversation_alerts = IntCounterVec::new(
+            Opts::new("kesu_conversation_alerts_total", "Conversation alerts fired, by kind"),
+            &["kind"],
+        )
+        .unwrap();
+        let triage_priorities = IntCounterVec::new(
+            Opts::new("kesu_triage_priority_total", "Classified texts by triage priority and route"),
+            &["priority", "route"],
+        )
+        .unwrap();
+        let reloads = IntCounterVec::new(
+            Opts::new("kesu_reloads_total", "Word-list and triage-rule reloads, by result (ok, error)"),
+            &["result"],
+        )
+        .unwrap();
         let store_writes = HistogramVec::new(
-            HistogramOpts::new("kesu_store_write_duration_seconds", "Complaint-store inserts from classify (one transaction per request), by result (ok, error)")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]),
+            HistogramOpts::new(
+                "kesu_store_write_duration_seconds",
+                "Complaint-store inserts from classify (one transaction per request), by result (ok, error)",
+            )
+            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]),
             &["result"],
         )
         .unwrap();
         let conversations_live = IntGauge::new("kesu_conversations_live", "Live conversations held in memory").unwrap();
         registry.register(Box::new(conversations_live.clone())).unwrap();
-        for c in [&requests, &flags_raised, &escalation_levels, &conversation_messages, &conversation_alerts, &triage_priorities, &reloads] {
+        for c in [
+            &requests,
+            &flags_raised,
+            &escalation_levels,
+            &conversation_messages,
+            &conversation_alerts,
+            &triage_priorities,
+            &reloads,
+        ] {
             registry.register(Box::new(c.clone())).unwrap();
         }
         registry.register(Box::new(latency.clone())).unwrap();

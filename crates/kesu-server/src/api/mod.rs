@@ -28,11 +28,11 @@ use actix_web::middleware::Next;
 use actix_web::{middleware, web, App, HttpMessage, HttpServer};
 use tracing_actix_web::{RequestId, TracingLogger};
 
-use crate::settings::{ServerSettings, StoreSettings};
 use crate::conversation::Registry;
-use kesu_core::pipeline::Pipeline;
+use crate::settings::{ServerSettings, StoreSettings};
 use admission::Admission;
 use error::ApiError;
+use kesu_core::pipeline::Pipeline;
 use metrics::Metrics;
 
 /// Shared state of all workers.
@@ -51,9 +51,19 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(pipeline: Arc<Pipeline>, settings: ServerSettings) -> AppState {
-        let admission = Admission::new(settings.max_concurrent_inference, settings.max_queued, settings.queue_timeout());
+        let admission =
+            Admission::new(settings.max_concurrent_inference, settings.max_queued, settings.queue_timeout());
         let conversations = Registry::new(settings.conversations.limits());
-        AppState { pipeline, settings, metrics: Metrics::new(), admission, conversations, store: None, reloads: admin::ReloadLog::default(), access: crate::auth::Access::Keys(Default::default()) }
+        AppState {
+            pipeline,
+            settings,
+            metrics: Metrics::new(),
+            admission,
+            conversations,
+            store: None,
+            reloads: admin::ReloadLog::default(),
+            access: crate::auth::Access::Keys(Default::default()),
+        }
     }
 }
 
@@ -83,7 +93,10 @@ pub async fn open_store(s: &StoreSettings) -> Result<Option<kesu_store::Store>, 
 /// Let a request in only as its route's [`routes::Access`] says (a path
 /// that matches no route needs any valid key, then answers 404); the caller's
 /// [`crate::auth::Principal`] goes into the request's extensions (the audit log's actor).
-async fn authorize(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+async fn authorize(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     use crate::auth::{presented_key, Access};
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let need = match req.match_pattern().and_then(|p| routes::lookup(req.method(), &p)).map(|r| r.access) {
@@ -94,14 +107,21 @@ async fn authorize(req: ServiceRequest, next: Next<impl MessageBody + 'static>) 
     if let (Some(st), Some(need)) = (&state, need) {
         if let Access::Keys(keys) = &st.access {
             let Some(key) = presented_key(req.headers()) else {
-                return Err(ApiError::unauthorized("an API key is required: send `Authorization: Bearer <key>` or `X-Api-Key: <key>`").into());
+                return Err(ApiError::unauthorized(
+                    "an API key is required: send `Authorization: Bearer <key>` or `X-Api-Key: <key>`",
+                )
+                .into());
             };
             let Some(p) = keys.authenticate(key) else {
                 return Err(ApiError::unauthorized("unknown API key").into());
             };
             if let Some(role) = need {
                 if !p.may(role) {
-                    return Err(ApiError::forbidden(format!("key {:?} lacks the `{role}` role this route needs", p.name)).into());
+                    return Err(ApiError::forbidden(format!(
+                        "key {:?} lacks the `{role}` role this route needs",
+                        p.name
+                    ))
+                    .into());
                 }
             }
             let p = p.clone();
@@ -114,7 +134,10 @@ async fn authorize(req: ServiceRequest, next: Next<impl MessageBody + 'static>) 
 /// Count, time and time-limit every request; add `x-request-id`, and to
 /// every 503 `Retry-After` with `KESU_RETRY_AFTER_SECS` (errors become
 /// responses here, so this holds for every error, wherever it arose).
-async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let t0 = Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let pattern = req.match_pattern();
@@ -135,7 +158,9 @@ async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) ->
     // An error that leaves the app as an error (authorization, the deadline):
     // its 503 gets Retry-After from the settings.
     let res = res.map_err(|e| match (e.as_error::<ApiError>(), retry_after) {
-        (Some(a), Some(secs)) if a.code.status() == StatusCode::SERVICE_UNAVAILABLE => ApiError { retry_after: Some(secs), ..a.clone() }.into(),
+        (Some(a), Some(secs)) if a.code.status() == StatusCode::SERVICE_UNAVAILABLE => {
+            ApiError { retry_after: Some(secs), ..a.clone() }.into()
+        }
         _ => e,
     });
     let status = match &res {
@@ -163,7 +188,8 @@ async fn observe(req: ServiceRequest, next: Next<impl MessageBody + 'static>) ->
 pub fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
     admin::reload_on_sighup(&state)?;
     let workers = state.settings.workers.max(1);
-    let every = (state.conversations.limits().ttl / 4).clamp(std::time::Duration::from_millis(10), std::time::Duration::from_secs(60));
+    let every = (state.conversations.limits().ttl / 4)
+        .clamp(std::time::Duration::from_millis(10), std::time::Duration::from_secs(60));
     let weak = Arc::downgrade(&state.clone().into_inner());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);

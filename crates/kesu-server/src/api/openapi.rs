@@ -24,7 +24,15 @@ pub fn document() -> utoipa::openapi::OpenApi {
         (r.openapi)(&mut doc);
     }
     let comps = doc.components.get_or_insert_with(Default::default);
-    comps.add_security_scheme("api_key", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("a kesu API key (`kesu keys add`)")).build()));
+    comps.add_security_scheme(
+        "api_key",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("a kesu API key (`kesu keys add`)"))
+                .build(),
+        ),
+    );
     for r in TABLE.iter() {
         let note = match r.access {
             Access::Open => continue,

@@ -19,7 +19,11 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     if state.pipeline.model().is_none() {
         return Err(ApiError::not_ready());
     }
-    Ok(HttpResponse::Ok().json(Health { status: "ready".into(), model_loaded: Some(true), lexicon_terms: Some(state.pipeline.lists().flagger.term_count()) }))
+    Ok(HttpResponse::Ok().json(Health {
+        status: "ready".into(),
+        model_loaded: Some(true),
+        lexicon_terms: Some(state.pipeline.lists().flagger.term_count()),
+    }))
 }
 
 /// Model version and labels, lexicon version and size, triage rules version, reload state, limits.
@@ -57,7 +61,12 @@ pub async fn info(state: web::Data<AppState>) -> HttpResponse {
             tracked_customers: contacts.tracked(),
             repeat_capacity: contacts.capacity(),
         },
-        reload: ReloadInfo { count: lists.generation, loaded_at: super::admin::rfc3339(lists.loaded_at), failed, last_error },
+        reload: ReloadInfo {
+            count: lists.generation,
+            loaded_at: super::admin::rfc3339(lists.loaded_at),
+            failed,
+            last_error,
+        },
         store: StoreInfo {
             database: state.store.as_ref().map(|st| st.url().to_string()),
             store_needs_review: lists.triage.store.needs_review,

