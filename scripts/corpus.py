@@ -8,7 +8,7 @@ Keys follow ../shared/corpora/README.md:
   ewect     "<file stem>:<id>" of ewect/*.txt
   nlpcc     1-based data row of nlpcc/nlpcc2013.tsv
   ccb       1-based data row of ccb/bank_ticket_sentences.csv
-The Rust reader in src/corpus/ uses the same keys; keep them in step.
+The Rust reader in crates/kesu-train/src/corpus.rs uses the same keys; keep them in step.
 """
 import csv, json, os, glob
 

@@ -245,3 +245,43 @@ async fn console_page_and_openapi() {
         assert!(doc["components"]["schemas"].get(s).is_some(), "schema {s}");
     }
 }
+
+/// The triage file's store rule keeps conversation customer messages exactly
+/// as it keeps classified items; a reload of the rules changes what is kept.
+#[actix_web::test]
+async fn customer_messages_are_stored_by_the_triage_store_rule() {
+    let shipped = std::fs::read_to_string(lexicons().join("triage.toml")).unwrap();
+    let section = "[store]\nneeds_review = true\nmin_escalation = 2\n";
+    let by_flags_only = shipped.replace(section, "[store]\nneeds_review = true\nmin_escalation = 4\n");
+    assert_ne!(by_flags_only, shipped, "the shipped file has a [store] section");
+    let app = spawn_own_lexicons(Some(&by_flags_only), |_| {}).await;
+
+    let threat = say(&app, "conv-s", "customer", "已经找了律师，准备起诉你们公司").await;
+    assert!(threat["message"]["flags"]["needs_review"].as_bool().unwrap());
+    let review_id = threat["message"]["review_id"].as_str().expect("the threat is stored").to_string();
+    let agent = say(&app, "conv-s", "agent", "您好，我们马上为您处理").await;
+    assert!(agent["message"].get("review_id").is_none(), "agent messages are never stored");
+    let calm = say(&app, "conv-s", "customer", "请问快递什么时候到").await;
+    assert!(!calm["message"]["flags"]["needs_review"].as_bool().unwrap());
+    assert!(calm["message"].get("review_id").is_none(), "not needing review and never by level: not stored");
+
+    let item: Value = app.get(&format!("/v1/reviews/{review_id}")).await.json().await.unwrap();
+    assert_eq!(item["channel"], "conversation");
+    assert_eq!(item["caller_id"], "conv-s:1");
+    assert_eq!(item["text"], "已经找了律师，准备起诉你们公司");
+    let v: Value = app.get("/v1/conversations/conv-s").await.json().await.unwrap();
+    assert_eq!(v["messages"][0]["review_id"], review_id.as_str(), "the kept message carries its review id");
+
+    // Store everything from level 0: after a reload the calm message is kept too.
+    let everything = shipped
+        .replace(section, "[store]\nneeds_review = true\nmin_escalation = 0\n")
+        .replace("version = \"", "version = \"all-");
+    std::fs::write(app.lexicons_dir().join("triage.toml"), everything).unwrap();
+    assert_eq!(app.client.post(app.url("/admin/reload")).send().await.unwrap().status(), 200);
+    let calm = say(&app, "conv-s", "customer", "请问快递什么时候到").await;
+    let id = calm["message"]["review_id"].as_str().expect("stored after the reload");
+    let item: Value = app.get(&format!("/v1/reviews/{id}")).await.json().await.unwrap();
+    assert_eq!(item["caller_id"], "conv-s:4");
+    let q: Value = app.get("/v1/reviews?limit=100").await.json().await.unwrap();
+    assert_eq!(q["items"].as_array().unwrap().len(), 2);
+}

@@ -55,6 +55,13 @@ try {
   const masked = await page.$$eval("#queue .text", (ts) => ts.map((t) => t.textContent).join("\n"));
   assert.ok(!masked.includes("13812345678"), "stored texts are PII-masked");
 
+  // the filter lists are /v1/info's vocabularies, in its order
+  const info = await api("/v1/info");
+  const options = (name) => page.$$eval(`#filters select[name=${name}] option`, (os) => os.slice(1).map((o) => o.value));
+  await page.waitForFunction(() => document.querySelectorAll("#filters select[name=flag] option").length > 1);
+  assert.deepEqual(await options("flag"), info.lexicon.flags, "flags from /v1/info");
+  assert.deepEqual(await options("category"), info.model.category_labels, "categories from the model file");
+
   // filter by flag
   await page.selectOption("select[name=flag]", "media");
   await page.click("#filters button[type=submit]");

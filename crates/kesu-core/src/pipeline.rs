@@ -34,7 +34,10 @@ pub struct CategoryResult {
     pub scores: BTreeMap<String, f32>,
 }
 
-/// The emotion / escalation result of one text.
+/// The escalation result of one text (0 calm … 3 escalating, the label
+/// schema's scale). The JSON field is `emotion` because agents read it as the
+/// live emotion tag; `level` is the escalation level (docs/architecture.md,
+/// "Names": the one place this naming is stated).
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 pub struct EmotionResult {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::conversation::registry::Limits;
+use crate::conversation::registry::RegistryLimits;
 use crate::conversation::AlertRules;
 
 /// Settings of one HTTP server.
@@ -103,8 +103,8 @@ impl ConversationSettings {
     }
 
     /// The registry limits these settings describe.
-    pub fn limits(&self) -> Limits {
-        Limits {
+    pub fn limits(&self) -> RegistryLimits {
+        RegistryLimits {
             ttl: Duration::from_secs(self.ttl_secs),
             max_conversations: self.max_conversations,
             max_messages: self.max_messages as usize,

@@ -67,8 +67,6 @@ const ANGRY: &[&str] = &[
 ];
 const UNHAPPY: &[&str] =
     &["不", "没", "差", "慢", "失望", "问题", "为什么", "怎么", "难", "贵", "一般", "还没", "希望"];
-const OUTSIDE: [Flag; 6] =
-    [Flag::Litigation, Flag::Regulator, Flag::Media, Flag::PoliceCrime, Flag::CollectiveAction, Flag::SelfHarmViolence];
 
 /// Keyword rules: category and escalation from word lists and the flagger.
 pub fn keyword_rules(text: &str, flags: &FlagReport) -> (usize, usize) {
@@ -80,7 +78,7 @@ pub fn keyword_rules(text: &str, flags: &FlagReport) -> (usize, usize) {
     } else {
         0
     };
-    let escalation = if flags.hits.iter().any(|h| !h.negated && OUTSIDE.contains(&h.flag) && h.severity >= 2) {
+    let escalation = if flags.hits.iter().any(|h| !h.negated && h.flag.takes_it_outside() && h.severity >= 2) {
         3
     } else if has(ANGRY) {
         2

@@ -14,8 +14,9 @@ use anyhow::{bail, Context};
 
 use kesu_core::flags::Flag;
 
-pub const CATEGORIES: [&str; 3] = ["product", "service", "information_security"];
-pub const LEVELS: [&str; 4] = ["calm", "dissatisfied", "angry", "escalating"];
+/// The label schema's names, as the model file format defines them.
+pub const CATEGORIES: [&str; 3] = kesu_core::model::format::CATEGORY_LABELS;
+pub const LEVELS: [&str; 4] = kesu_core::model::format::ESCALATION_LABELS;
 
 /// One labelled text.
 #[derive(Debug, Clone)]

@@ -41,6 +41,24 @@ impl Flag {
         Flag::SelfHarmViolence,
     ];
 
+    /// A hit of this flag needs review whether negated or not
+    /// (`self_harm_violence`, `collective_action`: "我不想活了" is negated by the
+    /// heuristic but still needs a person now). The one definition: the
+    /// flagger's `needs_review` and the triage condition `always_review = true`
+    /// (the shipped `crisis` rule) both read it.
+    pub fn always_review(self) -> bool {
+        matches!(self, Flag::SelfHarmViolence | Flag::CollectiveAction)
+    }
+
+    /// A hit of this flag is a threat or act of taking the matter outside the
+    /// company or of harm: escalation level 3 of the label schema (regulator,
+    /// media, lawsuit, police, collective action, self-harm or violence).
+    /// `privacy_breach` and `collection_abuse` describe what happened, not
+    /// where the customer takes it.
+    pub fn takes_it_outside(self) -> bool {
+        !matches!(self, Flag::PrivacyBreach | Flag::CollectionAbuse)
+    }
+
     /// The schema's name (`police_crime`, ...).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -57,8 +57,9 @@ pub struct FlagReport {
     /// Highest severity among hits (0 when none).
     pub max_severity: u8,
     /// Compliance should look at this text: a non-negated hit of severity at
-    /// least the review threshold, or any `self_harm_violence` or
-    /// `collective_action` hit (negated or not).
+    /// least the review threshold, or any hit of a flag that is always
+    /// reviewed ([`Flag::always_review`]: `self_harm_violence`,
+    /// `collective_action`), negated or not.
     pub needs_review: bool,
 }
 
@@ -214,10 +215,8 @@ impl Flagger {
         flags.sort();
         flags.dedup();
         let max_severity = hits.iter().map(|h| h.severity).max().unwrap_or(0);
-        let needs_review = hits.iter().any(|h| {
-            (!h.negated && h.severity >= self.review_min_severity)
-                || matches!(h.flag, Flag::SelfHarmViolence | Flag::CollectiveAction)
-        });
+        let needs_review =
+            hits.iter().any(|h| (!h.negated && h.severity >= self.review_min_severity) || h.flag.always_review());
         FlagReport { hits, flags, max_severity, needs_review }
     }
 }

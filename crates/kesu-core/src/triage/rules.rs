@@ -282,6 +282,7 @@ struct RawRule {
     category_any: Option<Vec<Category>>,
     repeat_contact: Option<bool>,
     min_prior_contacts: Option<Count>,
+    always_review: Option<bool>,
     store: Option<bool>,
 }
 
@@ -327,6 +328,20 @@ impl TriageRules {
             if rules.iter().any(|x| x.name == r.name) {
                 return Err(err("duplicate rule name".into()));
             }
+            // `always_review = true`: a hit of any flag that always needs review
+            // (Flag::always_review, the set that sets needs_review), negated or not.
+            let (flags_any, count_negated) = match r.always_review {
+                None => (r.flags_any.clone(), r.count_negated),
+                Some(false) => {
+                    return Err(err("always_review = false is not a condition (leave it out instead)".into()))
+                }
+                Some(true) if r.flags_any.is_some() || r.count_negated.is_some() => {
+                    return Err(err(
+                        "always_review = true stands for flags_any and count_negated: give one or the other".into(),
+                    ))
+                }
+                Some(true) => (Some(Flag::ALL.into_iter().filter(|f| f.always_review()).collect()), Some(true)),
+            };
             for (key, list) in [("flags_any", &r.flags_any), ("flags_all", &r.flags_all)] {
                 if list.as_ref().is_some_and(|l| l.is_empty()) {
                     return Err(err(format!("{key} is empty (leave it out instead)")));
@@ -335,8 +350,8 @@ impl TriageRules {
             if r.category_any.as_ref().is_some_and(|l| l.is_empty()) {
                 return Err(err("category_any is empty (leave it out instead)".into()));
             }
-            let flag_condition = r.flags_any.is_some() || r.flags_all.is_some() || r.min_severity.is_some();
-            if r.count_negated.is_some() && !flag_condition {
+            let flag_condition = flags_any.is_some() || r.flags_all.is_some() || r.min_severity.is_some();
+            if count_negated.is_some() && !flag_condition {
                 return Err(err("count_negated needs a flag condition (flags_any, flags_all or min_severity)".into()));
             }
             let min_prior_contacts = match (r.repeat_contact, r.min_prior_contacts) {
@@ -355,10 +370,10 @@ impl TriageRules {
                 name: r.name.clone(),
                 priority: r.priority,
                 route: r.route.0,
-                flags_any: r.flags_any,
+                flags_any,
                 flags_all: r.flags_all,
                 min_severity: r.min_severity.map(|s| s.0),
-                count_negated: r.count_negated.unwrap_or(false),
+                count_negated: count_negated.unwrap_or(false),
                 min_escalation: r.min_escalation.map(|l| l.0),
                 category_any: r.category_any.map(|l| l.into_iter().map(|c| c.0).collect()),
                 min_prior_contacts,

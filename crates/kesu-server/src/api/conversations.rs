@@ -15,10 +15,14 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::read_json;
-use super::texts::{check_text, run_classify};
+use super::texts::{check_text, run_classify, store_matching};
 use super::AppState;
 use crate::conversation::registry::Subscription;
 use crate::conversation::{rfc3339, Event, Live, OpenError, Recorded, Scored, Speaker, View};
+
+/// The `channel` of stored conversation messages; their caller id is
+/// `<conversation id>:<seq>`.
+pub const CONVERSATION_CHANNEL: &str = "conversation";
 
 /// Seconds between SSE keep-alive comments.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -99,13 +103,26 @@ pub async fn post_message(
         if conv.is_closed() {
             continue;
         }
-        let scored = match m.role {
+        let (scored, review_id) = match m.role {
             Speaker::Customer => {
-                Some(Scored::from(run_classify(&state, vec![m.text.clone()], vec![], false).await?.remove(0)))
+                let c = run_classify(&state, vec![m.text.clone()], vec![], false).await?.remove(0);
+                // Stored by the same rule as classify, before the message is
+                // recorded: a store failure (503) leaves no message behind.
+                let origin = kesu_store::record::Origin {
+                    caller_id: Some(format!("{id}:{}", conv.next_seq())),
+                    channel: Some(CONVERSATION_CHANNEL.to_string()),
+                    customer_ref: None,
+                };
+                let review_id = store_matching(&state, vec![(&m.text, &c, origin)]).await?.remove(0);
+                (Some(Scored::from(c)), review_id)
             }
-            Speaker::Agent => None,
+            Speaker::Agent => (None, None),
         };
-        let rec = conv.record(m.role, m.text, timestamp, scored, &rules, OffsetDateTime::now_utc());
+        let mut rec = conv.record(m.role, m.text, timestamp, scored, &rules, OffsetDateTime::now_utc());
+        if review_id.is_some() {
+            conv.set_review_id(rec.message.seq, review_id.clone());
+            rec.message.review_id = review_id;
+        }
         live.publish(Event::Message(rec.clone()));
         drop(conv);
         state.metrics.conversation_messages.with_label_values(&[m.role.as_str()]).inc();

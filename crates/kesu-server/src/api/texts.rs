@@ -150,32 +150,25 @@ pub(super) async fn run_classify(
     Ok(results)
 }
 
-/// Store the items that match the store rule (`KESU_STORE_*`), all in one
-/// transaction, before anything is answered. Returns each item's review id
-/// (`None`: not stored). A store failure fails the whole request with 503
+/// Store the items whose triage says so ([`kesu_core::triage::Triage::store`]:
+/// the `[store]` section and `store = true` rules of the loaded triage file),
+/// all in one transaction, before anything is answered. HTTP classify and
+/// conversation messages both store through here. Returns each item's review
+/// id (`None`: not stored). A store failure fails the whole request with 503
 /// `store_unavailable`, and then nothing of it was stored.
-async fn store_matching(
+pub(super) async fn store_matching(
     state: &AppState,
-    ids: &[Option<ItemId>],
-    texts: &[String],
-    results: &[Classified],
-    refs: Vec<Option<String>>,
-    channels: Vec<Option<String>>,
+    items: Vec<(&str, &Classified, kesu_store::record::Origin)>,
 ) -> Result<Vec<Option<String>>, ApiError> {
-    let mut out = vec![None; results.len()];
+    let mut out = vec![None; items.len()];
     let Some(store) = &state.store else { return Ok(out) };
     let mut picked = Vec::new();
     let mut rows = Vec::new();
-    for (i, ((r, cref), channel)) in results.iter().zip(refs).zip(channels).enumerate() {
+    for (i, (text, r, origin)) in items.into_iter().enumerate() {
         if !r.triage.store {
             continue;
         }
-        let caller_id = ids[i].as_ref().map(|id| match id {
-            ItemId::Int(n) => n.to_string(),
-            ItemId::Str(s) => s.clone(),
-        });
-        let origin = kesu_store::record::Origin { caller_id, channel, customer_ref: cref };
-        rows.push(kesu_store::record::new_item(&texts[i], r, origin, state.settings.store_mask_pii));
+        rows.push(kesu_store::record::new_item(text, r, origin, state.settings.store_mask_pii));
         picked.push(i);
     }
     if rows.is_empty() {
@@ -222,7 +215,18 @@ pub async fn classify(
     let n = work.texts.len();
     let Work { batch, ids, texts, refs, channels, segments } = work;
     let results = run_classify(&state, texts.clone(), refs.clone(), segments).await?;
-    let review_ids = store_matching(&state, &ids, &texts, &results, refs, channels).await?;
+    let items: Vec<_> = (0..n)
+        .zip(refs)
+        .zip(channels)
+        .map(|((i, customer_ref), channel)| {
+            let caller_id = ids[i].as_ref().map(|id| match id {
+                ItemId::Int(n) => n.to_string(),
+                ItemId::Str(s) => s.clone(),
+            });
+            (texts[i].as_str(), &results[i], kesu_store::record::Origin { caller_id, channel, customer_ref })
+        })
+        .collect();
+    let review_ids = store_matching(&state, items).await?;
     tracing::info!(
         items = n,
         stored = review_ids.iter().flatten().count(),

@@ -155,6 +155,9 @@ pub struct Message {
     pub trend: Option<f32>,
     /// Alerts this message fired.
     pub alerts: Vec<Alert>,
+    /// Customer messages the store rule keeps: the stored item's review id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review_id: Option<String>,
 }
 
 /// Overall state, for colouring a conversation in a list.
@@ -294,6 +297,18 @@ impl Conversation {
     /// is ignored for an agent message (agent text is never scored as
     /// customer emotion). Messages get consecutive `seq` numbers in the order
     /// this is called.
+    /// The `seq` the next recorded message will get.
+    pub fn next_seq(&self) -> u64 {
+        self.state.messages + 1
+    }
+
+    /// Attach a stored item's review id to kept message `seq`.
+    pub fn set_review_id(&mut self, seq: u64, review_id: Option<String>) {
+        if let Some(m) = self.messages.iter_mut().rev().find(|m| m.seq == seq) {
+            m.review_id = review_id;
+        }
+    }
+
     pub fn record(
         &mut self,
         role: Speaker,
@@ -318,6 +333,7 @@ impl Conversation {
             flags: None,
             trend: None,
             alerts: Vec::new(),
+            review_id: None,
         };
         if let (Speaker::Customer, Some(s)) = (role, scored) {
             msg.alerts = self.score(seq, &s, rules, &at);

@@ -105,7 +105,7 @@ impl Live {
 
 /// Sizes and lifetimes of the registry.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub struct RegistryLimits {
     pub ttl: Duration,
     pub max_conversations: usize,
     pub max_messages: usize,
@@ -117,15 +117,15 @@ pub struct Limits {
 /// All live conversations.
 pub struct Registry {
     map: Mutex<HashMap<String, Arc<Live>>>,
-    limits: Limits,
+    limits: RegistryLimits,
 }
 
 impl Registry {
-    pub fn new(limits: Limits) -> Registry {
+    pub fn new(limits: RegistryLimits) -> Registry {
         Registry { map: Mutex::new(HashMap::new()), limits }
     }
 
-    pub fn limits(&self) -> &Limits {
+    pub fn limits(&self) -> &RegistryLimits {
         &self.limits
     }
 
@@ -228,7 +228,7 @@ mod tests {
     use super::*;
 
     fn reg(ttl_ms: u64, max: usize) -> Registry {
-        Registry::new(Limits {
+        Registry::new(RegistryLimits {
             ttl: Duration::from_millis(ttl_ms),
             max_conversations: max,
             max_messages: 10,

@@ -275,3 +275,85 @@ fn human_windows() {
     assert_eq!(human(Duration::from_secs(600)), "10 min");
     assert_eq!(human(Duration::from_secs(90)), "90 s");
 }
+
+#[test]
+fn store_policy_from_the_store_section_and_store_rules() {
+    let review = FlagReport { needs_review: true, ..report(vec![hit(Flag::Litigation, 2, false)]) };
+    let none = report(vec![]);
+    let stored =
+        |r: &TriageRules, rep: &FlagReport, cat: &str, level: u8| r.evaluate(&facts(rep, cat, level, None)).store;
+
+    // No [store] section: the defaults (needs review, or level 2 and above).
+    let d = rules("");
+    assert_eq!(d.store, StorePolicy::default());
+    assert!(stored(&d, &review, "service", 0));
+    assert!(!stored(&d, &none, "service", 1));
+    assert!(stored(&d, &none, "service", 2));
+
+    // The shipped file states the defaults explicitly.
+    assert_eq!(shipped().store, StorePolicy::default());
+
+    // [store] replaces them; 4 means never by level.
+    let r = rules("[store]\nneeds_review = false\nmin_escalation = 4\n");
+    assert_eq!(r.store, StorePolicy { needs_review: false, min_escalation: 4 });
+    assert!(!stored(&r, &review, "service", 3));
+
+    // A rule with store = true keeps what it matches, whatever [store] says.
+    let r = rules(
+        "[store]\nneeds_review = false\nmin_escalation = 4\n\n[[rules]]\nname = \"infosec\"\ncategory_any = [\"information_security\"]\npriority = \"P2\"\nroute = \"security\"\nstore = true\n",
+    );
+    assert!(stored(&r, &none, "information_security", 0));
+    assert!(!stored(&r, &none, "service", 3));
+
+    // The deprecated settings replace the file's values.
+    let o = StoreOverride { needs_review: None, min_escalation: Some(0) };
+    assert_eq!(o.apply(r.store), StorePolicy { needs_review: false, min_escalation: 0 });
+    assert!(StoreOverride::default().is_empty());
+    assert_eq!(StoreOverride::default().apply(r.store), r.store);
+
+    // Errors name their line.
+    for (body, line, want) in [
+        ("[store]\nmin_escalation = 5\n", 6, "[store] min_escalation"),
+        ("[store]\nneeds_reveiw = true\n", 6, "needs_reveiw"),
+        ("[store]\nneeds_review = \"yes\"\n", 6, ""),
+    ] {
+        let e = parse_err(body);
+        assert_eq!(e.line, Some(line), "{body}\n→ {e}");
+        assert!(e.message.contains(want), "{e} should mention {want:?}");
+    }
+}
+
+#[test]
+fn always_review_stands_for_the_always_reviewed_flags_negated_or_not() {
+    let r = rules("[[rules]]\nname = \"crisis\"\nalways_review = true\npriority = \"P1\"\nroute = \"compliance\"\n");
+    let always: Vec<Flag> = Flag::ALL.into_iter().filter(|f| f.always_review()).collect();
+    assert_eq!(always, vec![Flag::CollectiveAction, Flag::SelfHarmViolence]);
+    assert_eq!(r.rules[0].flags_any.as_deref(), Some(&always[..]));
+    assert!(r.rules[0].count_negated);
+    for flag in Flag::ALL {
+        for negated in [false, true] {
+            let rep = report(vec![hit(flag, 1, negated)]);
+            let t = r.evaluate(&facts(&rep, "service", 0, None));
+            assert_eq!(t.priority == Priority::P1, flag.always_review(), "{flag} negated={negated}");
+        }
+    }
+    let rep = report(vec![hit(Flag::SelfHarmViolence, 3, true)]);
+    assert_eq!(
+        r.evaluate(&facts(&rep, "service", 0, None)).reasons,
+        vec!["P1: self_harm_violence (negated) flag (rule crisis)".to_string()]
+    );
+    // the shipped crisis rule is this condition
+    let shipped = shipped();
+    let crisis = shipped.rules.iter().find(|r| r.name == "crisis").unwrap();
+    assert_eq!((crisis.flags_any.as_deref(), crisis.count_negated), (Some(&always[..]), true));
+
+    for (body, want) in [
+        ("always_review = false\n", "always_review = false"),
+        ("always_review = true\nflags_any = [\"media\"]\n", "one or the other"),
+        ("always_review = true\ncount_negated = false\n", "one or the other"),
+    ] {
+        let e = parse_err(&format!("[[rules]]\nname = \"r\"\n{body}priority = \"P1\"\nroute = \"x\"\n"));
+        assert_eq!(e.line, Some(5), "{e}");
+        assert!(e.message.contains(want), "{e} should mention {want:?}");
+    }
+}
