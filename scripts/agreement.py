@@ -1,8 +1,15 @@
 """Inter-annotator agreement between the main labels and an independent second
 labelling: data/labels/double/second_labeller.tsv (200 texts, round 1) or
 data/labels/double/second_round2.tsv (1,000 texts, round 2).
-Usage: python3 scripts/agreement.py [SECOND_FILE]"""
+Usage: python3 scripts/agreement.py [SECOND_FILE]
+
+When a sibling file first_<suffix> exists next to SECOND_FILE = second_<suffix>
+(data/labels/double/first_round2.tsv next to second_round2.tsv), the first
+labeller's original labels are read from it instead of from the main labels.
+The main labels of those texts have since been adjudicated, so comparing them
+with the second labeller would no longer measure inter-annotator agreement."""
 import glob
+import os
 import sys
 
 FLAGS = ["litigation", "regulator", "media", "police_crime", "collective_action", "privacy_breach", "collection_abuse", "self_harm_violence"]
@@ -27,10 +34,16 @@ def kappa(a, b, labels, quadratic=False):
     return 1 - num / den if den else 1.0
 
 
+second_file = sys.argv[1] if len(sys.argv) > 1 else "data/labels/double/second_labeller.tsv"
+head, name = os.path.split(second_file)
+first_file = os.path.join(head, "first_" + name[len("second_"):]) if name.startswith("second_") else None
 main = {}
-for f in glob.glob("data/labels/*.tsv"):
-    main.update(load(f))
-second = load(sys.argv[1] if len(sys.argv) > 1 else "data/labels/double/second_labeller.tsv")
+if first_file and os.path.isfile(first_file):
+    main.update(load(first_file))
+else:
+    for f in glob.glob("data/labels/*.tsv"):
+        main.update(load(f))
+second = load(second_file)
 keys = [k for k in second if k in main]
 A, B = [main[k] for k in keys], [second[k] for k in keys]
 print(f"texts: {len(keys)}")
