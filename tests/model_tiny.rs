@@ -70,6 +70,7 @@ fn tiny_model_round_trips_through_the_file() {
         escalation_hidden: None,
         category_ngram: None,
         escalation_ngram: None,
+        escalation_flags: false,
     };
     let p3 = dir.path().join("heads.gguf");
     write_model_with_heads(&p, &p3, &heads, "trained-1", serde_json::json!({"dev": {"f1": 0.5}})).unwrap();
@@ -270,4 +271,61 @@ fn ngram_parts_are_stored_and_fused_with_the_heads() {
         assert_eq!(pa.escalation, pb.escalation, "no escalation part: unchanged");
     }
     assert!(b[1].category[2] > a[1].category[2], "退款 moves towards information_security");
+}
+
+/// An escalation head that reads the flagger: the flag features are part of
+/// its input, stored in the file, and an outside threat moves the level.
+#[test]
+fn escalation_head_reads_the_flag_features() {
+    use kesu_core::flags::features::{features, FLAG_FEATURES};
+    use kesu_core::flags::{Flag, FlagHit, FlagReport};
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny(&dir, 3);
+    let inputs = 64 + FLAG_FEATURES;
+    // Level 0 by bias; the litigation "hit" feature adds 10 to level 3.
+    let lit = 3 * Flag::ALL.iter().position(|&f| f == Flag::Litigation).unwrap();
+    let mut w = vec![0.0; 4 * inputs];
+    w[3 * inputs + 64 + lit] = 10.0;
+    let heads = HeadWeights {
+        escalation_weight: w,
+        escalation_bias: vec![2.0, 0.0, 0.0, 0.0],
+        escalation_flags: true,
+        ..HeadWeights::zeros(64)
+    };
+    let p2 = dir.path().join("flags.gguf");
+    write_model_with_heads(&p, &p2, &heads, "flags-1", serde_json::json!({})).unwrap();
+    let f = ModelFile::read(&p2).unwrap();
+    assert_eq!(f.tensor("heads.escalation.weight").unwrap().shape().dims(), &[4, inputs]);
+    assert!(f.heads().unwrap().escalation_flags);
+    // A file whose head has the wrong width for its declared inputs is refused.
+    let bad = HeadWeights { escalation_flags: false, ..heads.clone() };
+    assert!(write_model_with_heads(&p, &dir.path().join("bad.gguf"), &bad, "bad", serde_json::json!({})).is_err());
+
+    let m = Classifier::load(&p2, &LoadOptions::default()).unwrap();
+    assert!(m.info().escalation_uses_flags);
+    let threat = FlagReport {
+        hits: vec![FlagHit {
+            term: "起诉".into(),
+            flag: Flag::Litigation,
+            severity: 2,
+            text: "起诉".into(),
+            start: 0,
+            end: 2,
+            negated: false,
+        }],
+        ..Default::default()
+    };
+    let negated = FlagReport { hits: vec![FlagHit { negated: true, ..threat.hits[0].clone() }], ..Default::default() };
+    assert_eq!(features(&threat)[lit], 1.0);
+    let none = FlagReport::default();
+    let texts = ["我要起诉你们", "我要起诉你们", "我要起诉你们"];
+    let pr = m.predict_with_flags(&texts, Some(&[&threat, &none, &negated])).unwrap();
+    let level = |v: &[f32]| kesu_core::model::heads::argmax(v);
+    assert_eq!(level(&pr[0].escalation), 3, "the litigation hit: {:?}", pr[0].escalation);
+    assert_eq!(level(&pr[1].escalation), 0, "no hits");
+    assert_eq!(level(&pr[2].escalation), 0, "a negated hit is not the live-hit feature");
+    assert_eq!(m.predict(&texts[..1]).unwrap()[0].escalation, pr[1].escalation, "predict = no hits");
+    assert!(m.predict_with_flags(&texts, Some(&[&threat])).is_err(), "one report per text");
+    // The category head is unchanged by flags.
+    assert_eq!(pr[0].category, pr[1].category);
 }

@@ -303,11 +303,16 @@ impl Pipeline {
         let info = model.info();
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
+        // Flags first: the escalation head may read them.
+        let t_flags = Instant::now();
+        let mut reports: Vec<Option<FlagReport>> = texts.iter().map(|t| Some(lists.flagger.scan(t))).collect();
+        let flag_ms = t_flags.elapsed().as_secs_f64() * 1e3 / texts.len().max(1) as f64;
         let mut preds: Vec<Option<(Prediction, f64)>> = vec![None; texts.len()];
         for chunk in order.chunks(self.batch_size) {
             let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            let flags: Vec<&FlagReport> = chunk.iter().map(|&i| reports[i].as_ref().expect("scanned")).collect();
             let t0 = Instant::now();
-            let out = model.predict(&batch)?;
+            let out = model.predict_with_flags(&batch, Some(&flags))?;
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             if out.len() != batch.len() {
                 return Err(ModelError::Inference(format!(
@@ -322,10 +327,10 @@ impl Pipeline {
             }
         }
         let mut results = Vec::with_capacity(texts.len());
-        for (item, pred) in items.iter().zip(preds) {
+        for ((item, pred), report) in items.iter().zip(preds).zip(reports.iter_mut()) {
             let (p, model_ms) = pred.expect("every index is in exactly one chunk");
             let t0 = Instant::now();
-            let flags = lists.flagger.scan(item.text);
+            let flags = report.take().expect("scanned");
             let segments = with_segments.then(|| lists.segmenter.segment(item.text));
             let category = category_result(&info.category_labels, &p.category);
             let emotion = emotion_result(&info.escalation_labels, &p.escalation);
@@ -357,7 +362,7 @@ impl Pipeline {
                     truncated: p.truncated,
                 },
                 triage,
-                took_ms: own_ms + model_ms,
+                took_ms: own_ms + model_ms + flag_ms,
             });
         }
         Ok(results)

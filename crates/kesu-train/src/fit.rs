@@ -126,7 +126,10 @@ pub fn standardisation(x: &[Vec<f32>]) -> (Vec<f32>, Vec<f32>) {
         }
     }
     for s in std.iter_mut() {
-        *s = s.sqrt().max(1e-6);
+        // A constant feature (e.g. a flag never seen in train) is left
+        // unscaled: dividing by a tiny std would blow up an unseen value.
+        let sd = s.sqrt();
+        *s = if sd < 1e-6 { 1.0 } else { sd };
     }
     (mean, std)
 }

@@ -133,6 +133,11 @@ pub struct TrainArgs {
     /// Fusion weights of the n-gram part tried per head, chosen on dev (0: none).
     #[arg(long, value_delimiter = ',', default_value = "0,0.25,0.5,0.75,1,1.5,2")]
     pub alphas: Vec<f32>,
+    /// The escalation head also reads the flagger's hits (per flag: present,
+    /// negated only, severity) found with this legal-risk list; `none`: the
+    /// embedding only. Frozen-encoder training only (`--finetune-layers 0`).
+    #[arg(long, default_value = "lexicons/legal_risk.tsv")]
+    pub escalation_flags: String,
 }
 
 /// Default hash buckets of the model's n-gram parts (2^16: 0.9 MB of F16 for
@@ -331,6 +336,21 @@ fn fit_heads(
     cfg: &fit::FitConfig,
     powers: &[f64],
 ) -> anyhow::Result<(Chosen, Chosen)> {
+    fit_heads_on(xtr, xtr, ytr, xdv, xdv, ydv, cfg, powers)
+}
+
+/// [`fit_heads`] with the escalation head on its own inputs (`etr`, `edv`).
+#[allow(clippy::too_many_arguments)]
+fn fit_heads_on(
+    xtr: &[Vec<f32>],
+    etr: &[Vec<f32>],
+    ytr: (&[usize], &[usize]),
+    xdv: &[Vec<f32>],
+    edv: &[Vec<f32>],
+    ydv: (&[usize], &[usize]),
+    cfg: &fit::FitConfig,
+    powers: &[f64],
+) -> anyhow::Result<(Chosen, Chosen)> {
     let mut cat: Option<Chosen> = None;
     let mut esc: Option<Chosen> = None;
     for &power in powers {
@@ -342,8 +362,8 @@ fn fit_heads(
         if cat.as_ref().is_none_or(|b| c.best_dev_score > b.1.best_dev_score) {
             cat = Some((power, c));
         }
-        let e = fit::fit(xtr, ytr.1, LEVELS.len(), &cfg, |h| {
-            let p: Vec<usize> = xdv.iter().map(|x| h.predict(x)).collect();
+        let e = fit::fit(etr, ytr.1, LEVELS.len(), &cfg, |h| {
+            let p: Vec<usize> = edv.iter().map(|x| h.predict(x)).collect();
             escalation_score(&metrics::report(&LEVELS, ydv.1, &p))
         })?;
         if esc.as_ref().is_none_or(|b| e.best_dev_score > b.1.best_dev_score) {
@@ -356,6 +376,7 @@ fn fit_heads(
 /// The model file's head weights from two fitted heads (no n-gram parts).
 pub fn head_weights(cat: &fit::FittedHead, esc: &fit::FittedHead) -> HeadWeights {
     HeadWeights {
+        escalation_flags: false,
         category_weight: cat.weight.clone(),
         category_bias: cat.bias.clone(),
         escalation_weight: esc.weight.clone(),
@@ -413,21 +434,59 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<String> {
         })
     };
     let mut fit_meta = json!({"head_config": cfg});
+    let flagger = match a.escalation_flags.as_str() {
+        "none" => None,
+        path => {
+            anyhow::ensure!(a.finetune_layers == 0, "--escalation-flags needs --finetune-layers 0 (or pass none)");
+            Some(
+                kesu_core::flags::Flagger::load(Path::new(path), kesu_core::flags::DEFAULT_REVIEW_MIN_SEVERITY)
+                    .map_err(|e| anyhow::anyhow!("{path}: {e}"))?,
+            )
+        }
+    };
     let (heads, encoder, trained) = if a.finetune_layers == 0 {
         let base = load_base()?;
         let emb = embed_all(&base, &a.base, &ds.texts, a.batch)?;
         let xs = |idx: &[usize]| idx.iter().map(|&i| emb[i].clone()).collect::<Vec<_>>();
-        let ((pc, cat), (pe, esc)) = fit_heads(&xs(&tr), (&ycat, &yesc), &xs(&dv), (&dcat, &desc), &cfg, &a.powers)?;
+        let ((pc, cat), (pe, esc)) = match &flagger {
+            None => fit_heads(&xs(&tr), (&ycat, &yesc), &xs(&dv), (&dcat, &desc), &cfg, &a.powers)?,
+            Some(f) => {
+                // The escalation head reads [embedding ‖ flag features].
+                let xf = |idx: &[usize]| -> Vec<Vec<f32>> {
+                    idx.iter()
+                        .map(|&i| {
+                            let mut x = emb[i].clone();
+                            x.extend(kesu_core::flags::features::features(&f.scan(&ds.texts[i])));
+                            x
+                        })
+                        .collect()
+                };
+                let (c, e) = fit_heads_on(
+                    &xs(&tr),
+                    &xf(&tr),
+                    (&ycat, &yesc),
+                    &xs(&dv),
+                    &xf(&dv),
+                    (&dcat, &desc),
+                    &cfg,
+                    &a.powers,
+                )?;
+                fit_meta["escalation_inputs"] = json!(kesu_core::flags::features::FLAG_FEATURES_V1);
+                fit_meta["escalation_flag_lexicon"] = json!(f.version());
+                (c, e)
+            }
+        };
         fit_meta["category"] =
             json!({"class_weight_power": pc, "best_epoch": cat.best_epoch, "loss": [cat.loss_start, cat.loss_best]});
         fit_meta["escalation"] =
             json!({"class_weight_power": pe, "best_epoch": esc.best_epoch, "loss": [esc.loss_start, esc.loss_best]});
         (
-            head_weights(&cat, &esc),
+            HeadWeights { escalation_flags: flagger.is_some(), ..head_weights(&cat, &esc) },
             Vec::new(),
             format!(
-                "category and escalation heads ({}) on the frozen encoder's mean-pooled, L2-normalised embeddings",
-                head_kind(a.hidden)
+                "category and escalation heads ({}) on the frozen encoder's mean-pooled, L2-normalised embeddings{}",
+                head_kind(a.hidden),
+                if flagger.is_some() { "; the escalation head also reads the flagger's hits" } else { "" }
             ),
         )
     } else {
@@ -529,7 +588,7 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<String> {
         // 5. per head, a character-n-gram logistic regression on train, fused
         //    with the head; its weight alpha is chosen on dev.
         let model = Classifier::load(&a.out, &LoadOptions::default())?;
-        let preds = predict_all(&model, &texts, a.batch, "scoring dev (encoder heads)")?;
+        let preds = predict_all(&model, &texts, a.batch, "scoring dev (encoder heads)", flagger.as_ref())?;
         drop(model);
         let (cat, esc, ng) = fit_ngram_parts(&ds, &tr, &dv, &preds, a)?;
         heads.category_ngram = cat;
@@ -539,7 +598,7 @@ pub fn run_train(a: &TrainArgs) -> anyhow::Result<String> {
     }
     // Score dev with the written file, through the served code path.
     let model = Classifier::load(&a.out, &LoadOptions::default())?;
-    let preds = predict_all(&model, &texts, a.batch, "scoring dev")?;
+    let preds = predict_all(&model, &texts, a.batch, "scoring dev", flagger.as_ref())?;
     let rc = metrics::report(&CATEGORIES, &dcat, &preds.iter().map(|p| argmax(&p.category)).collect::<Vec<_>>());
     let re = metrics::report(&LEVELS, &desc, &preds.iter().map(|p| argmax(&p.escalation)).collect::<Vec<_>>());
     meta["dev"] = json!({"category_accuracy": rc.accuracy, "category_macro_f1": rc.macro_f1, "escalation_macro_f1": re.macro_f1, "escalation_qwk": re.qwk});
@@ -639,11 +698,13 @@ fn head_kind(hidden: usize) -> String {
 }
 
 /// The model's predictions for `texts`, in order, with a progress bar.
+/// The flagger's reports are passed to the model (its escalation head may read them).
 fn predict_all(
     model: &Classifier,
     texts: &[&str],
     batch: usize,
     what: &str,
+    flagger: Option<&Flagger>,
 ) -> anyhow::Result<Vec<kesu_core::model::Prediction>> {
     let pb = indicatif::ProgressBar::new(texts.len() as u64);
     pb.set_style(
@@ -651,7 +712,9 @@ fn predict_all(
     );
     let mut preds = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(batch.max(1)) {
-        preds.extend(model.predict(chunk)?);
+        let reports: Option<Vec<_>> = flagger.map(|f| chunk.iter().map(|t| f.scan(t)).collect());
+        let refs: Option<Vec<&kesu_core::flags::FlagReport>> = reports.as_ref().map(|r| r.iter().collect());
+        preds.extend(model.predict_with_flags(chunk, refs.as_deref())?);
         pb.inc(chunk.len() as u64);
     }
     pb.finish_and_clear();
@@ -685,7 +748,7 @@ pub fn run_eval(a: &EvalArgs) -> anyhow::Result<String> {
         return Ok(if a.json { serde_json::to_string_pretty(&out)? } else { text });
     }
     let model = Classifier::load(&a.model, &LoadOptions::default())?;
-    let preds = predict_all(&model, &texts, a.batch, "classifying")?;
+    let preds = predict_all(&model, &texts, a.batch, "classifying", Some(&flagger))?;
     let gc: Vec<usize> = idx.iter().map(|&i| ds.rows[i].category).collect();
     let ge: Vec<usize> = idx.iter().map(|&i| ds.rows[i].escalation).collect();
     let pc: Vec<usize> = preds.iter().map(|p| argmax(&p.category)).collect();

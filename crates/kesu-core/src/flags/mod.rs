@@ -17,6 +17,7 @@
 //! * hits inside an `exclude` phrase are dropped;
 //! * hits come in order of `start`, then flag.
 
+pub mod features;
 pub mod lexicon;
 pub mod negation;
 

@@ -36,6 +36,10 @@ pub const KEY_POOLING: &str = "kesu.pooling";
 pub const KEY_METADATA: &str = "kesu.metadata";
 pub const KEY_TOKENIZER: &str = "kesu.tokenizer.json";
 pub const KEY_FORMAT: &str = "kesu.format_version";
+/// What the escalation head reads: absent = the embedding only;
+/// [`crate::flags::features::FLAG_FEATURES_V1`] = the embedding followed by the
+/// flagger's features ([`crate::flags::features::features`]).
+pub const KEY_ESCALATION_INPUTS: &str = "kesu.escalation.inputs";
 /// Pooling recipe understood by this code: mean over all (non-padding) token
 /// states of all windows, then L2 normalisation; the heads read that vector.
 pub const POOLING_MEAN_L2: &str = "mean_l2";
@@ -59,6 +63,9 @@ pub struct HeadWeights {
     /// Character-n-gram part of the category head (fused with it; see `super::ngrams`).
     pub category_ngram: Option<NgramWeights>,
     pub escalation_ngram: Option<NgramWeights>,
+    /// The escalation head reads `[embedding ‖ flag features]`
+    /// ([`crate::flags::features::FLAG_FEATURES`] more inputs).
+    pub escalation_flags: bool,
 }
 
 impl HeadWeights {
@@ -72,14 +79,27 @@ impl HeadWeights {
             escalation_hidden: None,
             category_ngram: None,
             escalation_ngram: None,
+            escalation_flags: false,
         }
+    }
+
+    /// Inputs of the escalation head for an encoder of `hidden` size.
+    pub fn escalation_inputs(&self, hidden: usize) -> usize {
+        hidden + if self.escalation_flags { crate::flags::features::FLAG_FEATURES } else { 0 }
     }
 
     /// Checks the shapes against the encoder's `hidden` size and label counts.
     pub fn check(&self, hidden: usize, n_category: usize, n_escalation: usize) -> Result<()> {
-        for (name, w, b, hid, n) in [
-            ("category", &self.category_weight, &self.category_bias, &self.category_hidden, n_category),
-            ("escalation", &self.escalation_weight, &self.escalation_bias, &self.escalation_hidden, n_escalation),
+        for (name, w, b, hid, n, hidden) in [
+            ("category", &self.category_weight, &self.category_bias, &self.category_hidden, n_category, hidden),
+            (
+                "escalation",
+                &self.escalation_weight,
+                &self.escalation_bias,
+                &self.escalation_hidden,
+                n_escalation,
+                self.escalation_inputs(hidden),
+            ),
         ] {
             let inp = match hid {
                 Some((hw, hb)) => {
@@ -184,7 +204,7 @@ pub fn write_model(path: &Path, parts: &ModelParts) -> Result<()> {
     use gguf_file::Value as V;
     let c = &parts.config;
     let h = c.hidden_size;
-    let meta: Vec<(&str, V)> = vec![
+    let mut meta: Vec<(&str, V)> = vec![
         ("general.architecture", V::String(ARCH.into())),
         ("general.name", V::String(format!("kesu {}", parts.version))),
         ("bert.vocab_size", V::U32(c.vocab_size as u32)),
@@ -205,6 +225,9 @@ pub fn write_model(path: &Path, parts: &ModelParts) -> Result<()> {
         (KEY_METADATA, V::String(serde_json::to_string(&parts.metadata)?)),
         (KEY_TOKENIZER, V::String(parts.tokenizer_json.clone())),
     ];
+    if parts.heads.escalation_flags {
+        meta.push((KEY_ESCALATION_INPUTS, V::String(crate::flags::features::FLAG_FEATURES_V1.into())));
+    }
     let nc = parts.category_labels.len();
     let ne = parts.escalation_labels.len();
     parts.heads.check(h, nc, ne)?;
@@ -311,6 +334,13 @@ impl ModelFile {
             escalation_hidden: hidden("escalation")?,
             category_ngram: ngram("category")?,
             escalation_ngram: ngram("escalation")?,
+            escalation_flags: match self.metadata.get(KEY_ESCALATION_INPUTS) {
+                None => false,
+                Some(v) => match v.to_string()?.as_str() {
+                    crate::flags::features::FLAG_FEATURES_V1 => true,
+                    other => bail!("unknown escalation inputs {other:?}"),
+                },
+            },
         })
     }
 

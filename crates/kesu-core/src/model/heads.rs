@@ -107,6 +107,8 @@ pub fn softmax(z: &[f32]) -> Vec<f32> {
 pub struct Heads {
     pub category: Head,
     pub escalation: Head,
+    /// The escalation head reads `[embedding ‖ flag features]`.
+    pub escalation_flags: bool,
 }
 
 impl Heads {
@@ -114,14 +116,17 @@ impl Heads {
         Self::from_weights(f.heads()?, hidden)
     }
     pub fn from_weights(w: HeadWeights, hidden: usize) -> Result<Self> {
-        let head = |hid: Option<(Vec<f32>, Vec<f32>)>, w: Vec<f32>, b: Vec<f32>| match hid {
-            Some(l) => Head::with_hidden(l, w, b, hidden),
-            None => Head::new(w, b, hidden),
+        let head = |hid: Option<(Vec<f32>, Vec<f32>)>, w: Vec<f32>, b: Vec<f32>, inputs: usize| match hid {
+            Some(l) => Head::with_hidden(l, w, b, inputs),
+            None => Head::new(w, b, inputs),
         };
+        let escalation_inputs = w.escalation_inputs(hidden);
         Ok(Self {
-            category: head(w.category_hidden, w.category_weight, w.category_bias)?.with_ngram(w.category_ngram)?,
-            escalation: head(w.escalation_hidden, w.escalation_weight, w.escalation_bias)?
+            category: head(w.category_hidden, w.category_weight, w.category_bias, hidden)?
+                .with_ngram(w.category_ngram)?,
+            escalation: head(w.escalation_hidden, w.escalation_weight, w.escalation_bias, escalation_inputs)?
                 .with_ngram(w.escalation_ngram)?,
+            escalation_flags: w.escalation_flags,
         })
     }
 }

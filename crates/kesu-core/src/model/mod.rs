@@ -32,6 +32,7 @@
 
 use std::path::Path;
 
+use crate::flags::FlagReport;
 use candle_core::{Device, Tensor};
 
 pub mod bert;
@@ -84,6 +85,10 @@ pub struct ModelInfo {
     pub escalation_labels: Vec<String>,
     pub max_tokens: usize,
     pub max_windows: usize,
+    /// The escalation head reads the flagger's hits beside the embedding
+    /// (`kesu.escalation.inputs`): then reloading the lexicon can change
+    /// the escalation of a text.
+    pub escalation_uses_flags: bool,
     /// Free-form metadata stored in the file (training summary, dev metrics).
     pub metadata: serde_json::Value,
 }
@@ -193,6 +198,7 @@ impl Classifier {
             escalation_labels,
             max_tokens: opts.max_tokens,
             max_windows: opts.max_windows,
+            escalation_uses_flags: heads.escalation_flags,
             metadata,
         };
         Ok(Self { info, encoder, heads, tokenizer })
@@ -221,18 +227,48 @@ impl Classifier {
         &self.tokenizer
     }
 
-    /// Classify a batch; one prediction per input, in input order.
+    /// Classify a batch as texts without flag hits; one prediction per input,
+    /// in input order. For a model whose escalation head reads the flagger
+    /// ([`ModelInfo::escalation_uses_flags`]) use [`Classifier::predict_with_flags`].
     pub fn predict(&self, texts: &[&str]) -> Result<Vec<Prediction>, ModelError> {
+        self.predict_with_flags(texts, None)
+    }
+
+    /// Classify a batch given each text's flag report (`flags[i]` for
+    /// `texts[i]`; `None`: no hits). A model whose escalation head does not
+    /// read the flagger ignores them.
+    pub fn predict_with_flags(
+        &self,
+        texts: &[&str],
+        flags: Option<&[&FlagReport]>,
+    ) -> Result<Vec<Prediction>, ModelError> {
+        if let Some(f) = flags {
+            if f.len() != texts.len() {
+                return Err(ModelError::Inference(format!("{} flag reports for {} texts", f.len(), texts.len())));
+            }
+        }
         let pooled = self.pool(texts).map_err(|e| ModelError::Inference(format!("{e:#}")))?;
+        let none = FlagReport::default();
         Ok(pooled
             .into_iter()
             .zip(texts)
-            .map(|(p, t)| Prediction {
-                category: self.heads.category.probs_for(&p.embedding, t),
-                escalation: self.heads.escalation.probs_for(&p.embedding, t),
-                tokens: p.tokens,
-                windows: p.windows,
-                truncated: p.truncated,
+            .enumerate()
+            .map(|(i, (p, t))| {
+                let escalation = if self.heads.escalation_flags {
+                    let report = flags.map_or(&none, |f| f[i]);
+                    let mut x = p.embedding.clone();
+                    x.extend(crate::flags::features::features(report));
+                    self.heads.escalation.probs_for(&x, t)
+                } else {
+                    self.heads.escalation.probs_for(&p.embedding, t)
+                };
+                Prediction {
+                    category: self.heads.category.probs_for(&p.embedding, t),
+                    escalation,
+                    tokens: p.tokens,
+                    windows: p.windows,
+                    truncated: p.truncated,
+                }
             })
             .collect())
     }

@@ -117,6 +117,7 @@ pub fn tiny_parts(seed: u64) -> Result<ModelParts> {
         escalation_hidden: None,
         category_ngram: None,
         escalation_ngram: None,
+        escalation_flags: false,
     };
     Ok(ModelParts {
         config: c,

@@ -45,6 +45,7 @@ pub async fn info(state: web::Data<AppState>) -> HttpResponse {
                 escalation_labels: i.escalation_labels.clone(),
                 max_tokens: i.max_tokens,
                 max_windows: i.max_windows,
+                escalation_uses_flags: i.escalation_uses_flags,
                 metadata: i.metadata.clone(),
             }
         }),

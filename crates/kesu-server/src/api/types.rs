@@ -187,6 +187,9 @@ pub struct ModelInfoOut {
     pub escalation_labels: Vec<String>,
     pub max_tokens: usize,
     pub max_windows: usize,
+    /// The escalation head reads the flagger's hits beside the embedding:
+    /// reloading the lexicon (`lexicon.version`) can then change escalation.
+    pub escalation_uses_flags: bool,
     /// Training summary and dev metrics stored in the model file.
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
