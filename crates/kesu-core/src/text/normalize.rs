@@ -2,6 +2,15 @@
 //!
 //! [`Normalized::new`] turns a text into a *compact matching form*:
 //!
+//! 0. *ignorable* characters are dropped wherever they occur (see
+//!    [`is_ignorable`]): every Default_Ignorable_Code_Point (soft hyphen,
+//!    zero-width characters, bidi marks and overrides, invisible operators,
+//!    variation selectors, tag characters, ...), control characters other than
+//!    whitespace (NUL, DEL, C1 controls) and nonspacing or enclosing combining
+//!    marks (General_Category Mn, Me). `起\u{ad}诉`, `起\u{200e}诉` and `起\u{301}诉`
+//!    read as `起诉`. They are dropped before the traditional→simplified step,
+//!    so a text with ignorables inserted anywhere has exactly the matching form
+//!    of the text without them;
 //! 1. every character is folded with Unicode NFKC (full-width → half-width:
 //!    `１２３１５` → `12315`, `Ａ` → `A`, ideographic space → space),
 //! 2. lower-cased,
@@ -12,20 +21,28 @@
 //!
 //! Every character of the matching form remembers the index of the original
 //! character it came from, so a match in the matching form maps back to an
-//! exact span of the original text (see [`Normalized::original_span`]).
+//! exact span of the original text (see [`Normalized::original_span`]). A
+//! span starts at the original char of its first matching-form char and ends
+//! after the original char of its last: it never starts or ends with an
+//! ignorable or separator char, and contains those that lie between (the span
+//! is contiguous in the original). A combining mark right after the last char
+//! is therefore not part of the span.
 //!
 //! All offsets in this module are **Unicode scalar value (char) offsets**,
 //! not bytes and not UTF-16 units.
 
 use std::sync::OnceLock;
 
+use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory};
+use icu_properties::{CodePointMapData, CodePointSetData};
 use unicode_normalization::UnicodeNormalization;
 
 /// True for characters that people insert inside a word to dodge keyword
 /// filters, and that carry no meaning of their own inside a term: whitespace
-/// (including zero-width and ideographic spaces), `* - _ . · • / \ | ~ ^ # + = '`
+/// (including ideographic spaces), `* - _ . · • / \ | ~ ^ # + = '`
 /// and their full-width forms (folded by NFKC before this test), and emoji /
-/// pictographs.
+/// pictographs. (Zero-width characters, U+FEFF and variation selectors are
+/// [ignorable](is_ignorable) and dropped before this test.)
 ///
 /// Chinese sentence punctuation (`，。！？；：`) is NOT a separator: it ends a
 /// clause, and a "term" across it is not one.
@@ -49,12 +66,6 @@ pub fn is_separator(c: char) -> bool {
                 | '\''
                 | '`'
                 | '"'
-                | '\u{200b}'
-                | '\u{200c}'
-                | '\u{200d}'
-                | '\u{2060}'
-                | '\u{feff}'
-                | '\u{fe0f}'
                 | '×'
                 | '※'
                 | '★'
@@ -68,6 +79,35 @@ pub fn is_separator(c: char) -> bool {
                 | '…'
         )
         || is_pictograph(c)
+}
+
+/// True for characters that are invisible or do not stand on their own, and
+/// that [`Normalized::new`] drops wherever they occur:
+///
+/// * every `Default_Ignorable_Code_Point` (U+00AD soft hyphen, U+034F, U+061C,
+///   U+115F/U+1160/U+3164 Hangul fillers, U+180B–U+180F, U+200B–U+200F,
+///   U+202A–U+202E, U+2060–U+206F, U+FE00–U+FE0F, U+FEFF, U+E0000–U+E0FFF tags
+///   and variation selectors, ...),
+/// * control characters (General_Category Cc) other than whitespace: NUL,
+///   BEL, DEL, the C1 controls; tab, newline, CR, form feed, vertical tab and
+///   NEL stay whitespace, i.e. [separators](is_separator),
+/// * nonspacing and enclosing combining marks (General_Category Mn, Me:
+///   U+0301, U+20DD, U+20E3, ...). Spacing marks (Mc) are kept.
+///
+/// The properties come from the Unicode Character Database via the
+/// `icu_properties` crate, not from a hand list.
+pub fn is_ignorable(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_control() && !c.is_whitespace();
+    }
+    if matches!(c, '\u{4e00}'..='\u{9fff}') || c.is_whitespace() {
+        return false; // the common case in this domain; whitespace is never ignorable
+    }
+    CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
+        || matches!(
+            CodePointMapData::<GeneralCategory>::new().get(c),
+            GeneralCategory::Control | GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark
+        )
 }
 
 fn is_pictograph(c: char) -> bool {
@@ -102,7 +142,7 @@ fn fold_char(c: char, out: &mut String) {
 /// A text in matching form plus the map back to the original.
 #[derive(Debug, Clone)]
 pub struct Normalized {
-    /// The matching form (folded, simplified, separators removed).
+    /// The matching form (ignorables removed, folded, simplified, separators removed).
     pub text: String,
     /// For each char of `text`, the char index in the original it came from.
     origin: Vec<usize>,
@@ -116,16 +156,24 @@ pub struct Normalized {
 impl Normalized {
     /// Normalise `original` into matching form. Never fails; empty in → empty out.
     pub fn new(original: &str) -> Self {
-        // 1+2: fold each char, remembering where each folded char came from.
+        // 0+1+2: drop ignorables, fold each char, remembering where each folded char came from.
         let mut folded = String::with_capacity(original.len());
         let mut folded_origin = Vec::with_capacity(original.len());
         let mut buf = String::new();
         let mut original_chars = 0;
         for (i, c) in original.chars().enumerate() {
             original_chars = i + 1;
+            if is_ignorable(c) {
+                continue;
+            }
             buf.clear();
             fold_char(c, &mut buf);
             for f in buf.chars() {
+                // Folding can yield marks too: NFKC turns ´ into a space and U+0301,
+                // İ lower-cases to i and U+0307.
+                if is_ignorable(f) {
+                    continue;
+                }
                 folded.push(f);
                 folded_origin.push(i);
             }
