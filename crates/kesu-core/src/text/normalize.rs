@@ -260,8 +260,10 @@ pub fn char_slice(text: &str, start: usize, end: usize) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::select;
 
     fn span_text(orig: &str, n: &Normalized, needle: &str) -> String {
         let b = n.text.find(needle).expect("needle in matching form");
@@ -341,5 +343,128 @@ mod tests {
         assert_eq!(char_slice("我们abc", 1, 3), "们a");
         assert_eq!(char_slice("我们", 2, 2), "");
         assert_eq!(char_slice("我们", 0, 9), "我们");
+    }
+
+    // ---- Issue 14: invisible, control and combining characters ----
+
+    /// Invisible, control and combining characters, written down from the
+    /// Unicode data independently of the implementation: Default_Ignorable_Code_Point
+    /// ranges, controls other than whitespace, and Mn/Me marks of several scripts.
+    pub(crate) const IGNORABLE_RANGES: &[(u32, u32)] = &[
+        (0x0000, 0x0008),
+        (0x000e, 0x001f),
+        (0x007f, 0x0084),
+        (0x0086, 0x009f),
+        (0x00ad, 0x00ad),
+        (0x0300, 0x036f),
+        (0x0483, 0x0489),
+        (0x0591, 0x05bd),
+        (0x061c, 0x061c),
+        (0x064b, 0x065f),
+        (0x115f, 0x1160),
+        (0x17b4, 0x17b5),
+        (0x180b, 0x180f),
+        (0x1ab0, 0x1abd),
+        (0x1dc0, 0x1dff),
+        (0x200b, 0x200f),
+        (0x202a, 0x202e),
+        (0x2060, 0x206f),
+        (0x20d0, 0x20f0),
+        (0x302a, 0x302d),
+        (0x3164, 0x3164),
+        (0xfe00, 0xfe0f),
+        (0xfe20, 0xfe2f),
+        (0xfeff, 0xfeff),
+        (0xffa0, 0xffa0),
+        (0xfff0, 0xfff8),
+        (0x1bca0, 0x1bca3),
+        (0x1d167, 0x1d169),
+        (0x1d173, 0x1d17a),
+        (0xe0000, 0xe0fff),
+    ];
+
+    /// One char from [`IGNORABLE_RANGES`].
+    pub(crate) fn ignorable() -> impl Strategy<Value = char> {
+        select(IGNORABLE_RANGES).prop_flat_map(|(lo, hi)| (lo..=hi).prop_map(|u| char::from_u32(u).unwrap()))
+    }
+
+    #[test]
+    fn ignorables_controls_and_marks_are_dropped() {
+        for (orig, want) in [
+            ("起\u{00ad}诉", "起诉"),
+            ("起\u{200e}\u{200f}\u{202e}\u{2062}诉", "起诉"),
+            ("起\u{034f}\u{0301}\u{20dd}诉", "起诉"),
+            ("起\u{fe00}\u{e0100}\u{e0020}\u{e007f}诉", "起诉"),
+            ("起\u{0000}\u{0007}\u{007f}\u{009f}诉", "起诉"),
+            ("c\u{0301}ctv", "cctv"),
+            // keycap digits: VS16 and the enclosing keycap (Me) go, the digit stays
+            ("1\u{fe0f}\u{20e3}1\u{fe0f}\u{20e3}0\u{fe0f}\u{20e3}", "110"),
+            ("\u{00ad}\u{0000}\u{0301}", ""),
+        ] {
+            let n = Normalized::new(orig);
+            assert_eq!(n.text, want, "{orig:?}");
+            if !want.is_empty() {
+                assert_eq!(
+                    span_text(orig, &n, want),
+                    orig.trim_matches(|c: char| Normalized::new(&c.to_string()).is_empty())
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn whitespace_controls_stay_separators() {
+        // tab, newline, CR, form feed, vertical tab, NEL are whitespace: dropped as separators,
+        // as before (they are controls, but not ignorable)
+        assert_eq!(Normalized::new("起\t\n\r\u{000c}\u{000b}\u{0085}诉").text, "起诉");
+        assert!(!is_ignorable('\t') && !is_ignorable('\n') && !is_ignorable('\u{0085}') && !is_ignorable(' '));
+    }
+
+    #[test]
+    fn the_test_ranges_are_ignorable() {
+        for &(lo, hi) in IGNORABLE_RANGES {
+            for u in lo..=hi {
+                let c = char::from_u32(u).unwrap();
+                assert!(is_ignorable(c), "U+{u:04X}");
+            }
+        }
+        for c in ['a', 'A', '1', ' ', '起', '，', '😡', '\u{3000}', '\u{0903}' /* Mc: spacing mark */] {
+            assert!(!is_ignorable(c), "U+{:04X}", c as u32);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        /// Inserting ignorable chars anywhere in any text leaves its matching
+        /// form unchanged, and every matching-form char still maps back to
+        /// the same original char.
+        #[test]
+        fn inserted_ignorables_change_nothing(
+            text in prop::collection::vec(
+                prop_oneof![
+                    any::<char>(),
+                    (0x4e00u32..=0x9fff).prop_map(|u| char::from_u32(u).unwrap()),
+                    (0x20u32..0x7f).prop_map(|u| char::from_u32(u).unwrap()),
+                ],
+                0..16,
+            ),
+            inserts in prop::collection::vec(prop::collection::vec(ignorable(), 0..3), 17),
+        ) {
+            let clean: String = text.iter().collect();
+            let mut obf = String::new();
+            let mut map = Vec::new();
+            for (i, &c) in text.iter().enumerate() {
+                obf.extend(inserts[i].iter());
+                map.push(obf.chars().count());
+                obf.push(c);
+            }
+            obf.extend(inserts[text.len()].iter());
+            let (nc, no) = (Normalized::new(&clean), Normalized::new(&obf));
+            prop_assert_eq!(&no.text, &nc.text);
+            for i in 0..nc.len() {
+                prop_assert_eq!(no.origin_of(i), map[nc.origin_of(i)]);
+            }
+        }
     }
 }
