@@ -2,12 +2,19 @@
 //!
 //! [`Flagger`] finds the terms of a [`Lexicon`] in a text with one
 //! Aho–Corasick automaton over the text's matching form (see
-//! [`crate::text::normalize`]: width, case, traditional→simplified, separator
-//! obfuscation), and reports each hit with the exact substring of the
+//! [`crate::text::normalize`]: invisible, control and combining characters,
+//! width, case, traditional→simplified, separator obfuscation), and reports each hit with the exact substring of the
 //! ORIGINAL text and its **Unicode char offsets** `[start, end)` in the original.
 //!
 //! Guarantees:
 //! * a hit's `text` is exactly `original.chars().skip(start).take(end - start)`;
+//! * ignorable characters (every Default_Ignorable_Code_Point, controls other
+//!   than whitespace, combining marks Mn/Me: see
+//!   [`is_ignorable`](crate::text::normalize::is_ignorable)) never hide a
+//!   term, wherever they are inserted (起\u{ad}诉, 起\u{301}诉 are hits);
+//! * a hit's span starts at the term's first visible char and ends after its
+//!   last; ignorables and separators between them are inside the span (it is
+//!   contiguous in the original), those before or after it are not;
 //! * a term that begins or ends with an ASCII letter or digit only matches
 //!   where it is not glued to other ASCII letters/digits (the 110 inside a
 //!   phone number 13811012345 is not a hit; `110` alone is);

@@ -2,6 +2,15 @@
 //!
 //! [`Normalized::new`] turns a text into a *compact matching form*:
 //!
+//! 0. *ignorable* characters are dropped wherever they occur (see
+//!    [`is_ignorable`]): every Default_Ignorable_Code_Point (soft hyphen,
+//!    zero-width characters, bidi marks and overrides, invisible operators,
+//!    variation selectors, tag characters, ...), control characters other than
+//!    whitespace (NUL, DEL, C1 controls) and nonspacing or enclosing combining
+//!    marks (General_Category Mn, Me). `起\u{ad}诉`, `起\u{200e}诉` and `起\u{301}诉`
+//!    read as `起诉`. They are dropped before the traditional→simplified step,
+//!    so a text with ignorables inserted anywhere has exactly the matching form
+//!    of the text without them;
 //! 1. every character is folded with Unicode NFKC (full-width → half-width:
 //!    `１２３１５` → `12315`, `Ａ` → `A`, ideographic space → space),
 //! 2. lower-cased,
@@ -12,20 +21,28 @@
 //!
 //! Every character of the matching form remembers the index of the original
 //! character it came from, so a match in the matching form maps back to an
-//! exact span of the original text (see [`Normalized::original_span`]).
+//! exact span of the original text (see [`Normalized::original_span`]). A
+//! span starts at the original char of its first matching-form char and ends
+//! after the original char of its last: it never starts or ends with an
+//! ignorable or separator char, and contains those that lie between (the span
+//! is contiguous in the original). A combining mark right after the last char
+//! is therefore not part of the span.
 //!
 //! All offsets in this module are **Unicode scalar value (char) offsets**,
 //! not bytes and not UTF-16 units.
 
 use std::sync::OnceLock;
 
+use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory};
+use icu_properties::{CodePointMapData, CodePointSetData};
 use unicode_normalization::UnicodeNormalization;
 
 /// True for characters that people insert inside a word to dodge keyword
 /// filters, and that carry no meaning of their own inside a term: whitespace
-/// (including zero-width and ideographic spaces), `* - _ . · • / \ | ~ ^ # + = '`
+/// (including ideographic spaces), `* - _ . · • / \ | ~ ^ # + = '`
 /// and their full-width forms (folded by NFKC before this test), and emoji /
-/// pictographs.
+/// pictographs. (Zero-width characters, U+FEFF and variation selectors are
+/// [ignorable](is_ignorable) and dropped before this test.)
 ///
 /// Chinese sentence punctuation (`，。！？；：`) is NOT a separator: it ends a
 /// clause, and a "term" across it is not one.
@@ -49,12 +66,6 @@ pub fn is_separator(c: char) -> bool {
                 | '\''
                 | '`'
                 | '"'
-                | '\u{200b}'
-                | '\u{200c}'
-                | '\u{200d}'
-                | '\u{2060}'
-                | '\u{feff}'
-                | '\u{fe0f}'
                 | '×'
                 | '※'
                 | '★'
@@ -68,6 +79,35 @@ pub fn is_separator(c: char) -> bool {
                 | '…'
         )
         || is_pictograph(c)
+}
+
+/// True for characters that are invisible or do not stand on their own, and
+/// that [`Normalized::new`] drops wherever they occur:
+///
+/// * every `Default_Ignorable_Code_Point` (U+00AD soft hyphen, U+034F, U+061C,
+///   U+115F/U+1160/U+3164 Hangul fillers, U+180B–U+180F, U+200B–U+200F,
+///   U+202A–U+202E, U+2060–U+206F, U+FE00–U+FE0F, U+FEFF, U+E0000–U+E0FFF tags
+///   and variation selectors, ...),
+/// * control characters (General_Category Cc) other than whitespace: NUL,
+///   BEL, DEL, the C1 controls; tab, newline, CR, form feed, vertical tab and
+///   NEL stay whitespace, i.e. [separators](is_separator),
+/// * nonspacing and enclosing combining marks (General_Category Mn, Me:
+///   U+0301, U+20DD, U+20E3, ...). Spacing marks (Mc) are kept.
+///
+/// The properties come from the Unicode Character Database via the
+/// `icu_properties` crate, not from a hand list.
+pub fn is_ignorable(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_control() && !c.is_whitespace();
+    }
+    if matches!(c, '\u{4e00}'..='\u{9fff}') || c.is_whitespace() {
+        return false; // the common case in this domain; whitespace is never ignorable
+    }
+    CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
+        || matches!(
+            CodePointMapData::<GeneralCategory>::new().get(c),
+            GeneralCategory::Control | GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark
+        )
 }
 
 fn is_pictograph(c: char) -> bool {
@@ -102,7 +142,7 @@ fn fold_char(c: char, out: &mut String) {
 /// A text in matching form plus the map back to the original.
 #[derive(Debug, Clone)]
 pub struct Normalized {
-    /// The matching form (folded, simplified, separators removed).
+    /// The matching form (ignorables removed, folded, simplified, separators removed).
     pub text: String,
     /// For each char of `text`, the char index in the original it came from.
     origin: Vec<usize>,
@@ -116,16 +156,24 @@ pub struct Normalized {
 impl Normalized {
     /// Normalise `original` into matching form. Never fails; empty in → empty out.
     pub fn new(original: &str) -> Self {
-        // 1+2: fold each char, remembering where each folded char came from.
+        // 0+1+2: drop ignorables, fold each char, remembering where each folded char came from.
         let mut folded = String::with_capacity(original.len());
         let mut folded_origin = Vec::with_capacity(original.len());
         let mut buf = String::new();
         let mut original_chars = 0;
         for (i, c) in original.chars().enumerate() {
             original_chars = i + 1;
+            if is_ignorable(c) {
+                continue;
+            }
             buf.clear();
             fold_char(c, &mut buf);
             for f in buf.chars() {
+                // Folding can yield marks too: NFKC turns ´ into a space and U+0301,
+                // İ lower-cases to i and U+0307.
+                if is_ignorable(f) {
+                    continue;
+                }
                 folded.push(f);
                 folded_origin.push(i);
             }
@@ -212,8 +260,10 @@ pub fn char_slice(text: &str, start: usize, end: usize) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::select;
 
     fn span_text(orig: &str, n: &Normalized, needle: &str) -> String {
         let b = n.text.find(needle).expect("needle in matching form");
@@ -293,5 +343,128 @@ mod tests {
         assert_eq!(char_slice("我们abc", 1, 3), "们a");
         assert_eq!(char_slice("我们", 2, 2), "");
         assert_eq!(char_slice("我们", 0, 9), "我们");
+    }
+
+    // ---- Issue 14: invisible, control and combining characters ----
+
+    /// Invisible, control and combining characters, written down from the
+    /// Unicode data independently of the implementation: Default_Ignorable_Code_Point
+    /// ranges, controls other than whitespace, and Mn/Me marks of several scripts.
+    pub(crate) const IGNORABLE_RANGES: &[(u32, u32)] = &[
+        (0x0000, 0x0008),
+        (0x000e, 0x001f),
+        (0x007f, 0x0084),
+        (0x0086, 0x009f),
+        (0x00ad, 0x00ad),
+        (0x0300, 0x036f),
+        (0x0483, 0x0489),
+        (0x0591, 0x05bd),
+        (0x061c, 0x061c),
+        (0x064b, 0x065f),
+        (0x115f, 0x1160),
+        (0x17b4, 0x17b5),
+        (0x180b, 0x180f),
+        (0x1ab0, 0x1abd),
+        (0x1dc0, 0x1dff),
+        (0x200b, 0x200f),
+        (0x202a, 0x202e),
+        (0x2060, 0x206f),
+        (0x20d0, 0x20f0),
+        (0x302a, 0x302d),
+        (0x3164, 0x3164),
+        (0xfe00, 0xfe0f),
+        (0xfe20, 0xfe2f),
+        (0xfeff, 0xfeff),
+        (0xffa0, 0xffa0),
+        (0xfff0, 0xfff8),
+        (0x1bca0, 0x1bca3),
+        (0x1d167, 0x1d169),
+        (0x1d173, 0x1d17a),
+        (0xe0000, 0xe0fff),
+    ];
+
+    /// One char from [`IGNORABLE_RANGES`].
+    pub(crate) fn ignorable() -> impl Strategy<Value = char> {
+        select(IGNORABLE_RANGES).prop_flat_map(|(lo, hi)| (lo..=hi).prop_map(|u| char::from_u32(u).unwrap()))
+    }
+
+    #[test]
+    fn ignorables_controls_and_marks_are_dropped() {
+        for (orig, want) in [
+            ("起\u{00ad}诉", "起诉"),
+            ("起\u{200e}\u{200f}\u{202e}\u{2062}诉", "起诉"),
+            ("起\u{034f}\u{0301}\u{20dd}诉", "起诉"),
+            ("起\u{fe00}\u{e0100}\u{e0020}\u{e007f}诉", "起诉"),
+            ("起\u{0000}\u{0007}\u{007f}\u{009f}诉", "起诉"),
+            ("c\u{0301}ctv", "cctv"),
+            // keycap digits: VS16 and the enclosing keycap (Me) go, the digit stays
+            ("1\u{fe0f}\u{20e3}1\u{fe0f}\u{20e3}0\u{fe0f}\u{20e3}", "110"),
+            ("\u{00ad}\u{0000}\u{0301}", ""),
+        ] {
+            let n = Normalized::new(orig);
+            assert_eq!(n.text, want, "{orig:?}");
+            if !want.is_empty() {
+                assert_eq!(
+                    span_text(orig, &n, want),
+                    orig.trim_matches(|c: char| Normalized::new(&c.to_string()).is_empty())
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn whitespace_controls_stay_separators() {
+        // tab, newline, CR, form feed, vertical tab, NEL are whitespace: dropped as separators,
+        // as before (they are controls, but not ignorable)
+        assert_eq!(Normalized::new("起\t\n\r\u{000c}\u{000b}\u{0085}诉").text, "起诉");
+        assert!(!is_ignorable('\t') && !is_ignorable('\n') && !is_ignorable('\u{0085}') && !is_ignorable(' '));
+    }
+
+    #[test]
+    fn the_test_ranges_are_ignorable() {
+        for &(lo, hi) in IGNORABLE_RANGES {
+            for u in lo..=hi {
+                let c = char::from_u32(u).unwrap();
+                assert!(is_ignorable(c), "U+{u:04X}");
+            }
+        }
+        for c in ['a', 'A', '1', ' ', '起', '，', '😡', '\u{3000}', '\u{0903}' /* Mc: spacing mark */] {
+            assert!(!is_ignorable(c), "U+{:04X}", c as u32);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        /// Inserting ignorable chars anywhere in any text leaves its matching
+        /// form unchanged, and every matching-form char still maps back to
+        /// the same original char.
+        #[test]
+        fn inserted_ignorables_change_nothing(
+            text in prop::collection::vec(
+                prop_oneof![
+                    any::<char>(),
+                    (0x4e00u32..=0x9fff).prop_map(|u| char::from_u32(u).unwrap()),
+                    (0x20u32..0x7f).prop_map(|u| char::from_u32(u).unwrap()),
+                ],
+                0..16,
+            ),
+            inserts in prop::collection::vec(prop::collection::vec(ignorable(), 0..3), 17),
+        ) {
+            let clean: String = text.iter().collect();
+            let mut obf = String::new();
+            let mut map = Vec::new();
+            for (i, &c) in text.iter().enumerate() {
+                obf.extend(inserts[i].iter());
+                map.push(obf.chars().count());
+                obf.push(c);
+            }
+            obf.extend(inserts[text.len()].iter());
+            let (nc, no) = (Normalized::new(&clean), Normalized::new(&obf));
+            prop_assert_eq!(&no.text, &nc.text);
+            for i in 0..nc.len() {
+                prop_assert_eq!(no.origin_of(i), map[nc.origin_of(i)]);
+            }
+        }
     }
 }
