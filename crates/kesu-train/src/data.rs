@@ -55,31 +55,7 @@ pub fn read_label_file(path: &Path) -> anyhow::Result<Vec<Labelled>> {
         if c.len() < 7 {
             bail!("{}: expected 8 columns", at());
         }
-        let category = CATEGORIES
-            .iter()
-            .position(|x| *x == c[2].trim())
-            .with_context(|| format!("{}: bad category {:?}", at(), c[2]))?;
-        let bit = |s: &str| -> anyhow::Result<bool> {
-            match s.trim() {
-                "0" => Ok(false),
-                "1" => Ok(true),
-                o => bail!("{}: bad 0/1 value {o:?}", at()),
-            }
-        };
-        let touches = [bit(c[3])?, bit(c[4])?, bit(c[5])?];
-        let escalation: usize = c[6]
-            .trim()
-            .parse()
-            .ok()
-            .filter(|v| *v <= 3)
-            .with_context(|| format!("{}: bad escalation {:?}", at(), c[6]))?;
-        let flags = match c.get(7).map(|s| s.trim()).unwrap_or("") {
-            "" => vec![],
-            s => s
-                .split(',')
-                .map(|f| f.trim().parse::<Flag>().map_err(|e| anyhow::anyhow!("{}: {e}", at())))
-                .collect::<anyhow::Result<_>>()?,
-        };
+        let (category, touches, escalation, flags) = parse_label_columns(&c[2..], &at)?;
         let text = if c[0] == "authored" {
             Some(c.get(8).with_context(|| format!("{}: authored row without text", at()))?.to_string())
         } else {
@@ -97,6 +73,38 @@ pub fn read_label_file(path: &Path) -> anyhow::Result<Vec<Labelled>> {
         });
     }
     Ok(out)
+}
+
+/// The label columns shared by label and probe files, from the category on:
+/// `category, product, service, information_security, escalation[, flags]`.
+/// `at` names the file and line for error messages.
+pub(crate) fn parse_label_columns(
+    c: &[&str],
+    at: &dyn Fn() -> String,
+) -> anyhow::Result<(usize, [bool; 3], usize, Vec<Flag>)> {
+    anyhow::ensure!(c.len() >= 5, "{}: expected at least 5 label columns", at());
+    let category = CATEGORIES
+        .iter()
+        .position(|x| *x == c[0].trim())
+        .with_context(|| format!("{}: bad category {:?}", at(), c[0]))?;
+    let bit = |s: &str| -> anyhow::Result<bool> {
+        match s.trim() {
+            "0" => Ok(false),
+            "1" => Ok(true),
+            o => bail!("{}: bad 0/1 value {o:?}", at()),
+        }
+    };
+    let touches = [bit(c[1])?, bit(c[2])?, bit(c[3])?];
+    let escalation: usize =
+        c[4].trim().parse().ok().filter(|v| *v <= 3).with_context(|| format!("{}: bad escalation {:?}", at(), c[4]))?;
+    let flags = match c.get(5).map(|s| s.trim()).unwrap_or("") {
+        "" => vec![],
+        s => s
+            .split(',')
+            .map(|f| f.trim().parse::<Flag>().map_err(|e| anyhow::anyhow!("{}: {e}", at())))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    Ok((category, touches, escalation, flags))
 }
 
 /// Every `*.tsv` directly in `dir` (sub-folders such as `double/` are not read).

@@ -21,6 +21,7 @@ pub mod finetune;
 pub mod fit;
 pub mod import;
 pub mod metrics;
+pub mod probes;
 pub mod reference;
 pub mod split;
 
@@ -174,6 +175,11 @@ pub struct EvalArgs {
     /// Score only the flagger (no model is loaded; the model sections are left out).
     #[arg(long)]
     pub flags_only: bool,
+    /// Score the hard-case probe file (e.g. `data/probes/probes.tsv`) instead
+    /// of a split: per family and per flag, against the targets
+    /// (level-3 probes at 3, every flag's recall). Never used for choosing.
+    #[arg(long, conflicts_with_all = ["errors", "flags_only"])]
+    pub probes: Option<PathBuf>,
 }
 
 /// Write `data/split.tsv`: extend the existing split file with the new label
@@ -723,6 +729,9 @@ fn predict_all(
 
 /// Score a model (and optionally the baselines) on a split.
 pub fn run_eval(a: &EvalArgs) -> anyhow::Result<String> {
+    if let Some(path) = &a.probes {
+        return run_eval_probes(a, path);
+    }
     let on: Split = a.on.parse().map_err(anyhow::Error::msg)?;
     // Checked before anything is read, so no test text is ever listed.
     anyhow::ensure!(
@@ -827,6 +836,51 @@ pub fn run_eval(a: &EvalArgs) -> anyhow::Result<String> {
     if a.errors {
         text += &render_flag_errors(&errors);
         out["flag_errors"] = json!(errors);
+    }
+    Ok(if a.json { serde_json::to_string_pretty(&out)? } else { text })
+}
+
+/// `kesu eval --probes`: the model (flags from the flagger) and, with
+/// `--baselines`, the keyword rules on the probe file.
+fn run_eval_probes(a: &EvalArgs, path: &Path) -> anyhow::Result<String> {
+    let ps = probes::read(path)?;
+    let flagger = Flagger::load(&a.lexicon, 2).map_err(anyhow::Error::msg)?;
+    let texts: Vec<&str> = ps.iter().map(|p| p.text.as_str()).collect();
+    let reports: Vec<_> = texts.iter().map(|t| flagger.scan(t)).collect();
+    let model = Classifier::load(&a.model, &LoadOptions::default())?;
+    let preds = predict_all(&model, &texts, a.batch, "classifying probes", Some(&flagger))?;
+    let answers: Vec<probes::Answer> = preds
+        .iter()
+        .zip(&reports)
+        .map(|(p, r)| probes::Answer {
+            category: argmax(&p.category),
+            escalation: argmax(&p.escalation),
+            flags: r.flags.clone(),
+        })
+        .collect();
+    let scores = probes::score(&ps, &answers);
+    let mut text = format!(
+        "{}: model {}, lexicon {}\n{}",
+        path.display(),
+        model.info().version,
+        flagger.version(),
+        probes::render(&scores)
+    );
+    let mut out =
+        json!({"probes": path, "model": model.info().version, "lexicon": flagger.version(), "model_scores": scores});
+    if a.baselines {
+        let kw: Vec<probes::Answer> = texts
+            .iter()
+            .zip(&reports)
+            .map(|(t, r)| {
+                let (c, e) = baselines::keyword_rules(t, r);
+                probes::Answer { category: c, escalation: e, flags: r.flags.clone() }
+            })
+            .collect();
+        let ks = probes::score(&ps, &kw);
+        text += "\nkeyword rules (flagger + word lists):\n";
+        text += &probes::render(&ks);
+        out["keyword_scores"] = json!(ks);
     }
     Ok(if a.json { serde_json::to_string_pretty(&out)? } else { text })
 }
