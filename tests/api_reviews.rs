@@ -257,6 +257,17 @@ async fn export_streams_every_item_as_jsonl_or_csv_and_false_positives_count_per
     assert!(rows.iter().all(|r| r.get(7).unwrap().contains("litigation")));
     expect_error(app.get("/v1/reviews/export?format=xml").await, 422, "invalid_query").await;
 
+    // CSV injection (issue 14): cells a spreadsheet would run as formulas get a leading '.
+    let items = json!({"items": [{"id": "f1", "text": "=HYPERLINK(\"http://x\",\"我要起诉你们\")", "channel": "@app", "customer_ref": "+861380000"}]});
+    assert_eq!(app.post_json("/v1/classify", &items).await.status(), 200);
+    let body = app.get("/v1/reviews/export?format=csv&q=HYPERLINK").await.text().await.unwrap();
+    let mut rd = csv::Reader::from_reader(body.as_bytes());
+    let rows: Vec<_> = rd.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 1, "{body}");
+    assert_eq!(rows[0].get(10), Some("'@app"));
+    assert_eq!(rows[0].get(11), Some("'+861380000"));
+    assert!(rows[0].get(15).unwrap().starts_with("'=HYPERLINK("), "{body}");
+
     // mark two litigation items false positive: their terms are counted
     let lit = json_of(app.get("/v1/reviews?flag=litigation&limit=2").await).await;
     let mut terms = std::collections::BTreeSet::new();

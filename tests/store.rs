@@ -25,6 +25,33 @@ fn item(text: &str, priority: &str, flags: &[&str], severity: u8, category: &str
     }
 }
 
+/// NUL (U+0000) in any stored string: stored as U+FFFD, one char for one,
+/// never a failed transaction (PostgreSQL refuses NUL in text; issue 14).
+async fn nul_is_stored_as_replacement_character(store: &Store) {
+    let mut it = item("起诉\u{0}你们", "P1", &["litigation"], 3, "service", 3);
+    it.caller_id = Some("id\u{0}1".into());
+    it.channel = Some("we\u{0}ibo".into());
+    it.customer_ref = Some("\u{0}c".into());
+    it.result["text"] = json!("起诉\u{0}你们");
+    it.result["k\u{0}"] = json!(["\u{0}"]);
+    let ids = store.insert(&[it, item("plain", "P3", &[], 0, "service", 1)], "k").await.unwrap();
+    let got = store.get(&ids[0]).await.unwrap();
+    assert_eq!(got.text, "起诉\u{FFFD}你们");
+    assert_eq!(got.text.chars().count(), 5, "char offsets unchanged");
+    assert_eq!(
+        (got.caller_id.as_deref(), got.channel.as_deref(), got.customer_ref.as_deref()),
+        (Some("id\u{FFFD}1"), Some("we\u{FFFD}ibo"), Some("\u{FFFD}c"))
+    );
+    assert_eq!(got.result["text"], "起诉\u{FFFD}你们");
+    assert_eq!(got.result["k\u{FFFD}"][0], "\u{FFFD}");
+    let patch = Patch { status: None, assignee: Some("a\u{0}".into()), note: Some("note\u{0}".into()) };
+    let up = store.update(&ids[0], 1, &patch, "reviewer").await.unwrap();
+    assert_eq!((up.assignee.as_deref(), up.note.as_deref()), (Some("a\u{FFFD}"), Some("note\u{FFFD}")));
+    let f = Filter { q: Some("诉\u{0}你".into()), ..Default::default() };
+    let page = store.list(&f, None, 10).await.unwrap();
+    assert_eq!(page.items.len(), 1, "a NUL in the search finds the stored U+FFFD");
+}
+
 async fn suite(store: Store) {
     // store: committed, version 1, audit entry
     let ids = store
@@ -175,6 +202,7 @@ async fn sqlite_store() {
     drop(store);
     let again = Store::open(&url, 1).await.unwrap();
     assert_eq!(again.list(&Filter::default(), None, 50).await.unwrap().items.len(), 5);
+    nul_is_stored_as_replacement_character(&again).await;
     // the database going away: an error, never a silent success
     again.pool().close().await;
     assert!(again.insert(&[item("lost?", "P1", &[], 0, "service", 3)], "x").await.is_err());
@@ -185,6 +213,7 @@ async fn postgres_store() {
     let Some(pg) = PgServer::start() else { return };
     let store = Store::open(&pg.url(), 4).await.unwrap();
     suite(store.clone()).await;
+    nul_is_stored_as_replacement_character(&store).await;
     assert_eq!(store.url(), pg.url(), "no password to hide");
     pg.stop();
     assert!(

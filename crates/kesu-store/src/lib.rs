@@ -283,6 +283,39 @@ fn with_create(url: &str) -> String {
 }
 
 /// The URL without a password, for logs and `/v1/info`.
+/// `s` with every NUL (U+0000) replaced by U+FFFD, the replacement character
+/// (PostgreSQL text cannot hold NUL; SQLite stores the same for one behaviour).
+/// Char counts and char offsets are unchanged.
+pub fn nul_free(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}
+
+/// [`nul_free`] applied to every string (keys included) inside a JSON value.
+fn nul_free_json(v: &serde_json::Value) -> std::borrow::Cow<'_, serde_json::Value> {
+    use serde_json::Value;
+    fn has_nul(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(a) => a.iter().any(has_nul),
+            Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    fn clean(v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(nul_free(s)),
+            Value::Array(a) => Value::Array(a.iter().map(clean).collect()),
+            Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (nul_free(k), clean(v))).collect()),
+            other => other.clone(),
+        }
+    }
+    if has_nul(v) {
+        std::borrow::Cow::Owned(clean(v))
+    } else {
+        std::borrow::Cow::Borrowed(v)
+    }
+}
+
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s && url[s + 3..at].contains(':') => {
@@ -376,7 +409,9 @@ impl Store {
     }
 
     /// Store `items` in one transaction: all are committed or none is.
-    /// Returns kesu's ids, in order.
+    /// Returns kesu's ids, in order. A NUL character (U+0000) in any stored
+    /// string is stored as U+FFFD on both databases (PostgreSQL refuses NUL in
+    /// text): one character for one, so char offsets of flag spans still hold.
     pub async fn insert(&self, items: &[NewItem], actor: &str) -> Result<Vec<String>, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
@@ -388,12 +423,12 @@ impl Store {
                  VALUES ($1, $2, $3, $4, $5, $17, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, NULL, 1, $16)",
             )
             .bind(&id)
-            .bind(it.caller_id.clone())
-            .bind(it.channel.clone())
-            .bind(it.customer_ref.clone())
+            .bind(it.caller_id.as_deref().map(nul_free))
+            .bind(it.channel.as_deref().map(nul_free))
+            .bind(it.customer_ref.as_deref().map(nul_free))
             .bind(now)
-            .bind(&it.text)
-            .bind(it.result.to_string())
+            .bind(nul_free(&it.text))
+            .bind(nul_free_json(&it.result).to_string())
             .bind(format!(",{},", it.flags.join(",")))
             .bind(it.max_severity as i64)
             .bind(&it.category)
@@ -460,7 +495,7 @@ impl Store {
             push(&mut sql, " AND received_at < $?", Arg::I(t));
         }
         if let Some(q) = &filter.q {
-            push(&mut sql, " AND text LIKE $?", Arg::S(format!("%{}%", escape_like(q))));
+            push(&mut sql, " AND text LIKE $?", Arg::S(format!("%{}%", escape_like(&nul_free(q)))));
             sql.push_str(" ESCAPE '\\'");
         }
         if let Some(c) = after {
@@ -512,7 +547,7 @@ impl Store {
             status = s;
         }
         let field = |new: &Option<String>, old: &Option<String>| -> Option<Option<String>> {
-            let new = new.as_ref().map(|v| if v.is_empty() { None } else { Some(v.clone()) })?;
+            let new = new.as_ref().map(|v| if v.is_empty() { None } else { Some(nul_free(v)) })?;
             (new != *old).then_some(new)
         };
         let assignee = field(&patch.assignee, &cur.assignee);

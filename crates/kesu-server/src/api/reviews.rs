@@ -234,10 +234,20 @@ fn csv_row(i: &Item) -> Vec<String> {
     ]
 }
 
+/// A cell a spreadsheet would read as a formula (it starts with `=`, `+`,
+/// `-`, `@`, a tab or a carriage return) gets a leading `'` (OWASP's advice
+/// against CSV injection); every other cell is written as it is.
+pub(crate) fn csv_cell(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
 fn csv_bytes(rows: impl IntoIterator<Item = Vec<String>>) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
-        let _ = w.write_record(&r);
+        let _ = w.write_record(r.iter().map(|c| csv_cell(c).into_owned()));
     }
     w.into_inner().unwrap_or_default()
 }
@@ -342,4 +352,27 @@ pub async fn false_positive_terms(req: HttpRequest, state: web::Data<AppState>) 
 #[utoipa::path(get, path = "/review", tag = "reviews", responses((status = 200, description = "HTML page", content_type = "text/html")))]
 pub async fn console() -> HttpResponse {
     HttpResponse::Ok().content_type("text/html; charset=utf-8").body(super::pages::REVIEW.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_cell;
+
+    #[test]
+    fn formula_cells_are_neutralised_and_others_kept() {
+        let cases = [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+8613812345678", "'+8613812345678"),
+            ("-1+2", "'-1+2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("我要起诉=你们", "我要起诉=你们"),
+            ("3", "3"),
+            ("", ""),
+        ];
+        for (cell, want) in cases {
+            assert_eq!(csv_cell(cell), want, "{cell:?}");
+        }
+    }
 }
