@@ -6,10 +6,10 @@
 #   3. kesu split: extend data/split.tsv with label rows not in it yet (rows
 #      already in it keep their split; a no-op when every row has one)
 #   4. kesu train: MLP heads + n-gram parts on the frozen encoder, chosen on dev
-#   5. kesu eval on the test split with both baselines → the README model card
+#   5. kesu eval on the test split with both baselines, and on the probes → the README model card
 #
 # The corpora are read from $KESU_CORPORA (default ../shared/corpora).
-# About ten minutes on 2 CPU cores (most of it embedding the texts).
+# About 25 minutes on 2 CPU cores (most of it embedding the 20k texts).
 # Pass extra `kesu train` options as arguments, e.g. --hidden 64 (see kesu train --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +27,5 @@ git diff --stat -- data/split.tsv || true
 mkdir -p .cache/eval
 "$KESU" eval --on test --baselines --json > .cache/eval/test.json
 "$KESU" eval --on test --baselines
+"$KESU" eval --probes data/probes/probes.tsv --baselines > .cache/eval/probes.txt
 echo "JSON: .cache/eval/test.json"

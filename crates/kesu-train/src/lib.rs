@@ -79,7 +79,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "models/kesu.gguf")]
     pub out: PathBuf,
     /// Version string stored in the model.
-    #[arg(long, default_value = "kesu-e5s-mlp-ngram-2")]
+    #[arg(long, default_value = "kesu-e5s-mlp-ngram-3")]
     pub version: String,
     /// Most epochs of head fitting (full batch; early stopping on dev).
     #[arg(long, default_value_t = 1500)]
