@@ -771,6 +771,12 @@ pub fn run_eval(a: &EvalArgs) -> anyhow::Result<String> {
     let mut text = format!("{} texts of split {}, model {}\n", idx.len(), a.on, model.info().version);
     text += &metrics::render("model category", &metrics::report(&CATEGORIES, &gc, &pc));
     text += &metrics::render("model escalation", &metrics::report(&LEVELS, &ge, &pe));
+    // Calibration of the served probabilities (top-class confidence, 10 bins).
+    let cat_probs: Vec<Vec<f32>> = preds.iter().map(|p| p.category.clone()).collect();
+    let esc_probs: Vec<Vec<f32>> = preds.iter().map(|p| p.escalation.clone()).collect();
+    let (ece_c, ece_e) = (metrics::ece(&cat_probs, &gc, 10), metrics::ece(&esc_probs, &ge, 10));
+    text += &format!("calibration (expected calibration error, 10 bins): category {ece_c:.4}, escalation {ece_e:.4}\n");
+    out["model_calibration"] = json!({"category_ece": ece_c, "escalation_ece": ece_e, "bins": 10});
     text += &flags_text;
     if a.baselines {
         let (kc, ke): (Vec<usize>, Vec<usize>) =

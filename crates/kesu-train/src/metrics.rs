@@ -128,6 +128,25 @@ impl Binary {
 }
 
 /// A human-readable table of a report.
+/// Expected calibration error of the top-class confidence: predictions are
+/// put in `bins` equal-width bins by their highest probability, and the
+/// bins' |accuracy − mean confidence| are averaged weighted by their size.
+/// 0 for perfectly calibrated probabilities; 0 for no predictions.
+pub fn ece(probs: &[Vec<f32>], gold: &[usize], bins: usize) -> f64 {
+    assert_eq!(probs.len(), gold.len());
+    let bins = bins.max(1);
+    let mut acc = vec![(0usize, 0f64, 0f64); bins]; // (n, correct, confidence)
+    for (p, &g) in probs.iter().zip(gold) {
+        let (top, conf) = p.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+        let b = ((conf.clamp(0.0, 1.0) as f64 * bins as f64) as usize).min(bins - 1);
+        acc[b].0 += 1;
+        acc[b].1 += f64::from(u8::from(top == g));
+        acc[b].2 += conf as f64;
+    }
+    let n = probs.len().max(1) as f64;
+    acc.iter().filter(|b| b.0 > 0).map(|&(_, c, f)| (c - f).abs() / n).sum()
+}
+
 pub fn render(title: &str, r: &Report) -> String {
     let mut s = format!("{title}: n={} accuracy={:.3} macro-F1={:.3} QWK={:.3}\n", r.n, r.accuracy, r.macro_f1, r.qwk);
     s += &format!("  {:<22} {:>9} {:>9} {:>9} {:>8}\n", "class", "precision", "recall", "F1", "support");
@@ -139,6 +158,25 @@ pub fn render(title: &str, r: &Report) -> String {
         s += &format!("  {:<22} {}\n", r.per_class[i].label, row.iter().map(|v| format!("{v:>6}")).collect::<String>());
     }
     s
+}
+
+#[cfg(test)]
+mod ece_tests {
+    use super::ece;
+
+    #[test]
+    fn ece_is_zero_when_confidence_matches_accuracy_and_measures_overconfidence() {
+        // Two predictions at 0.5 confidence, one right: calibrated.
+        let p = vec![vec![0.5, 0.5], vec![0.5, 0.5]];
+        assert!(ece(&p, &[0, 1], 10) < 1e-9);
+        // Always 0.9 sure and always wrong: ECE 0.9.
+        let p = vec![vec![0.9, 0.1]; 4];
+        assert!((ece(&p, &[1; 4], 10) - 0.9).abs() < 1e-6);
+        // Half the items 1.0 sure and right, half 0.8 sure and right: 0.1 (weighted).
+        let p = vec![vec![1.0, 0.0], vec![0.8, 0.2]];
+        assert!((ece(&p, &[0, 0], 10) - 0.1).abs() < 1e-6);
+        assert_eq!(ece(&[], &[], 10), 0.0);
+    }
 }
 
 #[cfg(test)]
