@@ -117,6 +117,9 @@ pub struct Settings {
     /// How long a model request may wait for its turn, in milliseconds (then 503).
     #[arg(long, env = "KESU_QUEUE_TIMEOUT_MS", default_value_t = server_default().queue_timeout_ms)]
     pub queue_timeout_ms: u64,
+    /// Characters of text that /v1/flags and /v1/segment work on at once; more wait (KESU_QUEUE_TIMEOUT_MS), then 503.
+    #[arg(long, env = "KESU_MAX_INFLIGHT_TEXT_CHARS", default_value_t = server_default().max_inflight_text_chars, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000_000))]
+    pub max_inflight_text_chars: usize,
     /// Seconds sent in Retry-After on 503.
     #[arg(long, env = "KESU_RETRY_AFTER_SECS", default_value_t = server_default().retry_after_secs)]
     pub retry_after_secs: u64,
@@ -220,6 +223,12 @@ pub struct ConversationSettings {
     /// Event-stream subscribers per conversation.
     #[arg(long, env = "KESU_CONVERSATION_MAX_SUBSCRIBERS", default_value_t = conversation_default().max_subscribers)]
     pub conversation_max_subscribers: usize,
+    /// Most bytes of messages kept in memory per conversation (each message counts its text + 1 KiB); older ones go first.
+    #[arg(long, env = "KESU_CONVERSATION_MAX_BYTES", default_value_t = conversation_default().max_conversation_bytes)]
+    pub conversation_max_bytes: usize,
+    /// Most bytes of messages kept by all live conversations together; a message beyond it gets 503 too_many_conversations.
+    #[arg(long, env = "KESU_CONVERSATIONS_MAX_BYTES", default_value_t = conversation_default().max_total_bytes)]
+    pub conversations_max_bytes: usize,
     /// Trend smoothing factor alpha (0 < alpha <= 1; 1 = last message only).
     #[arg(long, env = "KESU_ALERT_ALPHA", default_value_t = conversation_default().alerts.alpha)]
     pub alert_alpha: f32,
@@ -247,6 +256,8 @@ impl ConversationSettings {
             max_conversations: self.max_conversations,
             max_messages: self.conversation_max_messages,
             max_subscribers: self.conversation_max_subscribers,
+            max_conversation_bytes: self.conversation_max_bytes,
+            max_total_bytes: self.conversations_max_bytes,
             alerts: kesu_server::conversation::AlertRules {
                 alpha: self.alert_alpha,
                 level: self.alert_level,
@@ -277,6 +288,7 @@ impl Settings {
             max_concurrent_inference: self.max_concurrent_inference,
             max_queued: self.max_queued,
             queue_timeout_ms: self.queue_timeout_ms,
+            max_inflight_text_chars: self.max_inflight_text_chars,
             retry_after_secs: self.retry_after_secs,
             conversations: self.conversations.options(),
             store_mask_pii: self.store.store_mask_pii,

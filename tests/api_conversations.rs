@@ -168,6 +168,56 @@ async fn limits_on_conversations_and_subscribers() {
     say(&app, "c", "agent", "您好").await;
 }
 
+/// Conversations' memory is bounded in bytes: per conversation (older
+/// messages go) and in total (a message beyond it: 503, nothing recorded).
+#[actix_web::test]
+async fn conversations_are_bounded_in_bytes() {
+    let app = spawn_with(true, |s| {
+        s.conversations.conversation_max_bytes = 2 * 1024 + 100;
+        s.conversations.conversations_max_bytes = 5 * 1024;
+    })
+    .await;
+    for _ in 0..3 {
+        say(&app, "m", "agent", "您好，请问有什么可以帮您").await;
+    }
+    let v: Value = app.get("/v1/conversations/m").await.json().await.unwrap();
+    let seqs: Vec<i64> = v["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, vec![2, 3], "two messages fit the per-conversation bytes");
+    assert_eq!(v["state"]["messages"], 3, "the counters cover all");
+    say(&app, "n", "agent", "您好").await;
+    say(&app, "n", "agent", "您好").await;
+    let r = app.post_json("/v1/conversations/n/messages", &json!({"role": "agent", "text": "您好"})).await;
+    assert!(r.headers().get("retry-after").is_some());
+    expect_error(r, 503, "too_many_conversations").await;
+    let v: Value = app.get("/v1/conversations/n").await.json().await.unwrap();
+    assert_eq!(v["state"]["messages"], 2, "the refused message was not recorded");
+    app.client.delete(app.url("/v1/conversations/m")).send().await.unwrap();
+    say(&app, "n", "agent", "您好").await;
+}
+
+/// A client that goes away frees its subscriber slot at once: an agent who
+/// reloads the console five times in a row is never locked out (before: the
+/// slot stayed taken until two keep-alives failed, about 30 s).
+#[actix_web::test]
+async fn a_gone_subscriber_frees_its_slot_at_once() {
+    let app = spawn_with(true, |s| s.conversations.conversation_max_subscribers = 1).await;
+    say(&app, "r", "agent", "您好").await;
+    for i in 0..5 {
+        let t0 = std::time::Instant::now();
+        let mut sse = Sse::open(&app, "/v1/conversations/r/events").await;
+        assert_eq!(sse.next().await.unwrap().0, "snapshot", "reload {i}");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(2), "reload {i} took {:?}", t0.elapsed());
+        drop(sse);
+    }
+    // A subscriber that is still there keeps its slot, and gets every message.
+    let mut live = Sse::open(&app, "/v1/conversations/r/events").await;
+    assert_eq!(live.next().await.unwrap().0, "snapshot");
+    expect_error(app.get("/v1/conversations/r/events").await, 503, "too_many_subscribers").await;
+    say(&app, "r", "agent", "还在").await;
+    let (name, data) = live.next().await.unwrap();
+    assert_eq!((name.as_str(), data["message"]["seq"].as_i64()), ("message", Some(2)));
+}
+
 #[actix_web::test]
 async fn bad_messages_get_json_errors_and_are_not_recorded() {
     let app = spawn().await;

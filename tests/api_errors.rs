@@ -92,6 +92,45 @@ async fn unknown_route_and_wrong_method_are_json() {
     expect_error(app.post_json("/healthz", &json!({})).await, 405, "method_not_allowed").await;
 }
 
+/// 405 says which methods the path answers (`Allow`), and HEAD answers where GET does.
+#[actix_web::test]
+async fn wrong_method_says_allow_and_head_answers_like_get() {
+    let app = spawn().await;
+    let cases = [
+        (reqwest::Method::POST, "/healthz", "GET, HEAD"),
+        (reqwest::Method::GET, "/v1/classify", "POST"),
+        (reqwest::Method::PUT, "/v1/reviews/x", "GET, HEAD, PATCH"),
+        (reqwest::Method::HEAD, "/v1/conversations/c1/events", "GET"),
+        (reqwest::Method::GET, "/admin/reload", "POST"),
+    ];
+    for (method, path, allow) in cases {
+        let r = app.client.request(method.clone(), app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        assert_eq!(r.headers().get("allow").and_then(|v| v.to_str().ok()), Some(allow), "{method} {path}");
+    }
+    for path in ["/healthz", "/readyz", "/openapi.json", "/console", "/review", "/v1/info"] {
+        let get = app.get(path).await;
+        let head = app.client.head(app.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), get.status(), "HEAD {path}");
+        assert_eq!(head.headers().get("content-type"), get.headers().get("content-type"), "HEAD {path}");
+        assert!(head.bytes().await.unwrap().is_empty(), "HEAD {path} sent a body");
+    }
+}
+
+/// A JSON value of the wrong type where an enum goes is 422, like every other wrong type.
+#[actix_web::test]
+async fn wrong_enum_type_is_422() {
+    let app = spawn().await;
+    for role in [json!(5), json!(true), json!(null), json!(["customer"]), json!("boss")] {
+        expect_error(
+            app.post_json("/v1/conversations/e1/messages", &json!({"role": role, "text": "你好"})).await,
+            422,
+            "invalid_request",
+        )
+        .await;
+    }
+}
+
 #[actix_web::test]
 async fn overload_gets_503_with_retry_after_and_health_still_answers() {
     let app = spawn_with(true, |s| {
@@ -146,4 +185,63 @@ async fn classify_without_model_is_503_but_flags_work() {
     expect_error(app.get("/readyz").await, 503, "not_ready").await;
     assert_eq!(app.post_json("/v1/flags", &json!({"text": "我要起诉"})).await.status(), 200);
     assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+/// Every answer, errors included, says `nosniff`; the console pages carry a
+/// policy that allows only their own inline code, and refuse framing.
+#[actix_web::test]
+async fn security_headers() {
+    let app = spawn().await;
+    let h = |r: &reqwest::Response, name: &str| r.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+    for r in [
+        app.get("/healthz").await,
+        app.get("/nope").await,
+        app.post_json("/v1/flags", &json!({"text": ""})).await,
+        app.post_json("/v1/flags", &json!({"text": "我要起诉"})).await,
+    ] {
+        assert_eq!(h(&r, "x-content-type-options").as_deref(), Some("nosniff"), "{}", r.url());
+        assert!(h(&r, "x-request-id").is_some(), "{}", r.url());
+    }
+    for path in ["/console", "/review"] {
+        let r = app.get(path).await;
+        let csp = h(&r, "content-security-policy").expect("CSP");
+        assert!(csp.starts_with("default-src 'none';"), "{csp}");
+        assert!(csp.contains("script-src 'sha256-") && !csp.contains("unsafe-inline"), "{csp}");
+        assert!(csp.contains("connect-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(h(&r, "x-frame-options").as_deref(), Some("DENY"));
+        assert_eq!(h(&r, "referrer-policy").as_deref(), Some("no-referrer"));
+    }
+}
+
+/// Model work whose request timed out stops at its next chunk and frees its
+/// inference slot: a small request sent just after the 503 is served, where
+/// (before the fix) it waited behind the abandoned batch and timed out too.
+#[actix_web::test]
+async fn timed_out_work_is_cancelled_and_frees_its_slot() {
+    let text = "快递三天了还没到，客服也不回复，退款也不处理，我要投诉到12315！".repeat(8);
+    // How long the tiny model takes per text here, to size a batch that runs >= 4 s uncancelled.
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path(), true);
+    let pipeline = kesu_core::pipeline::Pipeline::load(&s.pipeline_options(), true).unwrap();
+    let probe: Vec<&str> = vec![text.as_str(); 50];
+    let t0 = std::time::Instant::now();
+    pipeline.classify(&probe, false).unwrap();
+    let per_text = t0.elapsed().as_secs_f64() / 50.0;
+    let n = ((4.0 / per_text).ceil() as usize).clamp(200, 200_000);
+    let app = spawn_with(true, |s| {
+        s.max_concurrent_inference = 1;
+        s.max_queued = 4;
+        s.queue_timeout_ms = 10_000;
+        s.request_timeout_ms = 400;
+        s.max_items = n;
+        s.max_body_bytes = 1 << 30;
+        s.resources.model_batch_size = 1;
+    })
+    .await;
+    let items: Vec<_> = (0..n).map(|i| json!({"id": i, "text": text})).collect();
+    expect_error(app.post_json("/v1/classify", &json!({"items": items})).await, 503, "timeout").await;
+    let t1 = std::time::Instant::now();
+    let r = app.post_json("/v1/classify", &json!({"text": "退款"})).await;
+    assert_eq!(r.status(), 200, "the abandoned batch ({n} texts, ~{:.1} s) still held the slot", n as f64 * per_text);
+    assert!(t1.elapsed().as_secs_f64() < 0.4);
 }

@@ -32,6 +32,9 @@ pub struct ServerSettings {
     pub max_queued: usize,
     /// How long a model request may wait for its turn.
     pub queue_timeout_ms: u64,
+    /// Characters of text that `/v1/flags` and `/v1/segment` hold in work at once
+    /// (more wait up to `queue_timeout_ms`, then 503).
+    pub max_inflight_text_chars: usize,
     /// Seconds sent in `Retry-After` on every 503.
     pub retry_after_secs: u64,
     /// Live conversations: memory bounds and alert rules.
@@ -52,6 +55,7 @@ impl Default for ServerSettings {
             max_concurrent_inference: 2,
             max_queued: 64,
             queue_timeout_ms: 10_000,
+            max_inflight_text_chars: 2_000_000,
             retry_after_secs: 1,
             conversations: ConversationSettings::default(),
             store_mask_pii: true,
@@ -80,6 +84,10 @@ pub struct ConversationSettings {
     pub max_messages: u64,
     /// Event-stream subscribers per conversation.
     pub max_subscribers: usize,
+    /// Most bytes of messages kept per conversation (older ones go first).
+    pub max_conversation_bytes: usize,
+    /// Most bytes of messages kept by all conversations together (beyond: 503).
+    pub max_total_bytes: usize,
     /// The alert rules.
     pub alerts: AlertRules,
 }
@@ -91,6 +99,8 @@ impl Default for ConversationSettings {
             max_conversations: 10_000,
             max_messages: 200,
             max_subscribers: 8,
+            max_conversation_bytes: 1 << 20,
+            max_total_bytes: 512 << 20,
             alerts: AlertRules::default(),
         }
     }
@@ -110,6 +120,8 @@ impl ConversationSettings {
             max_messages: self.max_messages as usize,
             max_alerts: 200,
             channel_capacity: 64,
+            max_conversation_bytes: self.max_conversation_bytes,
+            max_total_bytes: self.max_total_bytes,
         }
     }
 }

@@ -51,6 +51,40 @@ impl Admission {
     }
 }
 
+/// Admission for the routes without the model (`/v1/flags`, `/v1/segment`):
+/// a budget of text characters in flight. A request costs its characters
+/// (at least 1; a request larger than the whole budget costs the whole
+/// budget, so it runs alone); it waits at most `wait` for room, then 503.
+/// Memory of these routes grows with the text they hold (segmentation
+/// answers ~20 bytes per input byte), so this bounds it whatever the
+/// number of concurrent requests.
+pub struct TextBudget {
+    sem: Arc<Semaphore>,
+    max: usize,
+    wait: Duration,
+}
+
+impl TextBudget {
+    pub fn new(max_chars: usize, wait: Duration) -> Self {
+        let max = max_chars.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        TextBudget { sem: Arc::new(Semaphore::new(max)), max, wait }
+    }
+
+    /// Room for `chars` characters of work; hold it until the work is done.
+    pub async fn admit(&self, chars: usize) -> Result<OwnedSemaphorePermit, ApiError> {
+        let cost = chars.clamp(1, self.max) as u32;
+        match tokio::time::timeout(self.wait, self.sem.clone().acquire_many_owned(cost)).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(ApiError::overloaded()),
+        }
+    }
+
+    /// Characters of work admitted now.
+    pub fn in_flight(&self) -> usize {
+        self.max - self.sem.available_permits()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +109,33 @@ mod tests {
         drop(held);
         assert!(a.admit().await.is_ok());
         assert_eq!(a.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_text_budget_bounds_characters_in_flight() {
+        let b = Arc::new(TextBudget::new(100, Duration::from_millis(50)));
+        let a = b.admit(60).await.unwrap();
+        assert_eq!(b.in_flight(), 60);
+        // 60 + 50 > 100: waits, then refused
+        assert!(matches!(b.admit(50).await, Err(ApiError { code: ErrorCode::Overloaded, .. })));
+        let c = b.admit(40).await.unwrap();
+        assert_eq!(b.in_flight(), 100);
+        drop((a, c));
+        // larger than the whole budget: costs all of it, runs alone
+        let big = b.admit(1_000).await.unwrap();
+        assert_eq!(b.in_flight(), 100);
+        assert!(b.admit(1).await.is_err());
+        // a waiter gets in when room is freed within the wait
+        let waiter = {
+            let b = b.clone();
+            tokio::spawn(async move { b.admit(10).await.map(|_| ()) })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(big);
+        assert!(waiter.await.unwrap().is_ok());
+        assert_eq!(b.in_flight(), 0);
+        // zero-cost requests still take one unit
+        let _z = b.admit(0).await.unwrap();
+        assert_eq!(b.in_flight(), 1);
     }
 }

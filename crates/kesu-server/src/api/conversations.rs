@@ -27,6 +27,10 @@ pub const CONVERSATION_CHANNEL: &str = "conversation";
 /// Seconds between SSE keep-alive comments.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// A subscribe that finds every slot taken probes the streams and waits this
+/// long before each retry (`None`: the last try).
+const PROBE_WAITS_MS: [Option<u64>; 4] = [Some(50), Some(100), Some(250), None];
+
 /// One message of a conversation.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +97,17 @@ pub async fn post_message(
     };
     if m.role == Speaker::Customer && state.pipeline.model().is_none() {
         return Err(ApiError::not_ready());
+    }
+    let bytes = crate::conversation::message_bytes(&m.text, timestamp.as_deref());
+    if !state.conversations.has_room(bytes) {
+        return Err(ApiError::new(
+            ErrorCode::TooManyConversations,
+            format!(
+                "live conversations hold {} bytes of messages; the limit is {}",
+                state.conversations.bytes(),
+                state.conversations.limits().max_total_bytes
+            ),
+        ));
     }
     let rules = state.settings.conversations.rules();
     // A conversation closed (expired or deleted) while this request waited for
@@ -184,13 +199,25 @@ pub async fn events(path: web::Path<String>, state: web::Data<AppState>) -> Resu
     check_id(&id)?;
     let live = open(&state, &id)?;
     let max = state.settings.conversations.max_subscribers;
-    let (sub, snapshot) = {
+    // When the slots are full, some may belong to clients that have gone (a
+    // reloaded console): probe the streams twice so that those find out and
+    // free their slots, then try again once.
+    let mut sub = None;
+    for wait_ms in PROBE_WAITS_MS {
         let conv = live.conversation.lock().await;
-        let sub = live.subscribe(max).ok_or_else(|| {
-            ApiError::new(ErrorCode::TooManySubscribers, format!("conversation {id:?} already has {max} subscribers"))
-        })?;
-        (sub, conv.view())
-    };
+        if let Some(s) = live.subscribe(max) {
+            sub = Some((s, conv.view()));
+            break;
+        }
+        drop(conv);
+        if let Some(ms) = wait_ms {
+            live.probe();
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+    let (sub, snapshot) = sub.ok_or_else(|| {
+        ApiError::new(ErrorCode::TooManySubscribers, format!("conversation {id:?} already has {max} live subscribers"))
+    })?;
     let first = sse(&Event::Snapshot(snapshot));
     let body = stream::once(async move { Ok::<_, actix_web::Error>(first) }).chain(follow(sub, Arc::downgrade(&live)));
     Ok(HttpResponse::Ok()
@@ -209,6 +236,9 @@ fn follow(
     stream::unfold(Some((sub, live, tick)), |st| async move {
         let (mut sub, live, mut tick) = st?;
         tokio::select! {
+            // Events first: when the conversation is dropped, its last events
+            // (`closed`) are still read before the probe channel reports it gone.
+            biased;
             r = sub.events.recv() => match r {
                 Ok(ev) => {
                     let done = matches!(ev, Event::Closed { .. });
@@ -227,6 +257,10 @@ fn follow(
                 Err(RecvError::Closed) => None,
             },
             _ = tick.tick() => Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), Some((sub, live, tick)))),
+            r = sub.probe.changed() => match r {
+                Ok(()) => Some((Ok(web::Bytes::from_static(b": probe\n\n")), Some((sub, live, tick)))),
+                Err(_) => None,
+            },
         }
     })
 }
@@ -247,5 +281,5 @@ fn sse(ev: &Event) -> web::Bytes {
 /// tagged by emotion, the trend and the alerts, live.
 #[utoipa::path(get, path = "/console", tag = "conversations", responses((status = 200, description = "HTML page", content_type = "text/html")))]
 pub async fn console() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(super::pages::CONSOLE.as_str())
+    super::pages::CONSOLE.respond()
 }

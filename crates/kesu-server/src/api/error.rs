@@ -95,12 +95,14 @@ pub struct ApiError {
     pub line: Option<usize>,
     /// `Retry-After` seconds, filled in from the settings where the error leaves the app.
     pub retry_after: Option<u64>,
+    /// The `Allow` header of a 405: the methods the path answers.
+    pub allow: Option<String>,
 }
 
 impl ApiError {
     /// An error with `code` and `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into(), file: None, line: None, retry_after: None }
+        ApiError { code, message: message.into(), file: None, line: None, retry_after: None, allow: None }
     }
 
     /// The stable machine-readable code.
@@ -141,8 +143,12 @@ impl ApiError {
     pub fn unknown_item(id: &str) -> Self {
         ApiError::new(ErrorCode::UnknownItem, format!("no stored item {id:?}"))
     }
-    pub fn method_not_allowed() -> Self {
-        ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed")
+    /// 405 for a known path; `allow` lists the methods it answers (the `Allow` header).
+    pub fn method_not_allowed(allow: &str) -> Self {
+        ApiError {
+            allow: Some(allow.to_string()),
+            ..ApiError::new(ErrorCode::MethodNotAllowed, format!("method not allowed; this path answers {allow}"))
+        }
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
         ApiError::new(ErrorCode::Unauthorized, message)
@@ -155,7 +161,7 @@ impl ApiError {
     }
     /// A word list or rules file that cannot be loaded (reload refused; the previous version keeps serving).
     pub fn invalid_file(code: ErrorCode, file: String, line: Option<usize>, message: String) -> Self {
-        ApiError { code, message, file: Some(file), line, retry_after: None }
+        ApiError { code, message, file: Some(file), line, retry_after: None, allow: None }
     }
 }
 
@@ -186,8 +192,12 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut b = HttpResponse::build(self.status_code());
+        b.insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
         if let Some(secs) = self.retry_after {
             b.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if let Some(allow) = &self.allow {
+            b.insert_header((header::ALLOW, allow.as_str()));
         }
         if self.code == ErrorCode::Unauthorized {
             b.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"kesu\""));
@@ -207,6 +217,10 @@ impl From<kesu_core::pipeline::PipelineError> for ApiError {
     fn from(e: kesu_core::pipeline::PipelineError) -> Self {
         match e {
             kesu_core::pipeline::PipelineError::NoModel => ApiError::not_ready(),
+            // Only seen by a caller that is gone; say what happened all the same.
+            kesu_core::pipeline::PipelineError::Cancelled => {
+                ApiError::new(ErrorCode::Timeout, "the request's deadline passed; its work was cancelled")
+            }
             kesu_core::pipeline::PipelineError::Model(m) => ApiError::internal(m),
         }
     }

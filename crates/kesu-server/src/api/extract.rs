@@ -56,6 +56,12 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => ApiError::new(ErrorCode::InvalidRequest, e.to_string()),
+            // serde_json reports some type errors as syntax errors (a number
+            // where an enum's string goes: "expected value"): when the body
+            // is well-formed JSON, it is the shape that is wrong, so 422.
+            Category::Syntax if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() => {
+                ApiError::new(ErrorCode::InvalidRequest, format!("wrong type or shape: {e}"))
+            }
             Category::Syntax | Category::Eof | Category::Io => ApiError::bad_json(format!("broken JSON: {e}")),
         }
     })
@@ -71,6 +77,18 @@ mod tests {
         text: String,
     }
 
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum Colour {
+        Red,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct E {
+        colour: Colour,
+    }
+
     #[test]
     fn error_kinds() {
         assert_eq!(parse_json::<T>(b"{\"text\": \"ok\"}").unwrap().text, "ok");
@@ -80,5 +98,30 @@ mod tests {
         assert_eq!(parse_json::<T>(b"{\"text\": 5}").unwrap_err().code().as_str(), "invalid_request");
         assert_eq!(parse_json::<T>(b"{}").unwrap_err().code().as_str(), "invalid_request");
         assert_eq!(parse_json::<T>(b"{\"text\": \"\xff\xfe\"}").unwrap_err().code().as_str(), "invalid_utf8");
+    }
+
+    /// A wrong JSON type where an enum goes is the request's shape (422), not broken JSON (400).
+    #[test]
+    fn enum_type_errors_are_422() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"{\"colour\": \"red\"}", "ok"),
+            (b"{\"colour\": 5}", "invalid_request"),
+            (b"{\"colour\": true}", "invalid_request"),
+            (b"{\"colour\": null}", "invalid_request"),
+            (b"{\"colour\": [1]}", "invalid_request"),
+            (b"{\"colour\": \"blue\"}", "invalid_request"),
+            (b"{\"colour\": 5", "invalid_json"),
+            (b"{\"colour\": tru}", "invalid_json"),
+        ];
+        for (body, want) in cases {
+            let got = match parse_json::<E>(body) {
+                Ok(e) => {
+                    assert_eq!(e.colour, Colour::Red);
+                    "ok"
+                }
+                Err(e) => e.code().as_str(),
+            };
+            assert_eq!(got, *want, "{}", String::from_utf8_lossy(body));
+        }
     }
 }

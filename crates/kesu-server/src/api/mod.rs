@@ -23,7 +23,6 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{middleware, web, App, HttpMessage, HttpServer};
 use tracing_actix_web::{RequestId, TracingLogger};
@@ -41,6 +40,8 @@ pub struct AppState {
     pub settings: ServerSettings,
     pub metrics: Metrics,
     pub admission: Admission,
+    /// Characters in flight on the routes without the model.
+    pub text_budget: admission::TextBudget,
     pub conversations: Registry,
     /// The complaint store; `None` when run with `KESU_NO_STORE`.
     pub store: Option<kesu_store::Store>,
@@ -53,12 +54,14 @@ impl AppState {
     pub fn new(pipeline: Arc<Pipeline>, settings: ServerSettings) -> AppState {
         let admission =
             Admission::new(settings.max_concurrent_inference, settings.max_queued, settings.queue_timeout());
+        let text_budget = admission::TextBudget::new(settings.max_inflight_text_chars, settings.queue_timeout());
         let conversations = Registry::new(settings.conversations.limits());
         AppState {
             pipeline,
             settings,
             metrics: Metrics::new(),
             admission,
+            text_budget,
             conversations,
             store: None,
             reloads: admin::ReloadLog::default(),
@@ -131,9 +134,11 @@ async fn authorize(
     next.call(req).await
 }
 
-/// Count, time and time-limit every request; add `x-request-id`, and to
-/// every 503 `Retry-After` with `KESU_RETRY_AFTER_SECS` (errors become
-/// responses here, so this holds for every error, wherever it arose).
+/// Count, time and time-limit every request; add `x-request-id`,
+/// `X-Content-Type-Options: nosniff` (an [`ApiError`] that leaves the app as
+/// an error sets it itself), and to every 503 `Retry-After` with
+/// `KESU_RETRY_AFTER_SECS` (errors become responses here, so this holds for
+/// every error, wherever it arose).
 async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -158,7 +163,7 @@ async fn observe(
     // An error that leaves the app as an error (authorization, the deadline):
     // its 503 gets Retry-After from the settings.
     let res = res.map_err(|e| match (e.as_error::<ApiError>(), retry_after) {
-        (Some(a), Some(secs)) if a.code.status() == StatusCode::SERVICE_UNAVAILABLE => {
+        (Some(a), Some(secs)) if a.code.status() == actix_web::http::StatusCode::SERVICE_UNAVAILABLE => {
             ApiError { retry_after: Some(secs), ..a.clone() }.into()
         }
         _ => e,
@@ -178,6 +183,7 @@ async fn observe(
         if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
             r.headers_mut().insert(HeaderName::from_static("x-request-id"), id);
         }
+        r.headers_mut().insert(actix_web::http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         r
     })
 }

@@ -351,7 +351,7 @@ pub async fn false_positive_terms(req: HttpRequest, state: web::Data<AppState>) 
 /// A static page; its data calls need a `reviewer` key.
 #[utoipa::path(get, path = "/review", tag = "reviews", responses((status = 200, description = "HTML page", content_type = "text/html")))]
 pub async fn console() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(super::pages::REVIEW.as_str())
+    super::pages::REVIEW.respond()
 }
 
 #[cfg(test)]

@@ -124,8 +124,11 @@ pub fn lookup(method: &Method, pattern: &str) -> Option<&'static Route> {
 /// Register every route of [`TABLE`] on an actix `App`: one resource per
 /// path (in table order), each method's handler, and 405 for other methods.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    fn not_allowed() -> actix_web::Route {
-        web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::method_not_allowed()) })
+    fn not_allowed(allow: String) -> actix_web::Route {
+        web::to(move || {
+            let allow = allow.clone();
+            async move { Err::<actix_web::HttpResponse, _>(ApiError::method_not_allowed(&allow)) }
+        })
     }
     let mut paths: Vec<&'static str> = Vec::new();
     for r in TABLE.iter() {
@@ -137,9 +140,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         let mut resource = web::resource(path);
         for r in TABLE.iter().filter(|r| r.path == path) {
             resource = resource.route((r.register)(web::method(r.method.clone())));
+            if answers_head(r) {
+                // actix-http sends no body for HEAD; the headers are GET's.
+                resource = resource.route((r.register)(web::method(Method::HEAD)));
+            }
         }
-        cfg.service(resource.default_service(not_allowed()));
+        cfg.service(resource.default_service(not_allowed(allowed_methods(path))));
     }
+}
+
+/// Whether `r` also answers HEAD: every GET route but the event stream
+/// (a HEAD would hold a subscriber slot for nothing).
+fn answers_head(r: &Route) -> bool {
+    r.method == Method::GET && !r.path.ends_with("/events")
+}
+
+/// The `Allow` header of `path`: its methods in table order, HEAD after GET where answered.
+pub fn allowed_methods(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for r in TABLE.iter().filter(|r| r.path == path) {
+        out.push(r.method.as_str());
+        if answers_head(r) {
+            out.push("HEAD");
+        }
+    }
+    out.join(", ")
 }
 
 #[cfg(test)]
@@ -182,6 +207,20 @@ mod tests {
         // another method on a known path: that path's access (then 405)
         assert_eq!(access(Method::PUT, "/v1/reviews/{id}"), Some(REVIEWER));
         assert_eq!(access(Method::GET, "/v1/reviewsX"), None);
+    }
+
+    #[test]
+    fn allow_lists_each_path_s_methods() {
+        let cases = [
+            ("/healthz", "GET, HEAD"),
+            ("/v1/classify", "POST"),
+            ("/v1/reviews/{id}", "GET, HEAD, PATCH"),
+            ("/v1/conversations/{id}", "GET, HEAD, DELETE"),
+            ("/v1/conversations/{id}/events", "GET"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(allowed_methods(path), want, "{path}");
+        }
     }
 
     #[test]

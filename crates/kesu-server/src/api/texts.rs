@@ -111,6 +111,17 @@ pub(super) fn check_text(at: &str, t: &str, s: &crate::settings::ServerSettings)
     Ok(())
 }
 
+/// Sets its flag when dropped: held by a request's future, so that work on
+/// the blocking pool learns that nobody waits for it any more.
+#[derive(Default)]
+pub(super) struct CancelOnDrop(pub(super) Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Run CPU-bound work on the blocking pool.
 async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, ApiError> {
     web::block(f).await.map_err(|e| ApiError::internal(format!("worker failed: {e}")))
@@ -131,6 +142,10 @@ pub(super) async fn run_classify(
     let permit = state.admission.admit().await?;
     let pipeline = Arc::clone(&state.pipeline);
     let n = texts.len();
+    // Set when this future is dropped (the request's deadline passed or the
+    // client went away): the model work stops at its next chunk and frees its slot.
+    let cancel = CancelOnDrop::default();
+    let flag = Arc::clone(&cancel.0);
     let results = blocking(move || {
         let _permit = permit;
         let items: Vec<kesu_core::pipeline::Input> = texts
@@ -138,9 +153,14 @@ pub(super) async fn run_classify(
             .enumerate()
             .map(|(i, t)| kesu_core::pipeline::Input { text: t, customer_ref: refs.get(i).and_then(|r| r.as_deref()) })
             .collect();
-        pipeline.classify_items(&items, segments)
+        let r = pipeline.classify_items_until(&items, segments, &flag);
+        if matches!(r, Err(kesu_core::pipeline::PipelineError::Cancelled)) {
+            tracing::warn!(items = items.len(), "model work cancelled: its request is gone");
+        }
+        r
     })
     .await??;
+    drop(cancel);
     if results.len() != n {
         return Err(ApiError::internal(format!("{} results for {n} items", results.len())));
     }
@@ -265,7 +285,7 @@ pub enum FlagsResponse {
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
     ))]
 pub async fn flags(req: HttpRequest, body: web::Payload, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (t0, work, lists, reports) = per_text(&req, body, &state, |l, t| l.flagger.scan(t)).await?;
+    let (t0, work, lists, reports, _room) = per_text(&req, body, &state, |l, t| l.flagger.scan(t)).await?;
     for r in &reports {
         state.metrics.observe_flags(r);
     }
@@ -283,25 +303,29 @@ pub async fn flags(req: HttpRequest, body: web::Payload, state: web::Data<AppSta
 }
 
 /// Read and validate a request, then run `f` on each text on the blocking pool
-/// (no model, so no admission control), all with one snapshot of the word
-/// lists (returned too). Results are in input order.
+/// (no model: admitted by the [`super::admission::TextBudget`], whose room is
+/// returned too; hold it until the answer is built, since the results are
+/// what take the memory), all with one snapshot of the word lists (returned
+/// too). Results are in input order.
 async fn per_text<R: Send + 'static>(
     req: &HttpRequest,
     body: web::Payload,
     state: &AppState,
     f: fn(&WordLists, &str) -> R,
-) -> Result<(Instant, Work, Arc<WordLists>, Vec<R>), ApiError> {
+) -> Result<(Instant, Work, Arc<WordLists>, Vec<R>, tokio::sync::OwnedSemaphorePermit), ApiError> {
     let t0 = Instant::now();
     let parsed: TextsRequest = read_json(req, body, state.settings.max_body_bytes).await?;
     let mut work = validate(parsed, state)?;
     if work.refs.iter().any(Option::is_some) {
         return Err(ApiError::new(ErrorCode::InvalidRequest, "`customer_ref` is only used by /v1/classify"));
     }
+    let chars: usize = work.texts.iter().map(|t| t.chars().count()).sum();
+    let room = state.text_budget.admit(chars).await?;
     let lists = state.pipeline.lists();
     let texts = std::mem::take(&mut work.texts);
     let snapshot = Arc::clone(&lists);
     let out = blocking(move || texts.iter().map(|t| f(&snapshot, t)).collect::<Vec<_>>()).await?;
-    Ok((t0, work, lists, out))
+    Ok((t0, work, lists, out, room))
 }
 
 /// Single or batch segment answer.
@@ -323,7 +347,7 @@ pub async fn segment(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (t0, work, _, segs) = per_text(&req, body, &state, |l, t| l.segmenter.segment(t)).await?;
+    let (t0, work, _, segs, _room) = per_text(&req, body, &state, |l, t| l.segmenter.segment(t)).await?;
     let items: Vec<SegmentItem> =
         work.ids.into_iter().zip(segs).map(|(id, segments)| SegmentItem { id, segments }).collect();
     Ok(if work.batch {

@@ -241,6 +241,25 @@ pub struct Conversation {
     since_rise: usize,
     alerted_flags: BTreeSet<Flag>,
     closed: bool,
+    /// Bytes the kept messages hold (estimate: [`message_bytes`]).
+    kept_bytes: usize,
+    /// Most bytes kept; older messages go first (the newest is always kept).
+    max_bytes: usize,
+    /// The registry's total of every conversation's `kept_bytes`.
+    total: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Bytes one kept message is counted as: its text and timestamp plus a fixed
+/// allowance for its scores, flags and alerts.
+pub fn message_bytes(text: &str, timestamp: Option<&str>) -> usize {
+    const OVERHEAD: usize = 1024;
+    text.len() + timestamp.map_or(0, str::len) + OVERHEAD
+}
+
+impl Drop for Conversation {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.kept_bytes, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// RFC 3339 text of `t`.
@@ -273,7 +292,25 @@ impl Conversation {
             since_rise: usize::MAX,
             alerted_flags: BTreeSet::new(),
             closed: false,
+            kept_bytes: 0,
+            max_bytes: usize::MAX,
+            total: Default::default(),
         }
+    }
+
+    /// Keep at most `max_bytes` of messages (the newest always), counted
+    /// into `total` as well (the registry's sum over conversations).
+    pub fn with_byte_limit(mut self, max_bytes: usize, total: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        self.max_bytes = max_bytes.max(1);
+        total.fetch_add(self.kept_bytes, std::sync::atomic::Ordering::SeqCst);
+        self.total.fetch_sub(self.kept_bytes, std::sync::atomic::Ordering::SeqCst);
+        self.total = total;
+        self
+    }
+
+    /// Bytes the kept messages hold.
+    pub fn kept_bytes(&self) -> usize {
+        self.kept_bytes
     }
 
     pub fn state(&self) -> &State {
@@ -349,10 +386,16 @@ impl Conversation {
         } else {
             Status::Calm
         };
-        if self.messages.len() == self.max_messages {
-            self.messages.pop_front();
-        }
+        let add = message_bytes(&msg.text, msg.timestamp.as_deref());
+        self.kept_bytes += add;
+        self.total.fetch_add(add, std::sync::atomic::Ordering::SeqCst);
         self.messages.push_back(msg.clone());
+        while self.messages.len() > self.max_messages || (self.kept_bytes > self.max_bytes && self.messages.len() > 1) {
+            let Some(old) = self.messages.pop_front() else { break };
+            let sub = message_bytes(&old.text, old.timestamp.as_deref());
+            self.kept_bytes -= sub;
+            self.total.fetch_sub(sub, std::sync::atomic::Ordering::SeqCst);
+        }
         Recorded { message: msg, state: self.state.clone() }
     }
 
@@ -592,5 +635,26 @@ mod tests {
         assert_eq!(v.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![4, 5, 6, 7]);
         assert_eq!(v.state.messages, 7);
         assert_eq!(v.state.peak.unwrap().seq, 2);
+    }
+
+    #[test]
+    fn kept_messages_are_bounded_in_bytes_and_the_newest_is_always_kept() {
+        let total = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let r = AlertRules::default();
+        let mut c =
+            Conversation::new("b", 100, 10, OffsetDateTime::UNIX_EPOCH).with_byte_limit(3 * 1024 + 300, total.clone());
+        let text = "长".repeat(100); // 300 bytes + 1 KiB each
+        for _ in 0..5 {
+            c.record(Speaker::Agent, text.clone(), None, None, &r, OffsetDateTime::UNIX_EPOCH);
+        }
+        let v = c.view();
+        assert_eq!(v.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![4, 5], "two fit in 3 KiB + 300");
+        assert_eq!(c.kept_bytes(), 2 * (300 + 1024));
+        assert_eq!(total.load(std::sync::atomic::Ordering::SeqCst), c.kept_bytes());
+        let huge = "x".repeat(10_000);
+        c.record(Speaker::Agent, huge, None, None, &r, OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(c.view().messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![6], "the newest stays");
+        drop(c);
+        assert_eq!(total.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 }

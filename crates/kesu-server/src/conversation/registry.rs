@@ -63,12 +63,16 @@ pub struct Live {
     events: broadcast::Sender<Event>,
     last_active: Mutex<Instant>,
     subscribers: Arc<AtomicUsize>,
+    /// Bumped to make every subscriber's stream write at once (see [`Live::probe`]).
+    probe: tokio::sync::watch::Sender<u64>,
 }
 
 /// A subscription: the event receiver plus a guard that frees the
 /// subscriber slot when dropped.
 pub struct Subscription {
     pub events: broadcast::Receiver<Event>,
+    /// Changes when the stream should write a probe comment.
+    pub probe: tokio::sync::watch::Receiver<u64>,
     _slot: SlotGuard,
 }
 
@@ -91,7 +95,20 @@ impl Live {
     pub fn subscribe(&self, max: usize) -> Option<Subscription> {
         let n = self.subscribers.fetch_add(1, Ordering::SeqCst);
         let slot = SlotGuard(self.subscribers.clone());
-        (n < max).then(|| Subscription { events: self.events.subscribe(), _slot: slot })
+        (n < max).then(|| Subscription { events: self.events.subscribe(), probe: self.probe.subscribe(), _slot: slot })
+    }
+
+    /// Make every subscriber's stream write a comment now. A stream whose
+    /// client has gone learns it only by writing (the first write after a
+    /// disconnect may still succeed, the next fails), and frees its slot
+    /// then: without probes that takes up to two keep-alive periods.
+    pub fn probe(&self) {
+        self.probe.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Subscribers now.
+    pub fn subscribers(&self) -> usize {
+        self.subscribers.load(Ordering::SeqCst)
     }
 
     fn touch(&self, now: Instant) {
@@ -112,21 +129,39 @@ pub struct RegistryLimits {
     pub max_alerts: usize,
     /// Events buffered per subscriber before it counts as behind.
     pub channel_capacity: usize,
+    /// Most bytes of messages kept per conversation (older ones go first).
+    pub max_conversation_bytes: usize,
+    /// Most bytes of messages kept by all conversations together (a message
+    /// beyond it is refused: [`Registry::has_room`]).
+    pub max_total_bytes: usize,
 }
 
 /// All live conversations.
 pub struct Registry {
     map: Mutex<HashMap<String, Arc<Live>>>,
     limits: RegistryLimits,
+    /// Bytes every conversation's kept messages hold together.
+    bytes: Arc<AtomicUsize>,
 }
 
 impl Registry {
     pub fn new(limits: RegistryLimits) -> Registry {
-        Registry { map: Mutex::new(HashMap::new()), limits }
+        Registry { map: Mutex::new(HashMap::new()), limits, bytes: Arc::new(AtomicUsize::new(0)) }
     }
 
     pub fn limits(&self) -> &RegistryLimits {
         &self.limits
+    }
+
+    /// Bytes all live conversations' kept messages hold now.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::SeqCst)
+    }
+
+    /// Whether a message of `bytes` (see [`super::message_bytes`]) fits under
+    /// the total byte limit. Checked before a message is classified.
+    pub fn has_room(&self, bytes: usize) -> bool {
+        self.bytes().saturating_add(bytes) <= self.limits.max_total_bytes
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Live>>> {
@@ -152,15 +187,14 @@ impl Registry {
         }
         let (events, _) = broadcast::channel(self.limits.channel_capacity.max(1));
         let live = Arc::new(Live {
-            conversation: tokio::sync::Mutex::new(Conversation::new(
-                id,
-                self.limits.max_messages,
-                self.limits.max_alerts,
-                OffsetDateTime::now_utc(),
-            )),
+            conversation: tokio::sync::Mutex::new(
+                Conversation::new(id, self.limits.max_messages, self.limits.max_alerts, OffsetDateTime::now_utc())
+                    .with_byte_limit(self.limits.max_conversation_bytes, self.bytes.clone()),
+            ),
             events,
             last_active: Mutex::new(now),
             subscribers: Arc::new(AtomicUsize::new(0)),
+            probe: tokio::sync::watch::channel(0).0,
         });
         if let Some(old) = map.insert(id.to_string(), live.clone()) {
             close(&old, "expired");
@@ -234,7 +268,28 @@ mod tests {
             max_messages: 10,
             max_alerts: 10,
             channel_capacity: 4,
+            max_conversation_bytes: 1 << 20,
+            max_total_bytes: 3 * 1024 + 30,
         })
+    }
+
+    #[tokio::test]
+    async fn the_byte_total_counts_kept_messages_and_frees_them_with_the_conversation() {
+        let r = reg(60_000, 10);
+        let rules = crate::conversation::AlertRules::default();
+        let add = |id: &str, text: &str| {
+            let live = r.open(id).unwrap();
+            let mut c = live.conversation.try_lock().unwrap();
+            c.record(super::super::Speaker::Agent, text.into(), None, None, &rules, OffsetDateTime::UNIX_EPOCH);
+        };
+        assert!(r.has_room(1024 + 10));
+        add("a", "0123456789");
+        add("b", "0123456789");
+        assert_eq!(r.bytes(), 2 * (1024 + 10));
+        assert!(r.has_room(1024 + 10) && !r.has_room(1024 + 11));
+        assert!(r.remove("a"));
+        assert_eq!(r.bytes(), 1024 + 10, "a deleted conversation's bytes are freed");
+        assert!(r.has_room(2 * 1024));
     }
 
     #[test]
