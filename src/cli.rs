@@ -217,11 +217,13 @@ fn serve(settings: Settings) -> i32 {
             "running WITHOUT API keys (--no-auth): every route is open to anyone who can reach this port"
         ),
         (_, Some(key)) => {
-            // Shown once, on the terminal only (never through the log): the file keeps its hash.
-            eprintln!(
-                "\nkesu: no API keys were configured, so an admin key was created in {}:\n\n    {key}\n\nIt is shown only now. Add keys per person and role with `kesu keys add --name NAME --role reviewer`.\n",
-                settings.auth.api_keys_file.display()
-            );
+            // Shown once, on the terminal only, never through the log (the file keeps its hash).
+            use std::io::IsTerminal;
+            let file = &settings.auth.api_keys_file;
+            if let Err(e) = kesu_server::auth::announce_first_key(&key, file, std::io::stderr().is_terminal()) {
+                eprintln!("kesu: cannot start: cannot write the first admin key beside {}: {e}", file.display());
+                return EXIT_LOAD;
+            }
         }
         (kesu_server::auth::Access::Keys(k), None) => tracing::info!(keys = k.len(), "API keys loaded"),
     }

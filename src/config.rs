@@ -16,6 +16,7 @@ use kesu_server::settings::{
     AuthSettings as AuthOptions, ConversationSettings as ConversationOptions, ServerSettings,
     StoreSettings as StoreOptions,
 };
+use kesu_server::auth::limit::Rate;
 use serde::Serialize;
 
 fn pipeline_default() -> PipelineOptions {
@@ -140,13 +141,31 @@ pub struct AuthSettings {
     /// TOML file of hashed API keys (`kesu keys add` writes it). On a first start with no keys and no --no-auth, kesu creates it with one admin key and prints that key once.
     #[arg(long, env = "KESU_API_KEYS_FILE", default_value_os_t = AuthOptions::default().api_keys_file)]
     pub api_keys_file: PathBuf,
-    /// More keys: `name:role[+role]:sha256hex`, separated by `;`.
+    /// More keys: `name:role[+role]:sha256hex[:unlimited]`, separated by `;` (`:unlimited`: exempt from the rate limit).
     #[arg(long, env = "KESU_API_KEYS", hide_env_values = true)]
     #[serde(skip)]
     pub api_keys: Option<String>,
     /// Serve without API keys: every route open to anyone who can reach the port (logged as a warning at start).
     #[arg(long, env = "KESU_NO_AUTH", default_value_t = false)]
     pub no_auth: bool,
+    /// A console session (POST /v1/session) ends this many seconds after it was made (in memory, per process).
+    #[arg(long, env = "KESU_SESSION_TTL_SECS", default_value_t = AuthOptions::default().session_ttl_secs, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_ttl_secs: u64,
+    /// Rate limit of intake keys: RATE[:BURST] tokens per second (0 = unlimited); a request costs 1 + body bytes / KESU_RATE_LIMIT_BYTES_PER_TOKEN.
+    #[arg(long, env = "KESU_RATE_LIMIT_INTAKE", default_value_t = AuthOptions::default().rate_limit_intake)]
+    pub rate_limit_intake: Rate,
+    /// Rate limit of agent keys (RATE[:BURST]; 0 = unlimited).
+    #[arg(long, env = "KESU_RATE_LIMIT_AGENT", default_value_t = AuthOptions::default().rate_limit_agent)]
+    pub rate_limit_agent: Rate,
+    /// Rate limit of reviewer keys (RATE[:BURST]; 0 = unlimited).
+    #[arg(long, env = "KESU_RATE_LIMIT_REVIEWER", default_value_t = AuthOptions::default().rate_limit_reviewer)]
+    pub rate_limit_reviewer: Rate,
+    /// Rate limit of admin keys (RATE[:BURST]; 0 = unlimited).
+    #[arg(long, env = "KESU_RATE_LIMIT_ADMIN", default_value_t = AuthOptions::default().rate_limit_admin)]
+    pub rate_limit_admin: Rate,
+    /// Request body bytes that cost one rate-limit token more.
+    #[arg(long, env = "KESU_RATE_LIMIT_BYTES_PER_TOKEN", default_value_t = AuthOptions::default().rate_limit_bytes_per_token, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate_limit_bytes_per_token: u64,
 }
 
 /// The complaint store (`crates/kesu-store/`). What it keeps is the triage rules' `[store]` section.
@@ -203,6 +222,12 @@ impl AuthSettings {
             api_keys_file: self.api_keys_file.clone(),
             api_keys: self.api_keys.clone(),
             no_auth: self.no_auth,
+            session_ttl_secs: self.session_ttl_secs,
+            rate_limit_intake: self.rate_limit_intake,
+            rate_limit_agent: self.rate_limit_agent,
+            rate_limit_reviewer: self.rate_limit_reviewer,
+            rate_limit_admin: self.rate_limit_admin,
+            rate_limit_bytes_per_token: self.rate_limit_bytes_per_token,
         }
     }
 }

@@ -39,6 +39,12 @@ try {
   await page.fill("#key", key);
   await page.click("#usekey");
   await page.waitForFunction(() => document.querySelectorAll("#queue .item").length > 0);
+  // the key was exchanged for a session: no script-readable cookie holds it
+  assert.ok(!(await page.evaluate(() => document.cookie)).includes(key), "the key is not in a script-readable cookie");
+  const cookies = await ctx.cookies();
+  assert.ok(!cookies.some((c) => c.value.includes(key)), "the key is in no cookie");
+  const session = cookies.find((c) => c.name === "kesu_session");
+  assert.ok(session && session.httpOnly && session.sameSite === "Strict" && session.path === "/v1", JSON.stringify(cookies));
 
   // the open queue, in the API's order: priority, then age
   const want = (await api("/v1/reviews?limit=500")).items;
@@ -116,6 +122,10 @@ try {
   await page.mouse.move(0, 0);
   await page.screenshot({ path: shot, mask: [page.locator(".when"), page.locator("#detail"), page.locator("#trail"), page.locator("#csv"), page.locator("#jsonl")] });
   compareGolden(shot, golden, update);
+  // log out: the session ends, the page asks for the key again
+  await page.click("#logout");
+  await page.waitForSelector("#keybox.on");
+  assert.ok(!(await ctx.cookies()).some((c) => c.name === "kesu_session" && c.value), "the session cookie is cleared");
   console.log("review e2e: ok");
 } finally {
   await browser.close();

@@ -142,20 +142,40 @@ impl Default for StoreSettings {
     }
 }
 
-/// API keys (`auth`).
+/// API keys (`auth`): where they are, console sessions and rate limits.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuthSettings {
     /// TOML file of hashed keys; on a first start with none, one admin key is created there.
     pub api_keys_file: PathBuf,
-    /// More keys: `name:role[+role]:sha256hex`, separated by `;`.
+    /// More keys: `name:role[+role]:sha256hex[:unlimited]`, separated by `;`.
     #[serde(skip)]
     pub api_keys: Option<String>,
     /// Everything open, no keys.
     pub no_auth: bool,
+    /// A console session (`POST /v1/session`) ends this long after it was made.
+    pub session_ttl_secs: u64,
+    /// Rate limit of keys with the `intake` role (a key with several roles gets the most generous).
+    pub rate_limit_intake: crate::auth::limit::Rate,
+    pub rate_limit_agent: crate::auth::limit::Rate,
+    pub rate_limit_reviewer: crate::auth::limit::Rate,
+    pub rate_limit_admin: crate::auth::limit::Rate,
+    /// Request body bytes that cost one token more (a request costs 1 + body bytes / this).
+    pub rate_limit_bytes_per_token: u64,
 }
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        AuthSettings { api_keys_file: PathBuf::from("kesu-data/keys.toml"), api_keys: None, no_auth: false }
+        use crate::auth::limit::Rate;
+        AuthSettings {
+            api_keys_file: PathBuf::from("kesu-data/keys.toml"),
+            api_keys: None,
+            no_auth: false,
+            session_ttl_secs: 8 * 3600,
+            rate_limit_intake: Rate::new(50.0, 200.0),
+            rate_limit_agent: Rate::new(20.0, 100.0),
+            rate_limit_reviewer: Rate::new(20.0, 100.0),
+            rate_limit_admin: Rate::new(20.0, 100.0),
+            rate_limit_bytes_per_token: 3000,
+        }
     }
 }

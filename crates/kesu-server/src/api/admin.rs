@@ -1,21 +1,22 @@
-//! Administration: reloading the word lists and triage rules without a
-//! restart (`POST /admin/reload`, SIGHUP).
+//! Administration: reloading the word lists, triage rules and API keys
+//! without a restart (`POST /admin/reload`, admin role; SIGHUP).
 //!
 //! A reload re-reads `legal_risk.tsv`, `user_dict.txt` and `triage.toml`
-//! from the lexicon folder and swaps them in together (all or nothing); a
-//! request already running finishes on the snapshot it started with. A
-//! broken file is refused (422 naming the file and line) and the previous
-//! lists keep serving. Every attempt is logged (versions, counts, the error's
-//! file and line; never complaint text).
-//!
-//! `/admin/reload` is open for now; it is to be protected by the admin role.
+//! from the lexicon folder and the API keys (`KESU_API_KEYS_FILE`, with
+//! `KESU_API_KEYS` as given at start) and swaps them in together (all or
+//! nothing); a request already running finishes on the snapshot it started
+//! with. A broken file is refused (422 naming the file and line) and the
+//! previous lists and keys keep serving. A key no longer configured is
+//! refused from the next request on, its console sessions with it. Every
+//! attempt is logged (versions, counts, the error's file and line; never
+//! complaint text or keys).
 
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
 use actix_web::{web, HttpResponse};
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::types::ReloadReport;
 use super::AppState;
 
@@ -47,8 +48,30 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// cause in the log (`http`, `sighup`).
 pub fn reload_now(state: &AppState, trigger: &'static str) -> Result<ReloadReport, ApiError> {
     let t0 = Instant::now();
+    // The key file first: broken, it refuses the whole reload (nothing changes).
+    let keys = match state.guard.prepare_reload() {
+        None => None,
+        Some(Ok(k)) => Some(k),
+        Some(Err(e)) => {
+            state.metrics.reloads.with_label_values(&["error"]).inc();
+            let message = e.to_string();
+            tracing::warn!(trigger, file = %e.file(), line = e.line(), error = %message,
+                "reload refused (API keys); the previous word lists and keys keep serving");
+            state.reloads.failed(message.clone());
+            return Err(ApiError::invalid_file(ErrorCode::InvalidApiKeys, e.file().to_string(), e.line(), message));
+        }
+    };
     match state.pipeline.reload() {
         Ok(l) => {
+            let api_keys = keys.map(|k| {
+                let n = k.len();
+                let ended = state.guard.install(k);
+                if n == 0 {
+                    tracing::warn!(trigger, "the reloaded key files have no keys: only the open routes answer");
+                }
+                tracing::info!(trigger, keys = n, sessions_ended = ended, "API keys reloaded");
+                n
+            });
             let took_ms = t0.elapsed().as_secs_f64() * 1e3;
             state.metrics.reloads.with_label_values(&["ok"]).inc();
             let report = ReloadReport {
@@ -59,6 +82,7 @@ pub fn reload_now(state: &AppState, trigger: &'static str) -> Result<ReloadRepor
                 user_dict_words: l.segmenter.user_words(),
                 rules_version: l.triage.version.clone(),
                 rule_count: l.triage.rules.len(),
+                api_keys,
                 took_ms,
             };
             tracing::info!(trigger, count = report.count, lexicon_version = %report.lexicon_version, lexicon_terms = report.lexicon_terms,
@@ -80,13 +104,14 @@ pub fn reload_now(state: &AppState, trigger: &'static str) -> Result<ReloadRepor
     }
 }
 
-/// Reload the word lists and triage rules (`legal_risk.tsv`, `user_dict.txt`,
-/// `triage.toml`) together, without a restart. Open for now: to be protected
-/// by the admin role.
+/// Reload the word lists, triage rules and API keys (`legal_risk.tsv`,
+/// `user_dict.txt`, `triage.toml`, `KESU_API_KEYS_FILE`) together, without a
+/// restart: all or nothing. A key removed from the key file is refused at once,
+/// its console sessions too.
 #[utoipa::path(post, path = "/admin/reload", tag = "admin",
     responses(
         (status = 200, description = "Reloaded: the versions now in force", body = ReloadReport),
-        (status = 422, description = "A file is broken (`invalid_lexicon`, `invalid_user_dict`, `invalid_triage_rules`; `file` and `line` say where); nothing changed", body = ErrorBody),
+        (status = 422, description = "A file is broken (`invalid_lexicon`, `invalid_user_dict`, `invalid_triage_rules`, `invalid_api_keys`; `file` and `line` say where); nothing changed", body = ErrorBody),
     ))]
 pub async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let st = state.clone();

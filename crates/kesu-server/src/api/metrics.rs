@@ -21,6 +21,7 @@ pub struct Metrics {
     pub triage_priorities: IntCounterVec,
     pub reloads: IntCounterVec,
     pub store_writes: HistogramVec,
+    pub rate_limited: IntCounterVec,
 }
 
 impl Metrics {
@@ -75,6 +76,11 @@ impl Metrics {
             &["result"],
         )
         .unwrap();
+        let rate_limited = IntCounterVec::new(
+            Opts::new("kesu_rate_limited_total", "Requests refused (429) for the per-key rate limit, by key name"),
+            &["key"],
+        )
+        .unwrap();
         let conversations_live = IntGauge::new("kesu_conversations_live", "Live conversations held in memory").unwrap();
         registry.register(Box::new(conversations_live.clone())).unwrap();
         for c in [
@@ -85,6 +91,7 @@ impl Metrics {
             &conversation_alerts,
             &triage_priorities,
             &reloads,
+            &rate_limited,
         ] {
             registry.register(Box::new(c.clone())).unwrap();
         }
@@ -104,6 +111,7 @@ impl Metrics {
             triage_priorities,
             reloads,
             store_writes,
+            rate_limited,
         }
     }
 

@@ -48,6 +48,8 @@ pub struct AppState {
     pub reloads: admin::ReloadLog,
     /// API keys and roles; [`crate::auth::Access::Open`] only with `--no-auth`.
     pub access: crate::auth::Access,
+    /// The keys in force (reloadable), console sessions and rate limits.
+    pub guard: crate::auth::Guard,
 }
 
 impl AppState {
@@ -66,6 +68,7 @@ impl AppState {
             store: None,
             reloads: admin::ReloadLog::default(),
             access: crate::auth::Access::Keys(Default::default()),
+            guard: crate::auth::Guard::default(),
         }
     }
 }
@@ -79,6 +82,7 @@ impl AppState {
 
     /// Set who may call what (a new state requires keys and has none).
     pub fn with_access(mut self, access: crate::auth::Access) -> AppState {
+        self.guard = crate::auth::Guard::new(&access);
         self.access = access;
         self
     }
@@ -94,13 +98,14 @@ pub async fn open_store(s: &StoreSettings) -> Result<Option<kesu_store::Store>, 
 }
 
 /// Let a request in only as its route's [`routes::Access`] says (a path
-/// that matches no route needs any valid key, then answers 404); the caller's
-/// [`crate::auth::Principal`] goes into the request's extensions (the audit log's actor).
+/// that matches no route needs any valid key, then answers 404): a key or a
+/// console session, the role, the key's rate limit ([`crate::auth::Guard::check`]);
+/// the caller's [`crate::auth::Principal`] goes into the request's extensions
+/// (the audit log's actor).
 async fn authorize(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    use crate::auth::{presented_key, Access};
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let need = match req.match_pattern().and_then(|p| routes::lookup(req.method(), &p)).map(|r| r.access) {
         Some(routes::Access::Open) => None,
@@ -108,28 +113,7 @@ async fn authorize(
         Some(routes::Access::Role(r)) => Some(Some(r)),
     };
     if let (Some(st), Some(need)) = (&state, need) {
-        if let Access::Keys(keys) = &st.access {
-            let Some(key) = presented_key(req.headers()) else {
-                return Err(ApiError::unauthorized(
-                    "an API key is required: send `Authorization: Bearer <key>` or `X-Api-Key: <key>`",
-                )
-                .into());
-            };
-            let Some(p) = keys.authenticate(key) else {
-                return Err(ApiError::unauthorized("unknown API key").into());
-            };
-            if let Some(role) = need {
-                if !p.may(role) {
-                    return Err(ApiError::forbidden(format!(
-                        "key {:?} lacks the `{role}` role this route needs",
-                        p.name
-                    ))
-                    .into());
-                }
-            }
-            let p = p.clone();
-            req.extensions_mut().insert(p);
-        }
+        st.guard.check(&mut req, need, &st.metrics.rate_limited)?;
     }
     next.call(req).await
 }

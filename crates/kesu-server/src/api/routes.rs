@@ -20,7 +20,7 @@ use actix_web::http::Method;
 use actix_web::web;
 
 use super::{admin, conversations, error::ApiError, ops, reviews, texts};
-use crate::auth::Role;
+use crate::auth::{session, Role};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +94,8 @@ pub static TABLE: LazyLock<Vec<Route>> = LazyLock::new(|| {
         route!(POST "/v1/flags", texts::flags / __path_flags, INTAKE, deadline = true),
         route!(POST "/v1/segment", texts::segment / __path_segment, INTAKE, deadline = true),
         route!(GET "/v1/info", ops::info / __path_info, AnyKey, deadline = true),
+        route!(POST "/v1/session", session::create / __path_create, AnyKey, deadline = true),
+        route!(DELETE "/v1/session", session::delete / __path_delete, Open, deadline = true),
         route!(POST "/v1/conversations/{id}/messages", conversations::post_message / __path_post_message, AGENT, deadline = true),
         route!(GET "/v1/conversations/{id}/events", conversations::events / __path_events, AGENT, deadline = true),
         route!(GET "/v1/conversations/{id}", conversations::get_conversation / __path_get_conversation, AGENT, deadline = true),
@@ -204,6 +206,8 @@ mod tests {
         assert_eq!(access(Method::GET, "/v1/reviews/export"), Some(REVIEWER));
         assert_eq!(access(Method::POST, "/admin/reload"), Some(ADMIN));
         assert_eq!(access(Method::GET, "/metrics"), Some(ADMIN));
+        assert_eq!(access(Method::POST, "/v1/session"), Some(AnyKey));
+        assert_eq!(access(Method::DELETE, "/v1/session"), Some(Open));
         // another method on a known path: that path's access (then 405)
         assert_eq!(access(Method::PUT, "/v1/reviews/{id}"), Some(REVIEWER));
         assert_eq!(access(Method::GET, "/v1/reviewsX"), None);

@@ -175,6 +175,9 @@ pub struct ReloadReport {
     pub user_dict_words: usize,
     pub rules_version: String,
     pub rule_count: usize,
+    /// API keys now in force (the key file and `KESU_API_KEYS`, read again); absent with `--no-auth`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_keys: Option<usize>,
     pub took_ms: f64,
 }
 

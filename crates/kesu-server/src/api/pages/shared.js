@@ -21,6 +21,21 @@ function highlighted(text, hits) {
   return frag;
 }
 
-// The API key: kept in a SameSite=Strict cookie, so that fetches, EventSource
-// streams and download links carry it.
-function useKey(k) { document.cookie = "kesu_key=" + encodeURIComponent(k) + "; path=/; SameSite=Strict"; }
+// The API key is never kept by the page or in a cookie: it is exchanged once
+// for a console session (POST /v1/session with the key in Authorization),
+// whose cookie (HttpOnly, SameSite=Strict, Path=/v1) the browser then sends
+// with fetches, EventSource streams and download links. Resolves to the
+// session ({name, roles, expires_at, ttl_secs}); rejects with kesu's message.
+async function useKey(k) {
+  document.cookie = "kesu_key=; path=/; max-age=0; SameSite=Strict"; // left by an older console
+  const r = await fetch("/v1/session", { method: "POST", headers: { authorization: "Bearer " + k } });
+  if (!r.ok) {
+    let msg = "the key was refused (" + r.status + ")";
+    try { const e = await r.json(); msg = e.error.code + ": " + e.error.message; } catch (_) {}
+    throw new Error(msg);
+  }
+  return r.json();
+}
+
+// Log out: end the console session (DELETE /v1/session clears its cookie).
+async function endSession() { await fetch("/v1/session", { method: "DELETE" }); }
