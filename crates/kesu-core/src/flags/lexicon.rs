@@ -224,4 +224,106 @@ mod tests {
             assert_eq!(serde_json::to_string(&f).unwrap(), format!("\"{}\"", f.as_str()));
         }
     }
+
+    // ---- Property tests (issue 14): the parser never panics, errors carry their line ----
+
+    mod properties {
+        use super::super::*;
+        use crate::flags::Flagger;
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        /// An error on a line names a real line; an error without one is about the
+        /// whole file (no header) or the compiled automaton.
+        fn check_err(raw: &str, e: &ParseError) -> Result<(), TestCaseError> {
+            match e.line {
+                Some(l) => prop_assert!(l >= 1 && l <= raw.lines().count().max(1), "line {} in {:?}: {}", l, raw, e),
+                None => prop_assert!(
+                    e.message.starts_with("no header") || e.message.starts_with("cannot compile"),
+                    "an error without a line: {}",
+                    e
+                ),
+            }
+            Ok(())
+        }
+
+        fn field() -> impl Strategy<Value = String> {
+            prop_oneof![
+                select(
+                    &[
+                        "起诉",
+                        "ＣＣＴＶ",
+                        "\u{00ad}",
+                        " ",
+                        "",
+                        "*",
+                        "litigation",
+                        "exclude",
+                        "media",
+                        "lawsuit",
+                        "0",
+                        "1",
+                        "3",
+                        "4",
+                        "256",
+                        "-1",
+                        " 2 ",
+                        "note",
+                        "起\u{200b}訴",
+                        "#",
+                        "\r",
+                    ][..]
+                )
+                .prop_map(String::from),
+                "\\PC{0,6}",
+            ]
+        }
+
+        fn row() -> impl Strategy<Value = String> {
+            prop_oneof![
+                6 => prop::collection::vec(field(), 0..6).prop_map(|f| f.join("\t")),
+                1 => select(&["term\tflag\tseverity\tnote", "# version: 9", "#", ""][..]).prop_map(String::from),
+            ]
+        }
+
+        proptest! {
+            /// Any string: Ok or an error naming its line; a parsed list compiles or
+            /// names the line of the term that does not.
+            #[test]
+            fn any_text_parses_or_names_a_line(raw in any::<String>()) {
+                match Lexicon::parse(&raw) {
+                    Err(e) => check_err(&raw, &e)?,
+                    Ok(lx) => if let Err(e) = Flagger::new(&lx, 2) { check_err(&raw, &e)? },
+                }
+            }
+
+            /// Plausible word lists (header, then rows of the format's values): the same,
+            /// every row's line is right, and a compiled list scans its own terms.
+            #[test]
+            fn lexicon_like_text_parses_or_names_a_line(
+                header in any::<bool>(),
+                crlf in any::<bool>(),
+                rows in prop::collection::vec(row(), 0..20),
+            ) {
+                let nl = if crlf { "\r\n" } else { "\n" };
+                let raw = format!("{}{}", if header { "term\tflag\tseverity\tnote\n" } else { "" }, rows.join(nl));
+                match Lexicon::parse(&raw) {
+                    Err(e) => check_err(&raw, &e)?,
+                    Ok(lx) => {
+                        let lines: Vec<&str> = raw.lines().collect();
+                        for r in &lx.rows {
+                            prop_assert!(lines[r.line - 1].trim_start().starts_with(&r.term), "{:?} line {}", r.term, r.line);
+                        }
+                        match Flagger::new(&lx, 2) {
+                            Err(e) => check_err(&raw, &e)?,
+                            Ok(f) => {
+                                let text: String = lx.rows.iter().map(|r| format!("{}。", r.term)).collect();
+                                let _ = f.scan(&text);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -306,9 +306,12 @@ mod properties {
         c
     }
 
-    /// ASCII separators the flagger already allows inside a term.
-    const SEPARATORS: &[char] =
-        &[' ', '\t', '\n', '*', '-', '_', '.', '/', '\\', '|', '~', '^', '#', '+', '=', '\'', '`', '"'];
+    /// Separators the flagger allows inside a term: ASCII ones, and full-width,
+    /// typographic and pictographic ones (folded by NFKC or separators themselves).
+    const SEPARATORS: &[char] = &[
+        ' ', '\t', '\n', '*', '-', '_', '.', '/', '\\', '|', '~', '^', '#', '+', '=', '\'', '`', '"', '\u{3000}',
+        '\u{00a0}', '＊', '－', '＿', '／', '—', '–', '…', '·', '•', '★', '○', '×', '😡', '🙏', '\u{2028}',
+    ];
 
     fn insertion() -> impl Strategy<Value = char> {
         prop_oneof![3 => ignorable(), 1 => select(SEPARATORS)]

@@ -269,4 +269,144 @@ mod tests {
             t.hf_raw_ids("xyyy").unwrap().iter().map(|&i| t.inner().id_to_token(i).unwrap()).collect();
         assert_eq!(hf, ["\u{2581}", "x", "y", "yy"]);
     }
+
+    // ---- Property tests (issue 14) ----
+
+    mod properties {
+        use super::super::*;
+        use crate::model::{format, testing};
+        use proptest::prelude::*;
+        use std::sync::OnceLock;
+
+        /// The tiny test tokenizer (NFKC + space runs; Unigram over ASCII, CJK, punctuation).
+        fn tiny() -> &'static TextTokenizer {
+            static T: OnceLock<TextTokenizer> = OnceLock::new();
+            T.get_or_init(|| {
+                let normalizer = serde_json::json!({"type": "Sequence", "normalizers": [
+                    {"type": "NFKC"},
+                    {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}
+                ]});
+                let json = xlmr_tokenizer_json(&testing::tiny_vocab(), normalizer).unwrap();
+                TextTokenizer::from_json(&json, "query: ").unwrap()
+            })
+        }
+
+        /// The shipped model's tokenizer (the XLM-R `Precompiled` charsmap normaliser).
+        fn shipped() -> &'static TextTokenizer {
+            static T: OnceLock<TextTokenizer> = OnceLock::new();
+            T.get_or_init(|| {
+                let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/kesu.gguf");
+                let f = format::ModelFile::read(&path).unwrap();
+                TextTokenizer::from_json(
+                    f.get_str(format::KEY_TOKENIZER).unwrap(),
+                    f.get_str(format::KEY_PREFIX).unwrap(),
+                )
+                .unwrap()
+            })
+        }
+
+        /// The string the Viterbi segments (as `raw_ids` builds it).
+        fn metaspaced(t: &TextTokenizer, s: &str) -> String {
+            let mut n = NormalizedString::from(s);
+            if let Some(norm) = t.inner().get_normalizer() {
+                norm.normalize(&mut n).unwrap();
+            }
+            let mut m = String::new();
+            if !n.get().starts_with(' ') {
+                m.push('\u{2581}');
+            }
+            m.extend(n.get().chars().map(|c| if c == ' ' { '\u{2581}' } else { c }));
+            m
+        }
+
+        /// The pieces of `ids` cover the segmented string exactly, in order: each id is
+        /// the next slice's piece, or `<unk>` for exactly one char that no piece covers.
+        fn check_cover(t: &TextTokenizer, s: &str) -> Result<(), TestCaseError> {
+            let ids = t.raw_ids(s).map_err(|e| TestCaseError::fail(format!("{e}")))?;
+            let m = metaspaced(t, s);
+            let unk = t.unigram.unk;
+            let mut rest = m.as_str();
+            for &id in &ids {
+                if id == unk {
+                    let c = rest.chars().next();
+                    prop_assert!(c.is_some(), "<unk> past the end of {:?}", m);
+                    rest = &rest[c.unwrap().len_utf8()..];
+                } else {
+                    let piece = t.inner().id_to_token(id).unwrap();
+                    prop_assert!(rest.starts_with(piece.as_str()), "piece {:?} is not next in {:?}", piece, rest);
+                    rest = &rest[piece.len()..];
+                }
+            }
+            prop_assert!(rest.is_empty(), "{:?} of {:?} not covered by {:?}", rest, m, ids);
+            Ok(())
+        }
+
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                prop::collection::vec(
+                    prop_oneof![
+                        (0x4e00u32..=0x9fff).prop_map(|u| char::from_u32(u).unwrap()),
+                        (0x20u32..0x7f).prop_map(|u| char::from_u32(u).unwrap()),
+                        crate::text::normalize::tests::ignorable(),
+                        Just(' '),
+                        Just('\u{3000}'),
+                        Just('\u{2581}'),
+                        any::<char>(),
+                    ],
+                    0..80,
+                )
+                .prop_map(|v| v.into_iter().collect()),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+            /// Any string: tokenising never fails or panics, and the pieces cover
+            /// the normalised text with nothing left out or made up.
+            #[test]
+            fn tiny_tokenizer_covers_any_text(s in text()) {
+                check_cover(tiny(), &s)?;
+                prop_assert!(!tiny().content_ids(&s).unwrap().is_empty());
+            }
+
+            /// The same with the shipped model's tokenizer and its `Precompiled` normaliser.
+            #[test]
+            fn shipped_tokenizer_covers_any_text(s in text()) {
+                check_cover(shipped(), &s)?;
+                prop_assert!(!shipped().content_ids(&s).unwrap().is_empty());
+            }
+
+            /// Windows: each is `<s> … </s>` within `max_tokens`; in order they hold
+            /// exactly the content ids, or, when `truncated`, exactly the first
+            /// `max_windows` windows' worth of them.
+            #[test]
+            fn windows_cover_the_content(
+                content in prop::collection::vec(4u32..1000, 0..300),
+                max_tokens in 0usize..40,
+                max_windows in 0usize..8,
+            ) {
+                let (bos, eos) = (0, 2);
+                let (w, truncated) = windows(7, &content, bos, eos, max_tokens, max_windows);
+                let per = max_tokens.saturating_sub(2).max(1);
+                prop_assert!(!w.is_empty() && w.len() <= max_windows.max(1));
+                let mut joined = Vec::new();
+                for win in &w {
+                    prop_assert_eq!(win.text, 7);
+                    prop_assert!(win.ids.len() >= 2 && win.ids.len() <= per + 2);
+                    prop_assert_eq!(win.ids[0], bos);
+                    prop_assert_eq!(*win.ids.last().unwrap(), eos);
+                    joined.extend_from_slice(&win.ids[1..win.ids.len() - 1]);
+                }
+                let kept = content.len().min(per * max_windows.max(1));
+                prop_assert_eq!(truncated, kept < content.len());
+                prop_assert_eq!(&joined[..], &content[..kept]);
+                // every window but the last is full
+                for win in &w[..w.len() - 1] {
+                    prop_assert_eq!(win.ids.len(), per + 2);
+                }
+            }
+        }
+    }
 }

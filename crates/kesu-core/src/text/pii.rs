@@ -209,4 +209,164 @@ mod tests {
         assert_eq!(kinds, vec![PiiKind::Phone, PiiKind::IdCard, PiiKind::Email]);
         assert!(!out.text.contains("12345678") && !out.text.contains("19900307"));
     }
+
+    // ---- Property tests (issue 14) ----
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use proptest::sample::select;
+
+        /// One digit, ASCII or full-width.
+        fn digit() -> impl Strategy<Value = char> {
+            // ASCII or full-width, mixed freely within one number
+            (0u32..10, any::<bool>()).prop_map(|(d, wide)| {
+                if wide {
+                    char::from_u32('０' as u32 + d).unwrap()
+                } else {
+                    char::from_u32('0' as u32 + d).unwrap()
+                }
+            })
+        }
+
+        fn digits(n: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<char>> {
+            prop::collection::vec(digit(), n)
+        }
+
+        fn sep() -> impl Strategy<Value = &'static str> {
+            select(&["", " ", "-"][..])
+        }
+
+        fn wide(c: char) -> char {
+            char::from_u32(c as u32 - '0' as u32 + '０' as u32).unwrap()
+        }
+
+        /// A number of one kind, as text, with the most digits that may stay visible
+        /// and the longest run of visible digits allowed (the longer kept part).
+        fn number() -> impl Strategy<Value = (PiiKind, String, usize, usize)> {
+            let mobile = (select(&['3', '4', '5', '6', '7', '8', '9'][..]), any::<bool>(), digits(9..=9), sep())
+                .prop_map(|(second, w, rest, sp)| {
+                    let mut s = String::new();
+                    s.push(if w { '１' } else { '1' });
+                    s.push(if w { wide(second) } else { second });
+                    s.push(rest[0]);
+                    s.push_str(sp);
+                    s.extend(&rest[1..5]);
+                    s.push_str(sp);
+                    s.extend(&rest[5..9]);
+                    (PiiKind::Phone, s, 7, 4)
+                });
+            let id_card = (digits(17..=17), select(&['0', '7', 'X', 'x', 'Ｘ', '９'][..]))
+                .prop_map(|(d, last)| (PiiKind::IdCard, d.into_iter().chain([last]).collect(), 7, 4));
+            let bank_run = digits(15..=19).prop_map(|d| {
+                // an 18-char run is an ID card's shape: masked as one (3 + 4 kept)
+                let (keep, run) = if d.len() == 18 { (7, 4) } else { (10, 6) };
+                (PiiKind::BankCard, d.into_iter().collect(), keep, run)
+            });
+            let bank_groups = (digits(16..=16), select(&[" ", "-"][..])).prop_map(|(d, sp)| {
+                let s = d.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join(sp);
+                (PiiKind::BankCard, s, 10, 6)
+            });
+            let landline = (digits(2..=3), select(&["-", " ", ""][..]), digits(7..=8), any::<bool>()).prop_map(
+                |(area, sp, local, brackets)| {
+                    let area: String = std::iter::once('0').chain(area).collect();
+                    let area = if brackets { format!("（{area}）") } else { area };
+                    let sp = if brackets { "" } else { sp };
+                    // the area code (3-4 digits) and the last 4 stay visible; without a
+                    // separator the regex may read one more digit as area code
+                    (PiiKind::Phone, format!("{area}{sp}{}", local.iter().collect::<String>()), 8, 4)
+                },
+            );
+            prop_oneof![mobile, id_card, bank_run, bank_groups, landline]
+        }
+
+        /// Text around a number: anything but digits and ASCII letters (a number glued to
+        /// those is, by design, not masked), with a boundary next to the number.
+        fn context() -> impl Strategy<Value = String> {
+            prop::collection::vec(
+                prop_oneof![
+                    any::<char>()
+                        .prop_filter("no digits or ASCII letters", |c| !is_digit(*c) && !c.is_ascii_alphanumeric()),
+                    (0x4e00u32..=0x9fff).prop_map(|u| char::from_u32(u).unwrap()),
+                    select(&['，', '。', ' ', '：', ':', '\n', '(', '）', '+'][..]),
+                ],
+                0..12,
+            )
+            .prop_map(|v| v.into_iter().collect())
+        }
+
+        /// The general invariants of [`mask`] on `text`.
+        fn check_mask(text: &str, out: &Masked) -> Result<(), TestCaseError> {
+            let (a, b): (Vec<char>, Vec<char>) = (text.chars().collect(), out.text.chars().collect());
+            prop_assert_eq!(a.len(), b.len(), "char count changed: {:?} -> {:?}", text, out.text);
+            let mut prev_end = 0;
+            for s in &out.spans {
+                prop_assert!(s.start < s.end && s.end <= a.len(), "span out of bounds {:?}", s);
+                prop_assert!(s.start >= prev_end, "spans overlap or are unsorted: {:?}", out.spans);
+                prev_end = s.end;
+            }
+            for i in 0..a.len() {
+                if a[i] != b[i] {
+                    prop_assert_eq!(b[i], '*', "char {} changed to something other than *", i);
+                    prop_assert!(
+                        out.spans.iter().any(|s| (s.start..s.end).contains(&i)),
+                        "char {} changed outside every span",
+                        i
+                    );
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            /// Any string: no panic, the same number of chars, and only chars inside a
+            /// reported span change, each to `*`.
+            #[test]
+            fn any_text_masks_cleanly(s in any::<String>()) {
+                check_mask(&s, &mask(&s))?;
+            }
+
+            /// The same over digit-heavy text, so that numbers of every kind and their
+            /// overlaps occur.
+            #[test]
+            fn digit_heavy_text_masks_cleanly(
+                s in prop::collection::vec(
+                    prop_oneof![4 => digit(), 1 => select(&[' ', '-', '+', '(', '）', 'X', '@', 'a', '.', '号'][..])],
+                    0..60,
+                )
+            ) {
+                let s: String = s.into_iter().collect();
+                check_mask(&s, &mask(&s))?;
+            }
+
+            /// A phone, ID-card or bank-card number in any text is masked: at most the
+            /// kept head and tail digits stay visible, so no run of more digits than the
+            /// kept ones survives, and the text keeps its length.
+            #[test]
+            fn numbers_in_any_text_are_masked(
+                pre in context(),
+                (kind, number, keep, max_run) in number(),
+                post in context(),
+            ) {
+                let text = format!("{pre}{number}{post}");
+                let out = mask(&text);
+                check_mask(&text, &out)?;
+                let start = pre.chars().count();
+                let end = start + number.chars().count();
+                let masked: String = out.text.chars().skip(start).take(end - start).collect();
+                let id_char = |c: char| is_digit(c) || matches!(c, 'X' | 'x' | 'Ｘ' | 'ｘ');
+                let total = number.chars().filter(|&c| id_char(c)).count();
+                let visible = masked.chars().filter(|&c| id_char(c)).count();
+                prop_assert!(visible <= keep, "{:?} {:?} -> {:?}: {} of {} digits visible", kind, number, masked, visible, total);
+                prop_assert!(masked.chars().filter(|&c| c == '*').count() >= total.saturating_sub(keep));
+                // the longest run of visible digits is at most the longer kept part
+                let run = masked.split(|c: char| !id_char(c)).map(|r| r.chars().count()).max().unwrap_or(0);
+                prop_assert!(run <= max_run, "a run of {} digits survived in {:?}", run, masked);
+                prop_assert!(
+                    out.spans.iter().any(|s| s.start < end && start < s.end),
+                    "no span over {:?}: {:?}", number, out.spans
+                );
+            }
+        }
+    }
 }

@@ -133,4 +133,55 @@ mod tests {
     fn empty_text_gives_no_segments() {
         assert!(Segmenter::from_user_dict("").unwrap().segment("").is_empty());
     }
+
+    // ---- Property tests (issue 14) ----
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use std::sync::OnceLock;
+
+        fn plain() -> &'static Segmenter {
+            static S: OnceLock<Segmenter> = OnceLock::new();
+            S.get_or_init(|| Segmenter::from_user_dict("集体诉讼 3000 n\n").unwrap())
+        }
+
+        proptest! {
+            // Each case builds a jieba dictionary (~0.1 s): few cases here, the fuzz target does more.
+            #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+            /// Any user dictionary: Ok, or an error naming a real line (a bad
+            /// frequency) or the whole file (jieba's own complaint); no panic.
+            #[test]
+            fn any_user_dict_parses_or_names_a_line(
+                lines in prop::collection::vec(
+                    prop_oneof!["\\PC{0,10}", "[a-z起诉 ]{1,6} [0-9a-z]{0,4}( [a-z]{0,3})?", Just("# c".to_string())],
+                    0..8,
+                )
+            ) {
+                let raw = lines.join("\n");
+                if let Err(e) = Segmenter::from_user_dict(&raw) {
+                    if let Some(l) = e.line {
+                        prop_assert!(l >= 1 && l <= raw.lines().count(), "line {} of {:?}", l, raw);
+                    }
+                }
+            }
+        }
+
+        proptest! {
+            /// Any text: segments cover it char by char, in order.
+            #[test]
+            fn segments_cover_any_text(text in any::<String>()) {
+                let segs = plain().segment(&text);
+                let mut pos = 0;
+                for seg in &segs {
+                    prop_assert_eq!(seg.start, pos);
+                    prop_assert_eq!(seg.end - seg.start, seg.word.chars().count());
+                    pos = seg.end;
+                }
+                prop_assert_eq!(pos, text.chars().count());
+                prop_assert_eq!(segs.iter().map(|s| s.word.as_str()).collect::<String>(), text);
+            }
+        }
+    }
 }

@@ -357,3 +357,115 @@ fn always_review_stands_for_the_always_reviewed_flags_negated_or_not() {
         assert!(e.message.contains(want), "{e} should mention {want:?}");
     }
 }
+
+// ---- Property tests (issue 14): the parser never panics, errors carry their line ----
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    /// An error's line, when it has one, is a line of the file (or the one after its end).
+    fn check_line(raw: &str, e: &RulesError) -> Result<(), TestCaseError> {
+        let lines = raw.split('\n').count();
+        if let Some(l) = e.line {
+            prop_assert!(l >= 1 && l <= lines, "line {} of a {}-line file: {}", l, lines, e);
+            prop_assert!(e.to_string().starts_with(&format!("line {l}: ")), "{}", e);
+        }
+        prop_assert!(!e.message.trim().is_empty(), "empty message");
+        Ok(())
+    }
+
+    /// Lines of plausible TOML: the rules file's own keys, values of the right and
+    /// the wrong type, tables, broken syntax.
+    fn toml_line() -> impl Strategy<Value = String> {
+        let key = select(
+            &[
+                "version",
+                "name",
+                "priority",
+                "route",
+                "flags_any",
+                "flags_all",
+                "min_severity",
+                "count_negated",
+                "min_escalation",
+                "category_any",
+                "repeat_contact",
+                "min_prior_contacts",
+                "always_review",
+                "store",
+                "needs_review",
+                "bogus",
+            ][..],
+        );
+        let value = select(
+            &[
+                "\"t-1\"",
+                "\"\"",
+                "\"  \"",
+                "\"P1\"",
+                "\"P4\"",
+                "\"P9\"",
+                "\"standard\"",
+                "\"Senior Agent\"",
+                "[\"litigation\"]",
+                "[\"media\", \"regulator\"]",
+                "[]",
+                "[\"lawsuit\"]",
+                "[\"service\"]",
+                "0",
+                "1",
+                "3",
+                "4",
+                "-1",
+                "9999999999999",
+                "true",
+                "false",
+                "1.5",
+                "\"起诉\"",
+                "{ a = 1 }",
+                "[1, \"x\"]",
+                "",
+            ][..],
+        );
+        prop_oneof![
+            3 => (key, value).prop_map(|(k, v)| format!("{k} = {v}")),
+            1 => select(&["[default]", "[store]", "[[rules]]", "[rules]", "[[default]]", "[store", "# c", ""][..])
+                .prop_map(String::from),
+            1 => "\\PC{0,12}",
+        ]
+    }
+
+    proptest! {
+        /// Any string: Ok, or an error with a message and (when it has one) a real line.
+        #[test]
+        fn any_text_parses_or_names_a_line(raw in any::<String>()) {
+            if let Err(e) = TriageRules::parse(&raw) {
+                check_line(&raw, &e)?;
+            }
+        }
+
+        /// Plausible rules files (the shipped head, then lines of the format's keys and
+        /// values): the same, and every accepted file evaluates without panicking.
+        #[test]
+        fn rules_like_text_parses_or_names_a_line(
+            head in any::<bool>(),
+            lines in prop::collection::vec(toml_line(), 0..30),
+        ) {
+            let raw = format!("{}{}\n", if head { HEAD } else { "" }, lines.join("\n"));
+            match TriageRules::parse(&raw) {
+                Err(e) => check_line(&raw, &e)?,
+                Ok(r) => {
+                    let flags = report(vec![hit(Flag::Media, 2, false), hit(Flag::SelfHarmViolence, 3, true)]);
+                    for esc in 0..=3 {
+                        let t = r.evaluate(&facts(&flags, "service", esc, Some(2)));
+                        if t.reasons.is_empty() {
+                            prop_assert_eq!((t.priority, &t.route), (r.default_priority, &r.default_route));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
