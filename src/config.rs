@@ -12,11 +12,11 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use kesu_core::pipeline::PipelineOptions;
 use kesu_core::triage::StoreOverride;
+use kesu_server::auth::limit::Rate;
 use kesu_server::settings::{
     AuthSettings as AuthOptions, ConversationSettings as ConversationOptions, ServerSettings,
     StoreSettings as StoreOptions,
 };
-use kesu_server::auth::limit::Rate;
 use serde::Serialize;
 
 fn pipeline_default() -> PipelineOptions {

@@ -190,7 +190,10 @@ async fn the_console_exchanges_its_key_for_an_httponly_session_cookie() {
     assert!(!attrs.iter().any(|a| a == "secure"), "plain HTTP: no Secure ({set})");
     assert!(!set.contains(&k.reviewer) && !set.contains(&hash_key(&k.reviewer)), "the key is not in the cookie");
     let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!((v["name"].as_str(), v["roles"][0].as_str(), v["ttl_secs"].as_u64()), (Some("alice"), Some("reviewer"), Some(28800)));
+    assert_eq!(
+        (v["name"].as_str(), v["roles"][0].as_str(), v["ttl_secs"].as_u64()),
+        (Some("alice"), Some("reviewer"), Some(28800))
+    );
     // the cookie opens what the key opens, and only that
     assert_eq!(with_cookie(&app, reqwest::Method::GET, "/v1/reviews", &cookie).await.status(), 200);
     let r = app.client.get(app.url("/v1/reviews/export?format=csv")).header("cookie", &cookie).send().await.unwrap();
@@ -256,7 +259,8 @@ async fn sessions_expire_after_their_ttl() {
     assert!(set.contains("Max-Age=1"), "{set}");
     assert_eq!(with_cookie(&app, reqwest::Method::GET, "/v1/reviews", &cookie).await.status(), 200);
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    let msg = expect_error(with_cookie(&app, reqwest::Method::GET, "/v1/reviews", &cookie).await, 401, "unauthorized").await;
+    let msg =
+        expect_error(with_cookie(&app, reqwest::Method::GET, "/v1/reviews", &cookie).await, 401, "unauthorized").await;
     assert!(msg.contains("expired"), "{msg}");
 }
 
@@ -338,7 +342,9 @@ async fn each_key_has_its_own_cost_based_rate_limit_and_an_exempt_key_has_none()
     .await;
     let flags = |key: String, text: String| {
         let app = &app;
-        async move { app.client.post(app.url("/v1/flags")).bearer_auth(key).json(&json!({"text": text})).send().await.unwrap() }
+        async move {
+            app.client.post(app.url("/v1/flags")).bearer_auth(key).json(&json!({"text": text})).send().await.unwrap()
+        }
     };
     let short = || "我要投诉".to_string();
     for i in 0..2 {

@@ -179,7 +179,7 @@ pub struct ErrorDetail {
     /// Stable machine-readable code, e.g. `invalid_json`, `empty_text`, `overloaded`.
     pub code: String,
     pub message: String,
-    /// The file at fault (`invalid_lexicon`, `invalid_user_dict`, `invalid_triage_rules`).
+    /// The file at fault (`invalid_lexicon`, `invalid_user_dict`, `invalid_triage_rules`, `invalid_api_keys`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
     /// Its 1-based line, when the problem is on one line.

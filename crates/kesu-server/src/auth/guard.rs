@@ -182,14 +182,13 @@ mod tests {
 
     #[test]
     fn keys_sessions_and_roles_table() {
-        let g = guard(
-            &format!("bot:intake:{};rev:reviewer:{}", hash_key("kbot"), hash_key("krev")),
-            [Rate::UNLIMITED; 4],
-        );
+        let g =
+            guard(&format!("bot:intake:{};rev:reviewer:{}", hash_key("kbot"), hash_key("krev")), [Rate::UNLIMITED; 4]);
         let rev_session = g.sessions().create(crate::auth::key_hash("krev"), Duration::from_secs(60));
         let c = counter();
         // (headers, role needed, expected: Ok(name) or Err(code))
-        let cases: Vec<(Vec<(&str, String)>, Option<Role>, Result<&str, &str>)> = vec![
+        type Case<'a> = (Vec<(&'a str, String)>, Option<Role>, Result<&'a str, &'a str>);
+        let cases: Vec<Case> = vec![
             (vec![], None, Err("unauthorized")),
             (vec![("authorization", "Bearer kbot".into())], Some(Role::Intake), Ok("bot")),
             (vec![("x-api-key", "kbot".into())], None, Ok("bot")),
@@ -243,12 +242,8 @@ mod tests {
 
     #[test]
     fn the_rate_limit_is_per_key_cost_based_and_exemptible() {
-        let env = format!(
-            "a:intake:{};b:intake:{};fuzz:intake:{}:unlimited",
-            hash_key("ka"),
-            hash_key("kb"),
-            hash_key("kf")
-        );
+        let env =
+            format!("a:intake:{};b:intake:{};fuzz:intake:{}:unlimited", hash_key("ka"), hash_key("kb"), hash_key("kf"));
         // intake: 0.001 tokens/s (no refill within the test), burst 3
         let g = guard(&env, [Rate::new(0.001, 3.0), Rate::UNLIMITED, Rate::UNLIMITED, Rate::UNLIMITED]);
         let c = counter();

@@ -64,11 +64,9 @@ impl FromStr for Rate {
             None => (s, None),
         };
         let num = |v: &str| -> Result<f64, String> {
-            v.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite() && *x >= 0.0)
-                .ok_or_else(|| format!("{v:?} is not a number >= 0 (expected RATE[:BURST], e.g. 20:100, or 0 = unlimited)"))
+            v.trim().parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0).ok_or_else(|| {
+                format!("{v:?} is not a number >= 0 (expected RATE[:BURST], e.g. 20:100, or 0 = unlimited)")
+            })
         };
         let per_sec = num(rate)?;
         if per_sec == 0.0 {

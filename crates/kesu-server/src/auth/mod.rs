@@ -295,10 +295,8 @@ impl Keys {
                 )));
             }
             seen.insert(h, (src.clone(), k.name.clone()));
-            keys.by_hash.insert(
-                h,
-                KeyInfo { principal: Principal { name: k.name, roles: k.roles }, rate_limit: k.rate_limit },
-            );
+            keys.by_hash
+                .insert(h, KeyInfo { principal: Principal { name: k.name, roles: k.roles }, rate_limit: k.rate_limit });
         }
         Ok(keys)
     }
@@ -457,8 +455,11 @@ pub fn announce_first_key(key: &str, keys_file: &Path, tty: bool) -> std::io::Re
     let out = first_key_file(keys_file);
     write_private(
         &out,
-        format!("{key}\n# kesu's first admin key (its hash is in {}). Keep it, then delete this file.\n", keys_file.display())
-            .as_bytes(),
+        format!(
+            "{key}\n# kesu's first admin key (its hash is in {}). Keep it, then delete this file.\n",
+            keys_file.display()
+        )
+        .as_bytes(),
     )?;
     tracing::warn!(
         file = %out.display(),
@@ -557,7 +558,11 @@ mod tests {
         // (file, env, names the error must contain)
         let cases: Vec<(Option<&Path>, Option<String>, [&str; 2])> = vec![
             (Some(&f), None, ["\"alice\"", "\"bob\""]),
-            (None, Some(format!("a:intake:{h};b:admin:{h}")), ["\"a\" (KESU_API_KEYS entry 1)", "\"b\" (KESU_API_KEYS entry 2)"]),
+            (
+                None,
+                Some(format!("a:intake:{h};b:admin:{h}")),
+                ["\"a\" (KESU_API_KEYS entry 1)", "\"b\" (KESU_API_KEYS entry 2)"],
+            ),
         ];
         for (file, env, names) in cases {
             let e = Keys::load(file, env.as_deref()).unwrap_err().to_string();
@@ -565,7 +570,8 @@ mod tests {
         }
         // across the file and the environment
         let only_alice = dir.path().join("one.toml");
-        std::fs::write(&only_alice, format!("[[keys]]\nname = 'alice'\nroles = ['reviewer']\nsha256 = '{h}'\n")).unwrap();
+        std::fs::write(&only_alice, format!("[[keys]]\nname = 'alice'\nroles = ['reviewer']\nsha256 = '{h}'\n"))
+            .unwrap();
         let e = Keys::load(Some(&only_alice), Some(&format!("ci:admin:{h}"))).unwrap_err().to_string();
         assert!(e.contains("\"alice\"") && e.contains("\"ci\"") && e.contains("one.toml"), "{e}");
     }
@@ -590,7 +596,8 @@ mod tests {
         let keys = Keys::load(Some(&file), None).unwrap();
         assert_eq!(keys.len(), 2);
         // no temporary file is left behind
-        let left: Vec<_> = std::fs::read_dir(file.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
+        let left: Vec<_> =
+            std::fs::read_dir(file.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(left.len(), 1, "{left:?}");
     }
 
@@ -600,7 +607,11 @@ mod tests {
         let f = dir.path().join("keys.toml");
         let cases = [("", true), ("rate_limit = true\n", true), ("rate_limit = false\n", false)];
         for (line, limited) in cases {
-            std::fs::write(&f, format!("[[keys]]\nname = 'a'\nroles = ['intake']\nsha256 = '{}'\n{line}", hash_key("k"))).unwrap();
+            std::fs::write(
+                &f,
+                format!("[[keys]]\nname = 'a'\nroles = ['intake']\nsha256 = '{}'\n{line}", hash_key("k")),
+            )
+            .unwrap();
             let keys = Keys::load(Some(&f), None).unwrap();
             let k = keys.by_hash(&key_hash("k")).unwrap();
             assert_eq!(k.rate_limit, limited, "{line:?}");
@@ -619,7 +630,10 @@ mod tests {
             rates: [Rate::new(50.0, 200.0), Rate::new(5.0, 10.0), Rate::new(2.0, 20.0), Rate::UNLIMITED],
             bytes_per_token: 1,
         };
-        let info = |roles: &[Role]| KeyInfo { principal: Principal { name: "x".into(), roles: roles.to_vec() }, rate_limit: true };
+        let info = |roles: &[Role]| KeyInfo {
+            principal: Principal { name: "x".into(), roles: roles.to_vec() },
+            rate_limit: true,
+        };
         let cases: &[(&[Role], Rate)] = &[
             (&[Role::Intake], Rate::new(50.0, 200.0)),
             (&[Role::Agent, Role::Reviewer], Rate::new(5.0, 20.0)),
