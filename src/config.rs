@@ -22,6 +22,16 @@ use serde::Serialize;
 fn pipeline_default() -> PipelineOptions {
     PipelineOptions::default()
 }
+/// A retention period in days: finite, 0 or more, at most 100 years.
+fn retention_days(s: &str) -> Result<f64, String> {
+    let d: f64 = s.parse().map_err(|e| format!("{s:?} is not a number of days: {e}"))?;
+    if d.is_finite() && (0.0..=36_500.0).contains(&d) {
+        Ok(d)
+    } else {
+        Err(format!("{s} days: give 0 (keep forever) up to 36500"))
+    }
+}
+
 fn server_default() -> ServerSettings {
     ServerSettings::default()
 }
@@ -190,6 +200,12 @@ pub struct StoreSettings {
     /// Mask phone, ID-card and bank-card numbers and e-mail addresses in stored texts (on by default; turn off only where the store itself is cleared for personal data).
     #[arg(long, env = "KESU_STORE_MASK_PII", default_value_t = server_default().store_mask_pii, action = clap::ArgAction::Set)]
     pub store_mask_pii: bool,
+    /// How long a classify item's `idempotency_key` is remembered, in seconds (a retry within it stores and counts nothing again).
+    #[arg(long, env = "KESU_IDEMPOTENCY_WINDOW_SECS", default_value_t = server_default().idempotency_window_secs, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idempotency_window_secs: u64,
+    /// Stored items received longer ago than this many days (a decimal; 0.5 is 12 h) are deleted (audit-logged); 0 keeps them forever.
+    #[arg(long, env = "KESU_STORE_RETENTION_DAYS", default_value_t = (server_default().store_retention_secs / 86_400) as f64, value_parser = retention_days)]
+    pub store_retention_days: f64,
 }
 
 impl StoreSettings {
@@ -317,6 +333,8 @@ impl Settings {
             retry_after_secs: self.retry_after_secs,
             conversations: self.conversations.options(),
             store_mask_pii: self.store.store_mask_pii,
+            idempotency_window_secs: self.store.idempotency_window_secs,
+            store_retention_secs: (self.store.store_retention_days * 86_400.0).ceil() as u64,
         }
     }
 

@@ -351,3 +351,193 @@ async fn every_review_route_is_in_the_openapi_document_with_its_role() {
     assert!(doc["paths"]["/v1/classify"]["post"]["description"].as_str().unwrap().contains("`intake` role"));
     assert_eq!(doc["components"]["securitySchemes"]["api_key"]["scheme"], "bearer");
 }
+
+fn keyed(items: &[(&str, &str, Option<&str>)]) -> Value {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|(key, text, customer)| json!({"text": text, "idempotency_key": key, "customer_ref": customer}))
+        .collect();
+    json!({"items": items})
+}
+
+async fn queue_len(app: &TestApp) -> usize {
+    json_of(app.get("/v1/reviews?status=all&limit=500").await).await["items"].as_array().unwrap().len()
+}
+
+/// Idempotency (issue 14): a retried request stores nothing again and answers
+/// the first review ids; a reused key with another text is 422; of eight
+/// concurrent requests with one key exactly one stores.
+#[actix_web::test]
+async fn a_retried_item_is_stored_and_counted_once() {
+    let app = app().await;
+    let body = keyed(&[("k-1", FLAGGED[1], Some("c-9")), ("k-2", CALM[0], Some("c-9")), ("k-3", FLAGGED[2], None)]);
+    let first = json_of(app.post_json("/v1/classify", &body).await).await;
+    let stored_first: Vec<Value> = first["items"].as_array().unwrap().iter().map(|i| i["review_id"].clone()).collect();
+    assert!(stored_first[0].is_string() && stored_first[1].is_null() && stored_first[2].is_string(), "{first}");
+    assert!(first["items"][0].get("replayed").is_none(), "a first answer is not a replay");
+    assert_eq!(first["items"][1]["triage"]["prior_contacts"], 1, "{}", first["items"][1]["triage"]);
+    let n = queue_len(&app).await;
+    let again = json_of(app.post_json("/v1/classify", &body).await).await;
+    for (i, it) in again["items"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(it["replayed"], true, "{it}");
+        assert_eq!(it["review_id"], stored_first[i], "the first answer's review id");
+    }
+    assert_eq!(queue_len(&app).await, n, "a retry stores nothing");
+    // the replay added no repeat contact: a new item of the same customer is the second contact
+    let next = json_of(app.post_json("/v1/classify", &keyed(&[("k-4", CALM[1], Some("c-9"))])).await).await;
+    assert_eq!(next["items"][0]["triage"]["prior_contacts"], 2, "{}", next["items"][0]["triage"]);
+    // a single text with a key
+    let one = json!({"text": FLAGGED[3], "idempotency_key": "single-1"});
+    let a = json_of(app.post_json("/v1/classify", &one).await).await;
+    let b = json_of(app.post_json("/v1/classify", &one).await).await;
+    assert_eq!((a["review_id"].is_string(), &b["review_id"], &b["replayed"]), (true, &a["review_id"], &json!(true)));
+    // the same key with another text: refused before any work, nothing stored
+    let n = queue_len(&app).await;
+    let msg = expect_error(
+        app.post_json("/v1/classify", &keyed(&[("k-1", FLAGGED[4], None)])).await,
+        422,
+        "idempotency_key_reused",
+    )
+    .await;
+    assert!(msg.contains("k-1") && msg.contains("different text"), "{msg}");
+    assert_eq!(queue_len(&app).await, n);
+    // malformed keys
+    for bad in [json!(""), json!("has space"), json!("键"), json!("x".repeat(129))] {
+        let r = app.post_json("/v1/classify", &json!({"items": [{"text": CALM[0], "idempotency_key": bad}]})).await;
+        expect_error(r, 422, "invalid_idempotency_key").await;
+    }
+    let r = app.post_json("/v1/classify", &keyed(&[("dup", CALM[0], None), ("dup", CALM[1], None)])).await;
+    expect_error(r, 422, "invalid_idempotency_key").await;
+    let r = app.post_json("/v1/flags", &json!({"text": FLAGGED[0], "idempotency_key": "f"})).await;
+    expect_error(r, 422, "invalid_idempotency_key").await;
+    let r = app.post_json("/v1/classify", &json!({"items": [{"text": CALM[0]}], "idempotency_key": "top"})).await;
+    expect_error(r, 422, "invalid_request").await;
+    // eight concurrent requests with one key: one stores, seven are replays
+    let n = queue_len(&app).await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (client, url) = (app.client.clone(), app.url("/v1/classify"));
+        tasks.push(tokio::spawn(async move {
+            let r =
+                client.post(url).json(&json!({"text": FLAGGED[0], "idempotency_key": "race"})).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let mut replays = 0;
+    for t in tasks {
+        let v = t.await.unwrap();
+        ids.insert(v["review_id"].as_str().unwrap().to_string());
+        replays += (v["replayed"] == true) as usize;
+    }
+    assert_eq!((ids.len(), replays), (1, 7), "one stored item, seven replays");
+    assert_eq!(queue_len(&app).await, n + 1);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("kesu_idempotent_replays_total 11"), "3 + 1 replayed above and 7 in the race");
+}
+
+/// Two replicas on one PostgreSQL: the same keyed item sent to both is stored once.
+#[actix_web::test]
+async fn two_replicas_on_postgres_store_a_keyed_item_once() {
+    let Some(pg) = PgServer::start() else { return };
+    let (u1, u2) = (pg.url(), pg.url());
+    let a = spawn_with(true, move |s| {
+        s.store.database_url = u1;
+        s.store.store_min_escalation = Some(4);
+    })
+    .await;
+    let b = spawn_with(true, move |s| {
+        s.store.database_url = u2;
+        s.store.store_min_escalation = Some(4);
+    })
+    .await;
+    let body = keyed(&[("pg-1", FLAGGED[1], Some("c")), ("pg-2", FLAGGED[2], None)]);
+    let (ra, rb) = tokio::join!(a.post_json("/v1/classify", &body), b.post_json("/v1/classify", &body));
+    let (va, vb) = (json_of(ra).await, json_of(rb).await);
+    for i in 0..2 {
+        assert_eq!(va["items"][i]["review_id"], vb["items"][i]["review_id"], "one item, both answers name it");
+        assert_eq!(
+            (va["items"][i]["replayed"] == true) as u8 + (vb["items"][i]["replayed"] == true) as u8,
+            1,
+            "exactly one of the two replicas stored it"
+        );
+    }
+    assert_eq!(queue_len(&a).await, 2);
+    let r = b.post_json("/v1/classify", &keyed(&[("pg-1", FLAGGED[3], None)])).await;
+    expect_error(r, 422, "idempotency_key_reused").await;
+}
+
+/// Erasure per customer (issue 14): exactly that customer's stored items go,
+/// with their history; the audit log names the customer by hash only.
+#[actix_web::test]
+async fn erasing_a_customer_deletes_exactly_their_items_and_is_audit_logged() {
+    let app = app().await;
+    let items = |c: &str| {
+        json!({"items": [
+            {"text": FLAGGED[1], "customer_ref": c},
+            {"text": FLAGGED[2], "customer_ref": c},
+        ]})
+    };
+    let mine = json_of(app.post_json("/v1/classify", &items("13800138000")).await).await;
+    let other = json_of(app.post_json("/v1/classify", &items("13811112222")).await).await;
+    let mine: Vec<&str> = mine["items"].as_array().unwrap().iter().map(|i| i["review_id"].as_str().unwrap()).collect();
+    let other_id = other["items"][0]["review_id"].as_str().unwrap();
+    // both references are stored masked
+    let m = json_of(app.get(&format!("/v1/reviews/{}", mine[0])).await).await;
+    assert!(!m["customer_ref"].as_str().unwrap().contains("13800138000"), "{m}");
+    let r = json_of(app.post_json("/v1/customers/erase", &json!({"customer_ref": "13800138000"})).await).await;
+    assert_eq!((r["items"].as_u64(), r["history_entries"].as_u64()), (Some(2), Some(2)), "{r}");
+    for id in &mine {
+        expect_error(app.get(&format!("/v1/reviews/{id}")).await, 404, "unknown_item").await;
+        expect_error(app.get(&format!("/v1/reviews/{id}/history")).await, 404, "unknown_item").await;
+    }
+    assert_eq!(
+        json_of(app.get(&format!("/v1/reviews/{other_id}")).await).await["id"],
+        other_id,
+        "the other customer stays"
+    );
+    let log = json_of(app.get("/v1/audit?limit=10").await).await;
+    assert_eq!(log[0]["action"], "customer_deleted");
+    assert_eq!(log[0]["subject"], format!("customer:{}", r["customer_hash"].as_str().unwrap()));
+    assert!(!log.to_string().contains("1380013"), "no reference in the audit log: {log}");
+    expect_error(
+        app.post_json("/v1/customers/erase", &json!({"customer_ref": " "})).await,
+        422,
+        "invalid_customer_ref",
+    )
+    .await;
+    expect_error(app.post_json("/v1/customers/erase", &json!({})).await, 422, "invalid_request").await;
+    expect_error(app.get("/v1/audit?limit=0").await, 422, "invalid_query").await;
+    let off = spawn_with(true, |s| s.store.no_store = true).await;
+    expect_error(off.post_json("/v1/customers/erase", &json!({"customer_ref": "c"})).await, 503, "store_disabled")
+        .await;
+}
+
+/// Retention (issue 14): items past `KESU_STORE_RETENTION_DAYS` are deleted by
+/// the sweep, audit-logged.
+#[actix_web::test]
+async fn items_past_retention_are_swept_and_audit_logged() {
+    let app = spawn_with(true, |s| {
+        s.store.store_min_escalation = Some(4);
+        s.store.store_retention_days = 1.5 / 86_400.0; // 1.5 s: swept every second
+    })
+    .await;
+    classify(&app, FLAGGED).await;
+    assert!(queue_len(&app).await >= 4);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while queue_len(&app).await > 0 {
+        assert!(std::time::Instant::now() < deadline, "items past retention were not swept");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let log = json_of(app.get("/v1/audit").await).await;
+    let purges: u64 = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "retention_purge")
+        .map(|e| e["detail"]["items"].as_u64().unwrap())
+        .sum();
+    assert!(purges >= 4, "{log}");
+    assert_eq!(log[0]["actor"], "retention");
+}

@@ -5,7 +5,7 @@
 mod common;
 
 use common::PgServer;
-use kesu_store::{Filter, NewItem, Patch, Status, Store, StoreError};
+use kesu_store::{text_sha256, Filter, KeyClaim, NewItem, Patch, Status, Store, StoreError};
 use serde_json::json;
 
 fn item(text: &str, priority: &str, flags: &[&str], severity: u8, category: &str, escalation: u8) -> NewItem {
@@ -14,6 +14,7 @@ fn item(text: &str, priority: &str, flags: &[&str], severity: u8, category: &str
         caller_id: Some(format!("c-{text}")),
         channel: Some("weibo".into()),
         customer_ref: None,
+        customer_ref_given: None,
         text: text.into(),
         result: json!({"flags": {"hits": hits}, "emotion": {"level": escalation}}),
         flags: flags.iter().map(|s| s.to_string()).collect(),
@@ -50,6 +51,118 @@ async fn nul_is_stored_as_replacement_character(store: &Store) {
     let f = Filter { q: Some("诉\u{0}你".into()), ..Default::default() };
     let page = store.list(&f, None, 10).await.unwrap();
     assert_eq!(page.items.len(), 1, "a NUL in the search finds the stored U+FFFD");
+}
+
+fn claim(key: &str, text: &str, item: Option<usize>) -> KeyClaim {
+    KeyClaim { key: key.into(), text_sha256: text_sha256(text), item }
+}
+
+fn count_all(page: &kesu_store::Page) -> usize {
+    page.items.len()
+}
+
+/// Idempotency claims (issue 14): a key is claimed with its item in one
+/// transaction; a second claim of a live key stores nothing; of concurrent
+/// claimers exactly one commits; an expired claim is replaced.
+async fn idempotency(store: &Store) {
+    let before = count_all(&store.list(&Filter::default(), None, 500).await.unwrap());
+    let ids = store
+        .insert_claimed(
+            &[item("idem A", "P1", &[], 0, "service", 3)],
+            "k1",
+            &[claim("a", "idem A", Some(0)), claim("b", "idem B", None)],
+            0,
+            "k1",
+        )
+        .await
+        .unwrap();
+    let seen = store.seen_keys("k1", &["a", "b", "c"], 0).await.unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen["a"].item_id.as_deref(), Some(ids[0].as_str()));
+    assert_eq!((seen["b"].item_id.as_deref(), seen["b"].text_sha256.as_str()), (None, text_sha256("idem B").as_str()));
+    assert!(store.seen_keys("k2", &["a"], 0).await.unwrap().is_empty(), "keys are per scope");
+    // the same key again: nothing stored
+    let again = store
+        .insert_claimed(&[item("idem A", "P1", &[], 0, "service", 3)], "k1", &[claim("a", "idem A", Some(0))], 0, "k1")
+        .await;
+    assert!(matches!(again, Err(StoreError::KeyTaken(ref k)) if k == "a"), "{again:?}");
+    assert_eq!(
+        count_all(&store.list(&Filter::default(), None, 500).await.unwrap()),
+        before + 1,
+        "the loser stored nothing"
+    );
+    // concurrent claimers of one key: exactly one commits
+    let mut tasks = Vec::new();
+    for r in 0..8 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.insert_claimed(
+                &[item(&format!("race {r}"), "P2", &[], 0, "service", 2)],
+                "k1",
+                &[claim("race", "race", Some(0))],
+                0,
+                "k1",
+            )
+            .await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(StoreError::KeyTaken(_)) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(wins, 1, "exactly one concurrent claimer wins");
+    assert_eq!(count_all(&store.list(&Filter::default(), None, 500).await.unwrap()), before + 2);
+    // outside the window the claim is dead: replaced, and purged
+    let later = i64::MAX / 2;
+    assert!(store.seen_keys("k1", &["a"], later).await.unwrap().is_empty());
+    store.insert_claimed(&[], "k1", &[claim("a", "other text", None)], later, "k1").await.unwrap();
+    assert_eq!(store.seen_keys("k1", &["a"], 0).await.unwrap()["a"].text_sha256, text_sha256("other text"));
+    assert!(store.purge_keys(later).await.unwrap() >= 2);
+    assert!(store.seen_keys("k1", &["b", "race"], 0).await.unwrap().is_empty());
+}
+
+/// Deletion per customer and retention (issue 14): exactly that customer's
+/// items go (masked references that look alike are told apart by the salted
+/// hash of the reference as given), with their history, audit-logged.
+async fn deletion_and_retention(store: &Store) {
+    let mut a = item("客户甲 起诉", "P1", &["litigation"], 3, "service", 3);
+    a.customer_ref = Some("138********".into());
+    a.customer_ref_given = Some("13800138000".into());
+    let mut b = item("客户乙 投诉", "P2", &[], 0, "service", 2);
+    b.customer_ref = Some("138********".into());
+    b.customer_ref_given = Some("13811112222".into());
+    let ids = store.insert(&[a.clone(), b, a], "intake").await.unwrap();
+    let gone = store.delete_customer("13800138000", "admin-1").await.unwrap();
+    assert_eq!((gone.items, gone.history_entries), (2, 2));
+    assert!(matches!(store.get(&ids[0]).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.history(&ids[2]).await, Err(StoreError::NotFound(_))), "history deleted too");
+    assert_eq!(
+        store.get(&ids[1]).await.unwrap().customer_ref.as_deref(),
+        Some("138********"),
+        "the other customer stays"
+    );
+    let log = store.audit_log(10).await.unwrap();
+    assert_eq!((log[0].action.as_str(), log[0].actor.as_str()), ("customer_deleted", "admin-1"));
+    assert_eq!(log[0].subject, format!("customer:{}", gone.customer_hash));
+    assert!(
+        !log[0].subject.contains("13800138000") && !log[0].detail.to_string().contains("1380013"),
+        "no reference in the log"
+    );
+    assert_eq!(log[0].detail["items"], 2);
+    assert_eq!(store.delete_customer("13800138000", "admin-1").await.unwrap().items, 0, "deleting again is a no-op");
+    // retention: everything received before the cutoff goes, one audit entry
+    let all = count_all(&store.list(&Filter::default(), None, 500).await.unwrap());
+    assert_eq!(store.purge_items(0, "retention").await.unwrap(), 0, "nothing is older than 1970");
+    let n = store.purge_items(i64::MAX / 2, "retention").await.unwrap();
+    assert_eq!(n as usize, all);
+    assert!(store.list(&Filter::default(), None, 500).await.unwrap().items.is_empty());
+    assert!(matches!(store.history(&ids[1]).await, Err(StoreError::NotFound(_))));
+    let log = store.audit_log(10).await.unwrap();
+    assert_eq!((log[0].action.as_str(), log[0].detail["items"].as_u64()), ("retention_purge", Some(n)));
 }
 
 async fn suite(store: Store) {
@@ -203,6 +316,8 @@ async fn sqlite_store() {
     let again = Store::open(&url, 1).await.unwrap();
     assert_eq!(again.list(&Filter::default(), None, 50).await.unwrap().items.len(), 5);
     nul_is_stored_as_replacement_character(&again).await;
+    idempotency(&again).await;
+    deletion_and_retention(&again).await;
     // the database going away: an error, never a silent success
     again.pool().close().await;
     assert!(again.insert(&[item("lost?", "P1", &[], 0, "service", 3)], "x").await.is_err());
@@ -214,6 +329,11 @@ async fn postgres_store() {
     let store = Store::open(&pg.url(), 4).await.unwrap();
     suite(store.clone()).await;
     nul_is_stored_as_replacement_character(&store).await;
+    idempotency(&store).await;
+    deletion_and_retention(&store).await;
+    // a second replica on the same database hashes customers the same way
+    let replica = Store::open(&pg.url(), 2).await.unwrap();
+    assert_eq!(replica.customer_hash("c-1"), store.customer_hash("c-1"));
     assert_eq!(store.url(), pg.url(), "no password to hide");
     pg.stop();
     assert!(
@@ -221,4 +341,38 @@ async fn postgres_store() {
         "stopped database: insert fails"
     );
     assert!(!store.ping().await);
+}
+
+/// A version-1 database (before idempotency and deletion) is migrated in
+/// place: its items stay, the new tables and the customer column appear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_1_database_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/v1.db", dir.path().display());
+    {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&format!("{url}?mode=rwc")).await.unwrap();
+        for q in [
+            "CREATE TABLE kesu_schema (version BIGINT NOT NULL)",
+            "INSERT INTO kesu_schema (version) VALUES (1)",
+            "CREATE TABLE items (id TEXT PRIMARY KEY, caller_id TEXT, channel TEXT, customer_ref TEXT, received_at BIGINT NOT NULL, arrival BIGINT NOT NULL, text TEXT NOT NULL, result TEXT NOT NULL, flags TEXT NOT NULL, max_severity BIGINT NOT NULL, category TEXT NOT NULL, escalation BIGINT NOT NULL, priority TEXT NOT NULL, priority_rank BIGINT NOT NULL, route TEXT NOT NULL, status TEXT NOT NULL, assignee TEXT, note TEXT, version BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+            "INSERT INTO items VALUES ('old-1', NULL, NULL, 'c', 1, 1, '旧的', '{}', ',,', 0, 'service', 1, 'P3', 3, 'agent', 'new', NULL, NULL, 1, 1)",
+        ] {
+            sqlx::query(q).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let store = Store::open(&url, 1).await.unwrap();
+    assert_eq!(store.get("old-1").await.unwrap().text, "旧的");
+    let mut it = item("新的", "P1", &[], 0, "service", 3);
+    it.customer_ref_given = Some("c".into());
+    store.insert(&[it], "k").await.unwrap();
+    assert_eq!(
+        store.delete_customer("c", "admin").await.unwrap().items,
+        1,
+        "rows stored before version 2 have no customer hash"
+    );
+    drop(store);
+    let again = Store::open(&url, 1).await.unwrap();
+    assert_eq!(again.get("old-1").await.unwrap().id, "old-1", "reopening migrates nothing twice");
 }

@@ -41,6 +41,10 @@ pub struct ServerSettings {
     pub conversations: ConversationSettings,
     /// Mask personal data in stored texts, references, channels and notes.
     pub store_mask_pii: bool,
+    /// How long a classify item's idempotency key is remembered (seconds).
+    pub idempotency_window_secs: u64,
+    /// Stored items older than this are deleted (seconds; 0 keeps them forever).
+    pub store_retention_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -59,6 +63,8 @@ impl Default for ServerSettings {
             retry_after_secs: 1,
             conversations: ConversationSettings::default(),
             store_mask_pii: true,
+            idempotency_window_secs: 24 * 3600,
+            store_retention_secs: 3 * 365 * 24 * 3600,
         }
     }
 }
@@ -69,6 +75,15 @@ impl ServerSettings {
     }
     pub fn queue_timeout(&self) -> Duration {
         Duration::from_millis(self.queue_timeout_ms)
+    }
+    /// How often the store is swept (retention, expired idempotency keys):
+    /// a quarter of the shorter period, between 1 s and 1 h.
+    pub fn store_sweep_every(&self) -> Duration {
+        let shortest = match self.store_retention_secs {
+            0 => self.idempotency_window_secs,
+            r => r.min(self.idempotency_window_secs),
+        };
+        Duration::from_millis(shortest.saturating_mul(250)).clamp(Duration::from_secs(1), Duration::from_secs(3600))
     }
 }
 

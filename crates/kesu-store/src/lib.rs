@@ -15,6 +15,13 @@
 //!   concurrent writers holding the same version exactly one wins.
 //! * Texts are stored as given to [`Store::insert`]; the caller masks personal
 //!   data first (`kesu_core::text::pii`).
+//! * Idempotency ([`Store::insert_claimed`]): an item's idempotency key is
+//!   claimed in the same transaction that stores it, so of two requests with
+//!   the same key (on any replica of one database) exactly one commits; the
+//!   other gets [`StoreError::KeyTaken`] and nothing of it was stored.
+//! * Deletion ([`Store::delete_customer`], [`Store::purge_items`]) removes the
+//!   items and their history in one transaction with an entry in the audit log
+//!   ([`Store::audit_log`]), which names a customer only by a salted hash.
 
 pub mod record;
 
@@ -88,6 +95,10 @@ pub struct NewItem {
     pub caller_id: Option<String>,
     pub channel: Option<String>,
     pub customer_ref: Option<String>,
+    /// The caller's `customer_ref` as given (unmasked): never stored, only its
+    /// salted hash, so that [`Store::delete_customer`] finds exactly this
+    /// customer's items even when masked references look alike.
+    pub customer_ref_given: Option<String>,
     /// The text, already PII-masked.
     pub text: String,
     /// The full classify result (JSON), flag spans pointing into `text`.
@@ -195,6 +206,10 @@ pub enum StoreError {
     Transition { from: &'static str, to: &'static str },
     #[error("bad cursor {0:?}")]
     Cursor(String),
+    /// An idempotency key of the batch was claimed by another request since
+    /// it was looked up: nothing was stored; look the keys up again.
+    #[error("idempotency key {0:?} was claimed concurrently")]
+    KeyTaken(String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -205,9 +220,34 @@ pub struct Store {
     pool: AnyPool,
     url_redacted: String,
     sqlite: bool,
+    /// This database's salt for customer hashes (`kesu_meta.customer_salt`),
+    /// the same for every replica of one database.
+    salt: std::sync::Arc<String>,
 }
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2: idempotency keys, the audit log, salted customer hashes.
+const SCHEMA_VERSION: i64 = 2;
+
+/// Tables of schema version 2, created by every start (idempotent).
+const MIGRATIONS_V2: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS kesu_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS idempotency (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        text_sha256 TEXT NOT NULL,
+        item_id TEXT,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (scope, key))",
+    "CREATE INDEX IF NOT EXISTS idempotency_created ON idempotency (created_at)",
+    "CREATE TABLE IF NOT EXISTS audit_log (
+        id TEXT PRIMARY KEY,
+        at BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at, id)",
+];
 
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS kesu_schema (version BIGINT NOT NULL)",
@@ -363,31 +403,62 @@ impl Store {
         if sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
-        let store = Store { pool, url_redacted: redact(url), sqlite };
-        store.migrate().await?;
+        let mut store = Store { pool, url_redacted: redact(url), sqlite, salt: Default::default() };
+        // Two replicas starting at once on PostgreSQL may race on the schema
+        // change; the loser finds it done on a second try.
+        if let Err(e) = store.migrate().await {
+            tracing_free_retry_pause().await;
+            store.migrate().await.map_err(|_| e)?;
+        }
+        store.salt = std::sync::Arc::new(store.load_salt().await?);
         Ok(store)
+    }
+
+    /// The database's customer salt, created once (the first replica to
+    /// insert it wins; all read the same value).
+    async fn load_salt(&self) -> Result<String, StoreError> {
+        let fresh = hex::encode(rand::random::<[u8; 32]>());
+        sqlx::query("INSERT INTO kesu_meta (name, value) VALUES ('customer_salt', $1) ON CONFLICT (name) DO NOTHING")
+            .bind(fresh)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query("SELECT value FROM kesu_meta WHERE name = 'customer_salt'")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("value")?)
+    }
+
+    /// The salted hash that identifies a customer reference in this database
+    /// (hex SHA-256 of salt and reference; the reference is not recoverable
+    /// from it without the salt).
+    pub fn customer_hash(&self, customer_ref: &str) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(self.salt.as_bytes());
+        h.update([0u8]);
+        h.update(customer_ref.as_bytes());
+        hex::encode(h.finalize())
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for m in MIGRATIONS {
+        for m in MIGRATIONS.iter().chain(MIGRATIONS_V2) {
             sqlx::query(m).execute(&mut *tx).await?;
         }
         let v: Option<i64> =
             sqlx::query("SELECT MAX(version) AS v FROM kesu_schema").fetch_one(&mut *tx).await?.try_get("v").ok();
-        match v {
-            None => {
-                sqlx::query("INSERT INTO kesu_schema (version) VALUES ($1)")
-                    .bind(SCHEMA_VERSION)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Some(v) if v > SCHEMA_VERSION => {
-                return Err(StoreError::Db(sqlx::Error::Protocol(format!(
-                    "database schema version {v} is newer than this kesu ({SCHEMA_VERSION})"
-                ))));
-            }
-            Some(_) => {}
+        if let Some(v) = v.filter(|v| *v > SCHEMA_VERSION) {
+            return Err(StoreError::Db(sqlx::Error::Protocol(format!(
+                "database schema version {v} is newer than this kesu ({SCHEMA_VERSION})"
+            ))));
+        }
+        if v.unwrap_or(0) < 2 {
+            // New in 2: the salted customer hash of each item (fresh databases
+            // and version 1 alike get the column here).
+            sqlx::query("ALTER TABLE items ADD COLUMN customer_hash TEXT").execute(&mut *tx).await?;
+            sqlx::query("CREATE INDEX IF NOT EXISTS items_customer ON items (customer_hash)").execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM kesu_schema").execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO kesu_schema (version) VALUES ($1)").bind(SCHEMA_VERSION).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -413,14 +484,32 @@ impl Store {
     /// string is stored as U+FFFD on both databases (PostgreSQL refuses NUL in
     /// text): one character for one, so char offsets of flag spans still hold.
     pub async fn insert(&self, items: &[NewItem], actor: &str) -> Result<Vec<String>, StoreError> {
+        self.insert_claimed(items, "", &[], 0, actor).await
+    }
+
+    /// [`Store::insert`], and in the same transaction claim each of `claims`
+    /// (idempotency keys of `scope`, e.g. the API key's name) for its item:
+    /// `claim.item` indexes `items` when that item is stored, `None` when the
+    /// keyed item was classified but not kept. A claim older than `since_ms`
+    /// (outside the idempotency window) is replaced. If another request holds
+    /// a live claim on one of the keys, nothing is stored and the answer is
+    /// [`StoreError::KeyTaken`].
+    pub async fn insert_claimed(
+        &self,
+        items: &[NewItem],
+        scope: &str,
+        claims: &[KeyClaim],
+        since_ms: i64,
+        actor: &str,
+    ) -> Result<Vec<String>, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let mut ids = Vec::with_capacity(items.len());
         for (i, it) in items.iter().enumerate() {
             let id = uuid::Uuid::new_v4().to_string();
             sqlx::query(
-                "INSERT INTO items (id, caller_id, channel, customer_ref, received_at, arrival, text, result, flags, max_severity, category, escalation, priority, priority_rank, route, status, assignee, note, version, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $17, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, NULL, 1, $16)",
+                "INSERT INTO items (id, caller_id, channel, customer_ref, received_at, arrival, text, result, flags, max_severity, category, escalation, priority, priority_rank, route, status, assignee, note, version, updated_at, customer_hash)
+                 VALUES ($1, $2, $3, $4, $5, $17, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, NULL, 1, $16, $18)",
             )
             .bind(&id)
             .bind(it.caller_id.as_deref().map(nul_free))
@@ -439,6 +528,7 @@ impl Store {
             .bind(Status::New.as_str())
             .bind(now)
             .bind(arrival_key(i))
+            .bind(it.customer_ref_given.as_deref().map(|c| self.customer_hash(c)))
             .execute(&mut *tx)
             .await?;
             sqlx::query("INSERT INTO item_history (item_id, version, at, actor, action, changes) VALUES ($1, 1, $2, $3, 'stored', '{}')")
@@ -449,8 +539,156 @@ impl Store {
                 .await?;
             ids.push(id);
         }
+        for c in claims {
+            sqlx::query("DELETE FROM idempotency WHERE scope = $1 AND key = $2 AND created_at < $3")
+                .bind(scope)
+                .bind(&c.key)
+                .bind(since_ms)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO idempotency (scope, key, text_sha256, item_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(scope)
+            .bind(&c.key)
+            .bind(&c.text_sha256)
+            .bind(c.item.and_then(|i| ids.get(i).cloned()))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::KeyTaken(c.key.clone()),
+                _ => StoreError::Db(e),
+            })?;
+        }
         tx.commit().await?;
         Ok(ids)
+    }
+
+    /// The live claims (made at or after `since_ms`) on `keys` in `scope`.
+    pub async fn seen_keys(
+        &self,
+        scope: &str,
+        keys: &[&str],
+        since_ms: i64,
+    ) -> Result<std::collections::HashMap<String, Seen>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in keys.chunks(200) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "SELECT key, text_sha256, item_id FROM idempotency WHERE scope = $1 AND created_at >= $2 AND key IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(scope).bind(since_ms);
+            for k in chunk {
+                q = q.bind(*k);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.insert(
+                    r.try_get("key")?,
+                    Seen { text_sha256: r.try_get("text_sha256")?, item_id: r.try_get("item_id")? },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forget idempotency claims made before `before_ms` (outside the window).
+    pub async fn purge_keys(&self, before_ms: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Retention: delete every item received before `before_ms` with its
+    /// history, in one transaction with one audit entry (`retention_purge`,
+    /// written only when something was deleted). Returns how many items went.
+    pub async fn purge_items(&self, before_ms: i64, actor: &str) -> Result<u64, StoreError> {
+        let mut tx =
+            if self.sqlite { self.pool.begin_with("BEGIN IMMEDIATE").await? } else { self.pool.begin().await? };
+        sqlx::query("DELETE FROM item_history WHERE item_id IN (SELECT id FROM items WHERE received_at < $1)")
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await?;
+        let n = sqlx::query("DELETE FROM items WHERE received_at < $1")
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            audit(
+                &mut tx,
+                actor,
+                "retention_purge",
+                "items",
+                serde_json::json!({"received_before": rfc3339_ms(before_ms), "items": n}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Delete everything stored for one customer (the `customer_ref` as the
+    /// caller sent it with the items): items and their history, and the
+    /// customer's idempotency claims lose their item. One transaction, with an
+    /// audit entry (`customer_deleted`) naming the customer only by its salted
+    /// hash. Deleting an unknown customer deletes nothing and still writes the
+    /// audit entry (the request was made).
+    pub async fn delete_customer(&self, customer_ref: &str, actor: &str) -> Result<Deleted, StoreError> {
+        let hash = self.customer_hash(customer_ref);
+        let mut tx =
+            if self.sqlite { self.pool.begin_with("BEGIN IMMEDIATE").await? } else { self.pool.begin().await? };
+        let history =
+            sqlx::query("DELETE FROM item_history WHERE item_id IN (SELECT id FROM items WHERE customer_hash = $1)")
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        sqlx::query(
+            "UPDATE idempotency SET item_id = NULL WHERE item_id IN (SELECT id FROM items WHERE customer_hash = $1)",
+        )
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+        let items = sqlx::query("DELETE FROM items WHERE customer_hash = $1")
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        audit(
+            &mut tx,
+            actor,
+            "customer_deleted",
+            &format!("customer:{hash}"),
+            serde_json::json!({"items": items, "history_entries": history}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Deleted { customer_hash: hash, items, history_entries: history })
+    }
+
+    /// The store-wide audit log (deletions), newest first, at most `limit`.
+    pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT at, actor, action, subject, detail FROM audit_log ORDER BY at DESC, id DESC LIMIT {}",
+            limit.clamp(1, 10_000)
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    at: rfc3339_ms(r.try_get("at")?),
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    subject: r.try_get("subject")?,
+                    detail: serde_json::from_str(&r.try_get::<String, _>("detail")?).unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 
     /// One item.
@@ -646,6 +884,83 @@ impl Store {
         out.sort_by(|a, b| b.items.cmp(&a.items).then_with(|| a.term.cmp(&b.term)));
         Ok(out)
     }
+}
+
+/// Append one entry to the store-wide audit log inside `tx`.
+async fn audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: serde_json::Value,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO audit_log (id, at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+        // Sortable id (microseconds, then random): entries of one millisecond keep their order.
+        .bind(format!("{:020}-{}", OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000, uuid::Uuid::new_v4()))
+        .bind(now_ms())
+        .bind(nul_free(actor))
+        .bind(action)
+        .bind(subject)
+        .bind(detail.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A short pause before retrying a migration that lost a race.
+async fn tracing_free_retry_pause() {
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+}
+
+/// Hex SHA-256 of a text: what an idempotency claim remembers of its item's
+/// text (to tell a retry from a reused key), never the text itself.
+pub fn text_sha256(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// One idempotency key to claim with [`Store::insert_claimed`].
+#[derive(Debug, Clone)]
+pub struct KeyClaim {
+    pub key: String,
+    /// [`text_sha256`] of the item's text as received.
+    pub text_sha256: String,
+    /// Index into the stored items, when this item was stored.
+    pub item: Option<usize>,
+}
+
+/// A live idempotency claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub text_sha256: String,
+    /// The stored item, when the first request stored it.
+    pub item_id: Option<String>,
+}
+
+/// What [`Store::delete_customer`] deleted.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct Deleted {
+    /// The customer's salted hash, as the audit log names it.
+    pub customer_hash: String,
+    pub items: u64,
+    pub history_entries: u64,
+}
+
+/// One entry of the store-wide audit log.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    /// RFC 3339.
+    pub at: String,
+    /// The API key's name (or `retention` for the retention sweep).
+    pub actor: String,
+    /// `customer_deleted` or `retention_purge`.
+    pub action: String,
+    /// `customer:<salted hash>` or `items`.
+    pub subject: String,
+    #[cfg_attr(feature = "schema", schema(value_type = Object))]
+    pub detail: serde_json::Value,
 }
 
 /// A lexicon term's false-positive count.

@@ -42,6 +42,7 @@ pub fn new_item(text: &str, result: &Classified, origin: Origin, mask_pii: bool)
     NewItem {
         caller_id: origin.caller_id.map(m),
         channel: origin.channel.map(m),
+        customer_ref_given: origin.customer_ref.clone(),
         customer_ref: origin.customer_ref.map(m),
         text: stored,
         result: value,

@@ -68,6 +68,9 @@ error_codes! {
     InvalidQuery = "invalid_query" => UNPROCESSABLE_ENTITY,
     InvalidCursor = "invalid_cursor" => UNPROCESSABLE_ENTITY,
     InvalidChannel = "invalid_channel" => UNPROCESSABLE_ENTITY,
+    InvalidIdempotencyKey = "invalid_idempotency_key" => UNPROCESSABLE_ENTITY,
+    IdempotencyKeyReused = "idempotency_key_reused" => UNPROCESSABLE_ENTITY,
+    IdempotencyConflict = "idempotency_conflict" => CONFLICT,
     StoreUnavailable = "store_unavailable" => SERVICE_UNAVAILABLE,
     StoreDisabled = "store_disabled" => SERVICE_UNAVAILABLE,
     NotFound = "not_found" => NOT_FOUND,
@@ -236,6 +239,10 @@ impl From<kesu_store::StoreError> for ApiError {
             S::Conflict { .. } => ApiError::new(ErrorCode::VersionConflict, e.to_string()),
             S::Transition { .. } => ApiError::new(ErrorCode::InvalidTransition, e.to_string()),
             S::Cursor(_) => ApiError::new(ErrorCode::InvalidCursor, e.to_string()),
+            S::KeyTaken(k) => ApiError::new(
+                ErrorCode::IdempotencyConflict,
+                format!("idempotency key {k:?} is being used by a concurrent request; nothing was stored; retry"),
+            ),
             S::Db(err) => {
                 tracing::error!(error = %err, "store unavailable");
                 ApiError::new(

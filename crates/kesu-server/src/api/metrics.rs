@@ -22,6 +22,8 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub store_writes: HistogramVec,
     pub rate_limited: IntCounterVec,
+    pub idempotent_replays: IntCounter,
+    pub store_deleted: IntCounterVec,
 }
 
 impl Metrics {
@@ -81,6 +83,17 @@ impl Metrics {
             &["key"],
         )
         .unwrap();
+        let idempotent_replays = IntCounter::new(
+            "kesu_idempotent_replays_total",
+            "Classify items whose idempotency key was seen before (answered, nothing stored or counted again)",
+        )
+        .unwrap();
+        let store_deleted = IntCounterVec::new(
+            Opts::new("kesu_store_deleted_items_total", "Stored items deleted, by reason (retention, customer)"),
+            &["reason"],
+        )
+        .unwrap();
+        registry.register(Box::new(idempotent_replays.clone())).unwrap();
         let conversations_live = IntGauge::new("kesu_conversations_live", "Live conversations held in memory").unwrap();
         registry.register(Box::new(conversations_live.clone())).unwrap();
         for c in [
@@ -92,6 +105,7 @@ impl Metrics {
             &triage_priorities,
             &reloads,
             &rate_limited,
+            &store_deleted,
         ] {
             registry.register(Box::new(c.clone())).unwrap();
         }
@@ -112,6 +126,8 @@ impl Metrics {
             reloads,
             store_writes,
             rate_limited,
+            idempotent_replays,
+            store_deleted,
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod admission;
 pub mod conversations;
+pub mod customers;
 pub mod error;
 pub mod extract;
 pub mod logging;
@@ -181,6 +182,9 @@ pub fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Resu
     let every = (state.conversations.limits().ttl / 4)
         .clamp(std::time::Duration::from_millis(10), std::time::Duration::from_secs(60));
     let weak = Arc::downgrade(&state.clone().into_inner());
+    if state.store.is_some() {
+        customers::spawn_sweeper(weak.clone(), state.settings.store_sweep_every());
+    }
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {

@@ -15,7 +15,7 @@ use super::extract::read_json;
 use super::AppState;
 use kesu_store::{Change, Filter, Item, Page, Patch, Status, Store, TermCount};
 
-fn store(state: &AppState) -> Result<&Store, ApiError> {
+pub(super) fn store(state: &AppState) -> Result<&Store, ApiError> {
     state
         .store
         .as_ref()
@@ -35,6 +35,13 @@ pub(super) fn actor(req: &HttpRequest) -> String {
         .filter(|v| !v.is_empty() && v.len() <= 100)
         .unwrap_or("anonymous")
         .to_string()
+}
+
+/// The scope of a caller's idempotency keys: the API key's name
+/// (`anonymous` with `--no-auth`, where every caller shares one scope).
+pub(super) fn actor_scope(req: &HttpRequest) -> String {
+    use actix_web::HttpMessage;
+    req.extensions().get::<crate::auth::Principal>().map(|p| p.name.clone()).unwrap_or_else(|| "anonymous".into())
 }
 
 /// Queue filters (all optional; all given must hold).

@@ -19,7 +19,7 @@ use std::sync::LazyLock;
 use actix_web::http::Method;
 use actix_web::web;
 
-use super::{admin, conversations, error::ApiError, ops, reviews, texts};
+use super::{admin, conversations, customers, error::ApiError, ops, reviews, texts};
 use crate::auth::{session, Role};
 
 /// Who may call a route.
@@ -106,6 +106,8 @@ pub static TABLE: LazyLock<Vec<Route>> = LazyLock::new(|| {
         route!(GET "/v1/reviews/{id}/history", reviews::history / __path_history, REVIEWER, deadline = true),
         route!(GET "/v1/reviews/{id}", reviews::get / __path_get, REVIEWER, deadline = true),
         route!(PATCH "/v1/reviews/{id}", reviews::patch / __path_patch, REVIEWER, deadline = true),
+        route!(POST "/v1/customers/erase", customers::erase / __path_erase, ADMIN, deadline = true),
+        route!(GET "/v1/audit", customers::audit / __path_audit, ADMIN, deadline = true),
         route!(GET "/console", conversations::console / __path_console, Open, deadline = false),
         route!(GET "/review", reviews::console / __path_console, Open, deadline = false),
         route!(GET "/healthz", ops::healthz / __path_healthz, Open, deadline = false),

@@ -25,8 +25,13 @@ struct Work {
     refs: Vec<Option<String>>,
     /// The items' intake channels (classify only).
     channels: Vec<Option<String>>,
+    /// The items' idempotency keys (classify only).
+    keys: Vec<Option<String>>,
     segments: bool,
 }
+
+/// Longest accepted `idempotency_key`, in chars (printable ASCII only).
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
 
 /// Longest accepted `channel`, in chars.
 pub const MAX_CHANNEL_CHARS: usize = 64;
@@ -37,19 +42,21 @@ pub const MAX_CUSTOMER_REF_CHARS: usize = 256;
 fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
     let s = &state.settings;
     let channel = req.channel;
-    let (batch, ids, texts, refs, channels) = match (req.text, req.items) {
+    let (batch, ids, texts, refs, channels, keys) = match (req.text, req.items) {
         (Some(_), Some(_)) => {
             return Err(ApiError::new(ErrorCode::InvalidRequest, "give either `text` or `items`, not both"))
         }
         (None, None) => {
             return Err(ApiError::new(ErrorCode::InvalidRequest, "missing `text` (one text) or `items` (a batch)"))
         }
-        (Some(t), None) => (false, vec![req.id], vec![t], vec![req.customer_ref], vec![channel]),
+        (Some(t), None) => {
+            (false, vec![req.id], vec![t], vec![req.customer_ref], vec![channel], vec![req.idempotency_key])
+        }
         (None, Some(items)) => {
-            if req.id.is_some() || req.customer_ref.is_some() {
+            if req.id.is_some() || req.customer_ref.is_some() || req.idempotency_key.is_some() {
                 return Err(ApiError::new(
                     ErrorCode::InvalidRequest,
-                    "`id` and `customer_ref` go inside each item of `items`",
+                    "`id`, `customer_ref` and `idempotency_key` go inside each item of `items`",
                 ));
             }
             if items.is_empty() {
@@ -65,7 +72,8 @@ fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
                 items.iter().enumerate().map(|(i, it)| Some(it.id.clone().unwrap_or(ItemId::Int(i as i64)))).collect();
             let refs = items.iter().map(|it| it.customer_ref.clone()).collect();
             let channels = items.iter().map(|it| it.channel.clone().or_else(|| channel.clone())).collect();
-            (true, ids, items.into_iter().map(|it| it.text).collect(), refs, channels)
+            let keys = items.iter().map(|it| it.idempotency_key.clone()).collect();
+            (true, ids, items.into_iter().map(|it| it.text).collect(), refs, channels, keys)
         }
     };
     for (i, t) in texts.iter().enumerate() {
@@ -95,7 +103,25 @@ fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
             }
         }
     }
-    Ok(Work { batch, ids, texts, refs, channels, segments: req.segments })
+    let mut seen_keys = std::collections::HashSet::new();
+    for (i, k) in keys.iter().enumerate() {
+        if let Some(k) = k {
+            let at = if batch { format!("items[{i}].idempotency_key") } else { "idempotency_key".to_string() };
+            if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_CHARS || !k.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidIdempotencyKey,
+                    format!("{at} must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters (no spaces)"),
+                ));
+            }
+            if !seen_keys.insert(k.as_str()) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidIdempotencyKey,
+                    format!("{at} repeats an earlier item's key"),
+                ));
+            }
+        }
+    }
+    Ok(Work { batch, ids, texts, refs, channels, keys, segments: req.segments })
 }
 
 /// Check one text against the limits: not blank (422 `empty_text`), at most
@@ -180,27 +206,119 @@ pub(super) async fn store_matching(
     state: &AppState,
     items: Vec<(&str, &Classified, kesu_store::record::Origin)>,
 ) -> Result<Vec<Option<String>>, ApiError> {
+    let n = items.len();
+    let mut replays = Replays { scope: String::new(), keys: vec![None; n], seen: vec![None; n] };
+    store_keyed(state, items, &mut replays).await
+}
+
+/// What the idempotency keys of one request found: per item, its key and
+/// the live claim of an earlier request (a replay), if any.
+pub(super) struct Replays {
+    /// Keys are unique per scope: the API key's name.
+    scope: String,
+    keys: Vec<Option<String>>,
+    seen: Vec<Option<kesu_store::Seen>>,
+}
+
+impl Replays {
+    fn is_replay(&self, i: usize) -> bool {
+        self.seen[i].is_some()
+    }
+
+    /// Look the keys up (nothing to do without a store or keys): an earlier
+    /// claim with the same text makes the item a replay; one with another
+    /// text is 422 `idempotency_key_reused`, before any work is done.
+    async fn look_up(&mut self, state: &AppState, texts: &[String]) -> Result<(), ApiError> {
+        let Some(store) = &state.store else { return Ok(()) };
+        let open: Vec<&str> =
+            self.keys.iter().zip(&self.seen).filter(|(_, s)| s.is_none()).filter_map(|(k, _)| k.as_deref()).collect();
+        if open.is_empty() {
+            return Ok(());
+        }
+        let found = store.seen_keys(&self.scope, &open, window_start(state)).await?;
+        for (i, k) in self.keys.iter().enumerate() {
+            let Some(seen) = k.as_deref().and_then(|k| found.get(k)) else { continue };
+            if self.seen[i].is_some() {
+                continue;
+            }
+            if seen.text_sha256 != kesu_store::text_sha256(&texts[i]) {
+                return Err(ApiError::new(
+                    ErrorCode::IdempotencyKeyReused,
+                    format!(
+                        "idempotency key {:?} was used with a different text within the last {} s; nothing was classified",
+                        k.as_deref().unwrap_or(""),
+                        state.settings.idempotency_window_secs
+                    ),
+                ));
+            }
+            self.seen[i] = Some(seen.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Oldest claim time (unix ms) still inside the idempotency window.
+fn window_start(state: &AppState) -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+    now - (state.settings.idempotency_window_secs as i64).saturating_mul(1000)
+}
+
+/// [`store_matching`] with idempotency: items that are not replays are stored
+/// (when their triage says so) and their keys claimed, in one transaction; a
+/// replay stores nothing and answers the first request's review id. A key
+/// claimed concurrently since the lookup turns its item into a replay and the
+/// rest is tried again (three times, then 409 `idempotency_conflict`).
+async fn store_keyed(
+    state: &AppState,
+    items: Vec<(&str, &Classified, kesu_store::record::Origin)>,
+    replays: &mut Replays,
+) -> Result<Vec<Option<String>>, ApiError> {
     let mut out = vec![None; items.len()];
     let Some(store) = &state.store else { return Ok(out) };
-    let mut picked = Vec::new();
-    let mut rows = Vec::new();
-    for (i, (text, r, origin)) in items.into_iter().enumerate() {
-        if !r.triage.store {
-            continue;
+    let texts: Vec<String> = items.iter().map(|(t, _, _)| t.to_string()).collect();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut picked = Vec::new();
+        let mut rows = Vec::new();
+        let mut claims = Vec::new();
+        for (i, (text, r, origin)) in items.iter().enumerate() {
+            if replays.is_replay(i) {
+                continue;
+            }
+            let stored_at = r.triage.store.then(|| {
+                rows.push(kesu_store::record::new_item(text, r, origin.clone(), state.settings.store_mask_pii));
+                picked.push(i);
+                rows.len() - 1
+            });
+            if let Some(key) = &replays.keys[i] {
+                claims.push(kesu_store::KeyClaim {
+                    key: key.clone(),
+                    text_sha256: kesu_store::text_sha256(text),
+                    item: stored_at,
+                });
+            }
         }
-        rows.push(kesu_store::record::new_item(text, r, origin, state.settings.store_mask_pii));
-        picked.push(i);
+        for (i, seen) in replays.seen.iter().enumerate() {
+            out[i] = seen.as_ref().and_then(|s| s.item_id.clone());
+        }
+        if rows.is_empty() && claims.is_empty() {
+            return Ok(out);
+        }
+        let t0 = Instant::now();
+        let stored = store.insert_claimed(&rows, &replays.scope, &claims, window_start(state), "intake").await;
+        state.metrics.observe_store(t0.elapsed().as_secs_f64(), !matches!(stored, Err(kesu_store::StoreError::Db(_))));
+        match stored {
+            Ok(ids) => {
+                for (i, id) in picked.into_iter().zip(ids) {
+                    out[i] = Some(id);
+                }
+                return Ok(out);
+            }
+            Err(kesu_store::StoreError::KeyTaken(_)) if attempt < 3 => replays.look_up(state, &texts).await?,
+            Err(e) => return Err(e.into()),
+        }
     }
-    if rows.is_empty() {
-        return Ok(out);
-    }
-    let t0 = Instant::now();
-    let stored = store.insert(&rows, "intake").await;
-    state.metrics.observe_store(t0.elapsed().as_secs_f64(), stored.is_ok());
-    for (i, id) in picked.into_iter().zip(stored?) {
-        out[i] = Some(id);
-    }
-    Ok(out)
 }
 
 /// Single or batch classify answer.
@@ -233,8 +351,12 @@ pub async fn classify(
     let work = validate(parsed, &state)?;
     let model_version = state.pipeline.model().map(|m| m.info().version.clone()).ok_or(ApiError::not_ready())?;
     let n = work.texts.len();
-    let Work { batch, ids, texts, refs, channels, segments } = work;
-    let results = run_classify(&state, texts.clone(), refs.clone(), segments).await?;
+    let Work { batch, ids, texts, refs, channels, keys, segments } = work;
+    let mut replays = Replays { scope: super::reviews::actor_scope(&req), keys, seen: vec![None; n] };
+    replays.look_up(&state, &texts).await?;
+    // A replay is classified again but adds no repeat contact.
+    let model_refs = refs.iter().enumerate().map(|(i, r)| r.clone().filter(|_| !replays.is_replay(i))).collect();
+    let results = run_classify(&state, texts.clone(), model_refs, segments).await?;
     let items: Vec<_> = (0..n)
         .zip(refs)
         .zip(channels)
@@ -246,10 +368,16 @@ pub async fn classify(
             (texts[i].as_str(), &results[i], kesu_store::record::Origin { caller_id, channel, customer_ref })
         })
         .collect();
-    let review_ids = store_matching(&state, items).await?;
+    let review_ids = store_keyed(&state, items, &mut replays).await?;
+    let replayed: Vec<bool> = (0..n).map(|i| replays.is_replay(i)).collect();
+    let n_replayed = replayed.iter().filter(|r| **r).count();
+    if n_replayed > 0 {
+        state.metrics.idempotent_replays.inc_by(n_replayed as u64);
+    }
     tracing::info!(
         items = n,
-        stored = review_ids.iter().flatten().count(),
+        replayed = n_replayed,
+        stored = review_ids.iter().zip(&replayed).filter(|(id, r)| id.is_some() && !**r).count(),
         took_ms = t0.elapsed().as_secs_f64() * 1e3,
         "classified"
     );
@@ -257,7 +385,8 @@ pub async fn classify(
         .into_iter()
         .zip(results)
         .zip(review_ids)
-        .map(|((id, result), review_id)| ClassifyItem { id, result, review_id })
+        .zip(replayed)
+        .map(|(((id, result), review_id), replayed)| ClassifyItem { id, result, review_id, replayed })
         .collect();
     Ok(if batch {
         HttpResponse::Ok().json(ClassifyBatchResponse {
@@ -318,6 +447,12 @@ async fn per_text<R: Send + 'static>(
     let mut work = validate(parsed, state)?;
     if work.refs.iter().any(Option::is_some) {
         return Err(ApiError::new(ErrorCode::InvalidRequest, "`customer_ref` is only used by /v1/classify"));
+    }
+    if work.keys.iter().any(Option::is_some) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidIdempotencyKey,
+            "`idempotency_key` is only used by /v1/classify (nothing else stores or counts)",
+        ));
     }
     let chars: usize = work.texts.iter().map(|t| t.chars().count()).sum();
     let room = state.text_budget.admit(chars).await?;

@@ -29,6 +29,13 @@ pub struct ItemIn {
     pub customer_ref: Option<String>,
     /// Classify only: the intake channel (e.g. `app`, `call_centre`, `weibo`); overrides the request's `channel`. Stored with the item.
     pub channel: Option<String>,
+    /// Classify only: the caller's key for this item (1-128 printable ASCII
+    /// characters, unique per API key). The same key with the same text again
+    /// within `KESU_IDEMPOTENCY_WINDOW_SECS` is a retry: it is answered
+    /// (`replayed: true`, the first answer's `review_id`) but stores and counts
+    /// nothing again; with a different text it is 422 `idempotency_key_reused`.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]{1,128}$")]
+    pub idempotency_key: Option<String>,
 }
 
 /// Either one text (`text`, optional `id`) or a batch (`items`).
@@ -42,6 +49,9 @@ pub struct TextsRequest {
     pub id: Option<ItemId>,
     /// With `text`, classify only: who sent it (see `items[].customer_ref`).
     pub customer_ref: Option<String>,
+    /// With `text`, classify only: see `items[].idempotency_key`.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]{1,128}$")]
+    pub idempotency_key: Option<String>,
     /// Classify only: the intake channel for the text or every item of the batch (1-64 chars), stored with items kept for review.
     pub channel: Option<String>,
     /// A batch of texts (at most `max_items`).
@@ -62,6 +72,11 @@ pub struct ClassifyItem {
     /// (committed before this response was sent); absent when not stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub review_id: Option<String>,
+    /// True when the item's `idempotency_key` was seen before with the same
+    /// text: answered again, nothing stored or counted again (`review_id` is
+    /// the first answer's). Absent otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 /// The answer to a batch classify request: one item per input, in input order.
