@@ -264,6 +264,10 @@ pub struct ConversationSettings {
     /// Event-stream subscribers per conversation.
     #[arg(long, env = "KESU_CONVERSATION_MAX_SUBSCRIBERS", default_value_t = conversation_default().max_subscribers)]
     pub conversation_max_subscribers: usize,
+    /// An event stream is closed after this many seconds (the browser's EventSource reconnects at once,
+    /// possibly to another replica, and gets a fresh snapshot); 0: never.
+    #[arg(long, env = "KESU_EVENTS_MAX_SECS", default_value_t = conversation_default().max_stream_secs)]
+    pub events_max_secs: u64,
     /// Most bytes of messages kept in memory per conversation (each message counts its text + 1 KiB); older ones go first.
     #[arg(long, env = "KESU_CONVERSATION_MAX_BYTES", default_value_t = conversation_default().max_conversation_bytes)]
     pub conversation_max_bytes: usize,
@@ -297,6 +301,7 @@ impl ConversationSettings {
             max_conversations: self.max_conversations,
             max_messages: self.conversation_max_messages,
             max_subscribers: self.conversation_max_subscribers,
+            max_stream_secs: self.events_max_secs,
             max_conversation_bytes: self.conversation_max_bytes,
             max_total_bytes: self.conversations_max_bytes,
             alerts: kesu_server::conversation::AlertRules {

@@ -218,6 +218,27 @@ async fn a_gone_subscriber_frees_its_slot_at_once() {
     assert_eq!((name.as_str(), data["message"]["seq"].as_i64()), ("message", Some(2)));
 }
 
+/// An event stream ends after `KESU_EVENTS_MAX_SECS` (the client reconnects
+/// and gets a fresh snapshot) and frees its subscriber slot.
+#[actix_web::test]
+async fn an_event_stream_ends_after_its_lifetime_and_a_reconnect_gets_a_snapshot() {
+    let app = spawn_with(true, |s| {
+        s.conversations.events_max_secs = 1;
+        s.conversations.conversation_max_subscribers = 1;
+    })
+    .await;
+    say(&app, "l", "agent", "您好").await;
+    let t0 = std::time::Instant::now();
+    let mut sse = Sse::open(&app, "/v1/conversations/l/events").await;
+    assert_eq!(sse.next().await.unwrap().0, "snapshot");
+    assert!(sse.next().await.is_none(), "the stream ends");
+    let took = t0.elapsed();
+    assert!(took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(10), "{took:?}");
+    let mut again = Sse::open(&app, "/v1/conversations/l/events").await;
+    let (name, data) = again.next().await.unwrap();
+    assert_eq!((name.as_str(), data["state"]["messages"].as_i64()), ("snapshot", Some(1)), "the slot was freed");
+}
+
 #[actix_web::test]
 async fn bad_messages_get_json_errors_and_are_not_recorded() {
     let app = spawn().await;

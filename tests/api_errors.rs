@@ -245,3 +245,96 @@ async fn timed_out_work_is_cancelled_and_frees_its_slot() {
     assert_eq!(r.status(), 200, "the abandoned batch ({n} texts, ~{:.1} s) still held the slot", n as f64 * per_text);
     assert!(t1.elapsed().as_secs_f64() < 0.4);
 }
+
+/// The OpenAPI document states what the server enforces (Schemathesis checks
+/// the whole of it in `.ci/run`; this pins the parts found missing): one
+/// schema per status enum, every error answer of every route, both export
+/// formats, the limits, and the one-text-or-a-batch rule.
+#[actix_web::test]
+async fn the_openapi_document_states_the_limits_and_every_error_answer() {
+    let app = spawn().await;
+    let doc: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas.get("Status").is_none(), "no shared Status schema");
+    assert!(schemas["ReviewStatus"]["enum"].as_array().unwrap().contains(&json!("false_positive")));
+    assert!(schemas["ConversationStatus"]["enum"].as_array().unwrap().contains(&json!("watch")));
+
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let has = |s: &str| op["responses"].get(s).is_some();
+            if op.get("security").is_some() {
+                for s in ["401", "403", "429"] {
+                    assert!(has(s), "{method} {path}: {s} undocumented");
+                }
+                assert!(op["responses"]["429"]["headers"]["Retry-After"].is_object(), "{method} {path}");
+            }
+            if op.get("requestBody").is_some() {
+                for s in ["400", "413", "415", "422"] {
+                    assert!(has(s), "{method} {path}: {s} undocumented");
+                }
+            }
+            if let Some(r) = op["responses"].get("503") {
+                assert!(r["headers"]["Retry-After"].is_object(), "{method} {path}: 503 without Retry-After");
+            }
+        }
+    }
+    let export = &doc["paths"]["/v1/reviews/export"]["get"]["responses"]["200"]["content"];
+    assert!(export["application/x-ndjson"].is_object() && export["text/csv"].is_object(), "{export}");
+    assert!(
+        doc["paths"]["/v1/reviews/false-positive-terms"]["get"]["responses"]["200"]["content"]["text/csv"].is_object()
+    );
+
+    let params = doc["paths"]["/v1/reviews"]["get"]["parameters"].as_array().unwrap();
+    let limit = params.iter().find(|p| p["name"] == "limit").unwrap();
+    assert_eq!((limit["schema"]["minimum"].as_u64(), limit["schema"]["maximum"].as_u64()), (Some(1), Some(500)));
+    assert!(params.iter().all(|p| p["name"] != "format"), "format is the export's");
+    let export_params = doc["paths"]["/v1/reviews/export"]["get"]["parameters"].as_array().unwrap();
+    assert!(
+        export_params.iter().all(|p| p["name"] != "limit" && p["name"] != "after"),
+        "the export streams everything"
+    );
+
+    assert_eq!(schemas["ClassifyRequest"]["oneOf"].as_array().unwrap().len(), 2);
+    assert_eq!(schemas["ClassifyText"]["required"], json!(["text"]));
+    assert_eq!(schemas["ClassifyText"]["additionalProperties"], json!(false));
+    assert!(schemas["ClassifyText"]["properties"].get("items").is_none(), "text and items exclude each other");
+    let items = &schemas["ClassifyBatch"]["properties"]["items"];
+    assert_eq!((items["minItems"].as_u64(), items["maxItems"].as_u64()), (Some(1), Some(64)));
+    assert_eq!(schemas["ItemIn"]["properties"]["text"]["maxLength"], 20_000);
+    assert_eq!(schemas["ItemIn"]["properties"]["text"]["minLength"], 1);
+    assert_eq!(schemas["PatchIn"]["required"], json!(["version"]));
+    let id = &doc["paths"]["/v1/conversations/{id}"]["get"]["parameters"][0]["schema"];
+    assert!(id["pattern"].as_str().unwrap().contains("{1,128}"), "{id}");
+}
+
+/// What the document allows, the server accepts: a JSON Schema integer may
+/// be written `7.0`; beyond 2^53 or with a fraction it is refused. The
+/// queue refuses the export's parameters and the export the queue's page.
+#[actix_web::test]
+async fn integral_numbers_and_route_specific_parameters() {
+    let app = spawn().await;
+    let r = app.post_json("/v1/flags", &json!({"items": [{"id": 7.0, "text": "我要起诉"}]})).await;
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["items"][0]["id"], json!(7));
+    for bad in [json!(1.5), json!(1e300), json!(-9.3e18)] {
+        let r = app.post_json("/v1/flags", &json!({"items": [{"id": bad, "text": "我要起诉"}]})).await;
+        expect_error(r, 422, "invalid_request").await;
+    }
+    let v: serde_json::Value =
+        app.post_json("/v1/classify", &json!({"text": "再不退款我就去法院起诉你们"})).await.json().await.unwrap();
+    let review = v["review_id"].as_str().expect("a litigation threat is stored").to_string();
+    let r = app
+        .client
+        .patch(app.url(&format!("/v1/reviews/{review}")))
+        .json(&json!({"version": 1.0, "status": "in_review"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "version 1.0 is version 1");
+    for q in ["/v1/reviews?format=csv", "/v1/reviews?min_severity=4", "/v1/reviews/export?limit=5"] {
+        expect_error(app.get(q).await, 422, "invalid_query").await;
+    }
+    assert_eq!(app.get("/v1/reviews?limit=5&status=in_review").await.status(), 200);
+    assert_eq!(app.get("/v1/reviews/export?format=csv&status=all").await.status(), 200);
+}

@@ -179,7 +179,7 @@ async fn status_moves_are_versioned_audited_and_leave_the_queue() {
     assert_eq!(v["status"], "confirmed");
     assert!(!v["note"].as_str().unwrap().contains("13900001111"));
     // not a permitted move: a confirmed item cannot go back to new
-    expect_error(patch(&app, &id, json!({"version": 3, "status": "new"}), "bob").await, 422, "invalid_transition")
+    expect_error(patch(&app, &id, json!({"version": 3, "status": "new"}), "bob").await, 409, "invalid_transition")
         .await;
     // confirmed items leave the open queue but stay in `status=all`
     let open = json_of(app.get("/v1/reviews").await).await;

@@ -232,7 +232,8 @@ async fn openapi_documents_triage_and_reload() {
         assert!(doc["components"]["schemas"][s].is_object(), "schema {s} missing");
     }
     assert!(doc["components"]["schemas"]["ItemIn"]["properties"]["customer_ref"].is_object());
-    assert!(doc["components"]["schemas"]["TextsRequest"]["properties"]["customer_ref"].is_object());
+    assert!(doc["components"]["schemas"]["ClassifyText"]["properties"]["customer_ref"].is_object());
+    assert!(doc["components"]["schemas"]["OneText"]["properties"]["customer_ref"].is_null(), "classify only");
     assert!(doc["components"]["schemas"]["Classified"]["properties"]["triage"].is_object());
     assert!(doc["components"]["schemas"]["ErrorDetail"]["properties"]["line"].is_object());
 }

@@ -99,6 +99,8 @@ pub struct ConversationSettings {
     pub max_messages: u64,
     /// Event-stream subscribers per conversation.
     pub max_subscribers: usize,
+    /// An event stream ends after this many seconds (0: never); clients reconnect.
+    pub max_stream_secs: u64,
     /// Most bytes of messages kept per conversation (older ones go first).
     pub max_conversation_bytes: usize,
     /// Most bytes of messages kept by all conversations together (beyond: 503).
@@ -114,6 +116,7 @@ impl Default for ConversationSettings {
             max_conversations: 10_000,
             max_messages: 200,
             max_subscribers: 8,
+            max_stream_secs: 3600,
             max_conversation_bytes: 1 << 20,
             max_total_bytes: 512 << 20,
             alerts: AlertRules::default(),

@@ -34,7 +34,7 @@ use time::OffsetDateTime;
 
 /// Review status of a stored item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema), schema(as = ReviewStatus))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     New,

@@ -186,7 +186,8 @@ pub async fn delete_conversation(
 /// answer; the SSE `id` is its `seq`), and ends with a `closed` event when the
 /// conversation is deleted or expires. A subscriber that falls more than 64
 /// events behind gets a fresh `snapshot`. A `: keep-alive` comment is sent
-/// every 15 s.
+/// every 15 s. After `KESU_EVENTS_MAX_SECS` (default an hour) the stream
+/// ends with a `: reconnect` comment; EventSource reconnects by itself.
 #[utoipa::path(get, path = "/v1/conversations/{id}/events", tag = "conversations",
     params(("id" = String, Path, description = "Conversation id")),
     responses(
@@ -219,7 +220,10 @@ pub async fn events(path: web::Path<String>, state: web::Data<AppState>) -> Resu
         ApiError::new(ErrorCode::TooManySubscribers, format!("conversation {id:?} already has {max} live subscribers"))
     })?;
     let first = sse(&Event::Snapshot(snapshot));
-    let body = stream::once(async move { Ok::<_, actix_web::Error>(first) }).chain(follow(sub, Arc::downgrade(&live)));
+    let secs = state.settings.conversations.max_stream_secs;
+    let ends = (secs > 0).then(|| tokio::time::Instant::now() + Duration::from_secs(secs));
+    let body =
+        stream::once(async move { Ok::<_, actix_web::Error>(first) }).chain(follow(sub, Arc::downgrade(&live), ends));
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
@@ -227,14 +231,22 @@ pub async fn events(path: web::Path<String>, state: web::Data<AppState>) -> Resu
         .streaming(body))
 }
 
-/// The events after the snapshot, with keep-alives, until `closed`.
+/// The events after the snapshot, with keep-alives, until `closed` or `ends`
+/// (`KESU_EVENTS_MAX_SECS`: a last `: reconnect` comment, then the end).
 fn follow(
     sub: Subscription,
     live: Weak<Live>,
+    ends: Option<tokio::time::Instant>,
 ) -> impl futures_util::Stream<Item = Result<web::Bytes, actix_web::Error>> {
     let tick = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
-    stream::unfold(Some((sub, live, tick)), |st| async move {
+    stream::unfold(Some((sub, live, tick)), move |st| async move {
         let (mut sub, live, mut tick) = st?;
+        let lifetime = async {
+            match ends {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             // Events first: when the conversation is dropped, its last events
             // (`closed`) are still read before the probe channel reports it gone.
@@ -257,6 +269,7 @@ fn follow(
                 Err(RecvError::Closed) => None,
             },
             _ = tick.tick() => Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), Some((sub, live, tick)))),
+            () = lifetime => Some((Ok(web::Bytes::from_static(b": reconnect\n\n")), None)),
             r = sub.probe.changed() => match r {
                 Ok(()) => Some((Ok(web::Bytes::from_static(b": probe\n\n")), Some((sub, live, tick)))),
                 Err(_) => None,

@@ -63,7 +63,7 @@ error_codes! {
     RateLimited = "rate_limited" => TOO_MANY_REQUESTS,
     UnknownItem = "unknown_item" => NOT_FOUND,
     VersionConflict = "version_conflict" => CONFLICT,
-    InvalidTransition = "invalid_transition" => UNPROCESSABLE_ENTITY,
+    InvalidTransition = "invalid_transition" => CONFLICT,
     MissingVersion = "missing_version" => UNPROCESSABLE_ENTITY,
     InvalidQuery = "invalid_query" => UNPROCESSABLE_ENTITY,
     InvalidCursor = "invalid_cursor" => UNPROCESSABLE_ENTITY,

@@ -98,6 +98,6 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 
 /// This API's OpenAPI 3 description.
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI document", content_type = "application/json")))]
-pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(super::openapi::document())
+pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(super::openapi::document(&state.settings))
 }

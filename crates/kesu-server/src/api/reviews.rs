@@ -48,28 +48,61 @@ pub(super) fn actor_scope(req: &HttpRequest) -> String {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub struct Filters {
     /// Comma-separated statuses, or `all`. Default: the open queue, `new,in_review`.
+    #[param(
+        pattern = "^(all|(new|in_review|confirmed|false_positive|resolved)(,(new|in_review|confirmed|false_positive|resolved))*)$"
+    )]
     pub status: Option<String>,
     /// Items raising this flag, e.g. `litigation`.
+    #[param(value_type = Option<kesu_core::flags::Flag>)]
     pub flag: Option<String>,
-    /// Items whose highest flag severity is at least this (1-3).
+    /// Items whose highest flag severity is at least this (0-3; 0: any).
+    #[param(minimum = 0, maximum = 3)]
     pub min_severity: Option<u8>,
     pub category: Option<String>,
     /// `P1`..`P4`.
     pub priority: Option<String>,
     pub route: Option<String>,
     /// Received at or after (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<String>,
     /// Received before (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<String>,
     /// Substring of the (masked) text.
     pub q: Option<String>,
+}
+
+/// One page of the queue.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
     /// Page size, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
-    /// The `next` cursor of the previous page.
+    /// The `next` cursor of the previous page (`rank.arrival.id`, as the store writes it).
+    #[param(pattern = "^-?[0-9]{1,18}\\.-?[0-9]{1,18}\\..+$")]
     pub after: Option<String>,
-    /// Export only: `jsonl` (default) or `csv`.
+}
+
+/// The export's file format.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportFormat {
+    /// `jsonl` (default: one item per line) or `csv`.
+    #[param(pattern = "^(jsonl|csv)$")]
+    pub format: Option<String>,
+}
+
+/// The false-positive list's format.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TermsFormat {
+    /// `json` (default) or `csv`.
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
 }
 
@@ -79,7 +112,7 @@ fn ms(at: &str, name: &str) -> Result<i64, ApiError> {
         .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, format!("{name}={at:?} is not RFC 3339: {e}")))
 }
 
-impl ListQuery {
+impl Filters {
     fn filter(&self) -> Result<Filter, ApiError> {
         let status = match self.status.as_deref() {
             None => vec![Status::New, Status::InReview],
@@ -92,6 +125,9 @@ impl ListQuery {
         };
         if let Some(f) = &self.flag {
             f.parse::<kesu_core::flags::Flag>().map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e))?;
+        }
+        if self.min_severity.is_some_and(|v| v > 3) {
+            return Err(ApiError::new(ErrorCode::InvalidQuery, "min_severity must be 0-3"));
         }
         Ok(Filter {
             status,
@@ -107,22 +143,31 @@ impl ListQuery {
     }
 }
 
-fn query(req: &HttpRequest) -> Result<ListQuery, ApiError> {
-    web::Query::<ListQuery>::from_query(req.query_string())
+/// Split a query string into the pairs named in `names` and the rest (raw, still encoded).
+fn split_query<'a>(qs: &'a str, names: &[&str]) -> (String, String) {
+    let (mine, rest): (Vec<&'a str>, Vec<&'a str>) =
+        qs.split('&').filter(|p| !p.is_empty()).partition(|p| names.iter().any(|n| p.split('=').next() == Some(*n)));
+    (mine.join("&"), rest.join("&"))
+}
+
+fn parse_query<T: serde::de::DeserializeOwned>(qs: &str) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(qs)
         .map(|q| q.into_inner())
         .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))
 }
 
 /// The review queue: stored items by priority (P1 first) then age, filtered, a page at a time.
-#[utoipa::path(get, path = "/v1/reviews", tag = "reviews", params(ListQuery),
+#[utoipa::path(get, path = "/v1/reviews", tag = "reviews", params(Filters, PageQuery),
     responses((status = 200, body = Page), (status = 422, description = "Bad filter or cursor", body = ErrorBody), (status = 503, description = "Store unavailable", body = ErrorBody)))]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let q = query(&req)?;
-    let limit = q.limit.unwrap_or(50);
+    let (page, filters) = split_query(req.query_string(), &["limit", "after"]);
+    let p: PageQuery = parse_query(&page)?;
+    let q: Filters = parse_query(&filters)?;
+    let limit = p.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be 1-500"));
     }
-    let page = store(&state)?.list(&q.filter()?, q.after.as_deref(), limit).await?;
+    let page = store(&state)?.list(&q.filter()?, p.after.as_deref(), limit).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -134,12 +179,16 @@ pub async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<
     Ok(HttpResponse::Ok().insert_header((header::ETAG, format!("\"{}\"", item.version))).json(item))
 }
 
+/// Longest review `note` or `assignee`, in chars.
+pub const MAX_NOTE_CHARS: usize = 2000;
+
 /// A reviewer's change: status, assignee, note — applied only at the given version.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"version": 1, "status": "confirmed", "note": "真实的监管投诉威胁"}))]
 pub struct PatchIn {
     /// The version you read (or send `If-Match: "<version>"`).
+    #[serde(default, deserialize_with = "super::types::integral_opt")]
     pub version: Option<i64>,
     pub status: Option<Status>,
     /// Empty string clears.
@@ -154,8 +203,8 @@ pub struct PatchIn {
     responses(
         (status = 200, description = "The item after the change", body = Item),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "The item changed since `version`: reload and retry", body = ErrorBody),
-        (status = 422, description = "Not a permitted status move, or no version given", body = ErrorBody),
+        (status = 409, description = "The item changed since `version` (`version_conflict`: reload and retry), or its status does not allow the move (`invalid_transition`)", body = ErrorBody),
+        (status = 422, description = "No version given, or a field of the wrong type", body = ErrorBody),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn patch(
@@ -181,8 +230,11 @@ pub async fn patch(
         }
     };
     for (name, v) in [("assignee", &p.assignee), ("note", &p.note)] {
-        if v.as_ref().is_some_and(|v| v.chars().count() > 2000) {
-            return Err(ApiError::new(ErrorCode::FieldTooLong, format!("{name} is longer than 2000 chars")));
+        if v.as_ref().is_some_and(|v| v.chars().count() > MAX_NOTE_CHARS) {
+            return Err(ApiError::new(
+                ErrorCode::FieldTooLong,
+                format!("{name} is longer than {MAX_NOTE_CHARS} chars"),
+            ));
         }
     }
     let who = actor(&req);
@@ -262,14 +314,18 @@ fn csv_bytes(rows: impl IntoIterator<Item = Vec<String>>) -> Vec<u8> {
 /// Export the items matching the filters (same as the queue; default all
 /// statuses here), streamed page by page: `format=jsonl` (one item per line,
 /// default) or `csv` (flattened columns).
-#[utoipa::path(get, path = "/v1/reviews/export", tag = "reviews", params(ListQuery),
-    responses((status = 200, description = "JSON lines or CSV, streamed", content_type = "application/x-ndjson"), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/reviews/export", tag = "reviews", params(Filters, ExportFormat),
+    responses((status = 200, description = "JSON lines (`format=jsonl`) or CSV (`format=csv`), streamed", content(
+        (String = "application/x-ndjson"), (String = "text/csv"))), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let mut q = query(&req)?;
+    // `format` is the export's own parameter; the rest are the queue's filters.
+    let (format, filters) = split_query(req.query_string(), &["format"]);
+    let format: ExportFormat = parse_query(&format)?;
+    let mut q: Filters = parse_query(&filters)?;
     if q.status.is_none() {
         q.status = Some("all".into());
     }
-    let csv = match q.format.as_deref() {
+    let csv = match format.format.as_deref() {
         None | Some("jsonl") => false,
         Some("csv") => true,
         Some(f) => return Err(ApiError::new(ErrorCode::InvalidQuery, format!("format {f:?}: jsonl or csv"))),
@@ -332,15 +388,11 @@ pub async fn export(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 /// False-positive marks per lexicon term (items marked `false_positive` with a
 /// hit of the term), most frequent first: feedback for `lexicons/legal_risk.tsv`.
 /// `format=csv` for a spreadsheet.
-#[utoipa::path(get, path = "/v1/reviews/false-positive-terms", tag = "reviews", params(("format" = Option<String>, Query, description = "`json` (default) or `csv`")),
-    responses((status = 200, body = [TermCount]), (status = 503, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/reviews/false-positive-terms", tag = "reviews", params(TermsFormat),
+    responses((status = 200, description = "The terms (`format=json`) or a CSV table (`format=csv`)", content(
+        ([TermCount] = "application/json"), (String = "text/csv"))), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn false_positive_terms(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    #[derive(Deserialize)]
-    struct Q {
-        format: Option<String>,
-    }
-    let q = web::Query::<Q>::from_query(req.query_string())
-        .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))?;
+    let q: TermsFormat = parse_query(req.query_string())?;
     let terms = store(&state)?.false_positive_terms().await?;
     Ok(match q.format.as_deref() {
         Some("csv") => HttpResponse::Ok().content_type("text/csv; charset=utf-8").body(csv_bytes(

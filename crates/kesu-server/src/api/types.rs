@@ -7,12 +7,62 @@ use kesu_core::flags::FlagReport;
 use kesu_core::pipeline::Classified;
 use kesu_core::text::Segment;
 
-/// A caller's id for an item: a string or an integer, echoed back as given.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// A caller's id for an item: a string or an integer, echoed back as given
+/// (an integer written as a number with a zero fraction, `7.0`, is the integer `7`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum ItemId {
     Int(i64),
     Str(String),
+}
+
+impl<'de> Deserialize<'de> for ItemId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ItemId;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or an integer (-2^63 to 2^63-1)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ItemId, E> {
+                Ok(ItemId::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ItemId, E> {
+                i64::try_from(v).map(ItemId::Int).map_err(|_| E::custom(format!("id {v} is over 2^63-1")))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<ItemId, E> {
+                integral(v).map(ItemId::Int).ok_or_else(|| E::custom(format!("id {v} is not an integer")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ItemId, E> {
+                Ok(ItemId::Str(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<ItemId, E> {
+                Ok(ItemId::Str(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `v` as an i64 when it is a whole number that a double holds exactly
+/// (|v| < 2^53; JSON Schema's `integer` includes `7.0`). Beyond 2^53 a
+/// written number and its double differ, so it is refused rather than changed.
+pub fn integral(v: f64) -> Option<i64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    (v.fract() == 0.0 && v.abs() < EXACT).then_some(v as i64)
+}
+
+/// Deserialize an optional i64 that may be written `7.0` (serde `deserialize_with`).
+pub fn integral_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().and_then(integral))
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("{n} is not an integer (-2^63 to 2^63-1)"))),
+    }
 }
 
 /// One text of a batch.

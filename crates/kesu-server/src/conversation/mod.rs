@@ -162,6 +162,7 @@ pub struct Message {
 
 /// Overall state, for colouring a conversation in a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = ConversationStatus)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// No customer dissatisfaction now.
