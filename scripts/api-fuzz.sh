@@ -43,12 +43,14 @@ KESU_EVENTS_MAX_SECS=2 \
 KESU_LOG_FORMAT=json \
   "$KESU_BIN" serve >"$work/server.log" 2>&1 &
 pid=$!
+ready=0
 for _ in $(seq 1 600); do
   python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=2)" \
-    "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && { ready=1; break; }
   kill -0 "$pid" 2>/dev/null || { cat "$work/server.log" >&2; echo "kesu serve exited" >&2; exit 1; }
   sleep 0.2
 done
+[ "$ready" = 1 ] || { cat "$work/server.log" >&2; echo "kesu serve not ready after 120 s" >&2; exit 1; }
 
 set +e
 export PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=schemathesis_hooks
@@ -57,7 +59,8 @@ st --config-file scripts/schemathesis.toml run "http://127.0.0.1:$port/openapi.j
   --max-examples "$EXAMPLES" \
   --seed "${KESU_FUZZ_SEED:-14}" \
   --workers 2 \
-  --request-timeout 30 \
+  --request-timeout 45 \
+  --generation-database none \
   --header "Authorization: Bearer $key" \
   --suppress-health-check too_slow,data_too_large,filter_too_much \
   --report junit --report-dir "${KESU_FUZZ_REPORT_DIR:-target/schemathesis}" \

@@ -186,7 +186,7 @@ fn report(r: anyhow::Result<String>) -> i32 {
 fn serve(settings: Settings) -> i32 {
     init_tracing(settings.log_format);
     let pipeline = match Pipeline::load(&settings.pipeline_options(), true) {
-        Ok(p) => Arc::new(p),
+        Ok(p) => p,
         Err(e) => {
             eprintln!("kesu: cannot start: {e:#}");
             return EXIT_LOAD;
@@ -251,8 +251,24 @@ fn serve(settings: Settings) -> i32 {
             return EXIT_LOAD;
         }
     };
+    let window = pipeline.contacts().window();
+    let contacts = {
+        let _in_runtime = rt.enter();
+        kesu_server::api::shared_contacts(store.as_ref(), &settings.store.options(), window)
+    };
+    let pipeline = match contacts {
+        Ok(Some(c)) => {
+            tracing::info!("repeat contacts are kept in the complaint store (shared by replicas)");
+            pipeline.with_contacts(c)
+        }
+        Ok(None) => pipeline,
+        Err(e) => {
+            eprintln!("kesu: cannot start: {e}");
+            return EXIT_LOAD;
+        }
+    };
     let state = actix_web::web::Data::new(
-        kesu_server::api::AppState::new(pipeline, settings.server()).with_store(store).with_access(access),
+        kesu_server::api::AppState::new(Arc::new(pipeline), settings.server()).with_store(store).with_access(access),
     );
     let r = rt.block_on(async move {
         let server = kesu_server::api::serve(listener, state)?;

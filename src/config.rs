@@ -206,6 +206,16 @@ pub struct StoreSettings {
     /// Stored items received longer ago than this many days (a decimal; 0.5 is 12 h) are deleted (audit-logged); 0 keeps them forever.
     #[arg(long, env = "KESU_STORE_RETENTION_DAYS", default_value_t = (server_default().store_retention_secs / 86_400) as f64, value_parser = retention_days)]
     pub store_retention_days: f64,
+    /// Where repeat contacts are remembered: `auto` (the store when it is PostgreSQL, so replicas share them; else memory), `memory` (this process), `store` (the complaint store, kept across restarts).
+    #[arg(long, env = "KESU_REPEAT_STORE", default_value = "auto", value_parser = ["auto", "memory", "store"])]
+    pub repeat_store: String,
+    /// Secret (at least 16 bytes) that keys customer references in the shared contact store; the same on every replica. Without it, the database's own salt keys them.
+    #[arg(long, env = "KESU_CUSTOMER_KEY", hide_env_values = true)]
+    #[serde(skip)]
+    pub customer_key: Option<String>,
+    /// File whose first line is that secret (e.g. a mounted Secret).
+    #[arg(long, env = "KESU_CUSTOMER_KEY_FILE")]
+    pub customer_key_file: Option<PathBuf>,
 }
 
 impl StoreSettings {
@@ -228,6 +238,9 @@ impl StoreSettings {
         StoreOptions {
             database_url: (!self.no_store).then(|| self.database_url.clone()),
             max_connections: self.database_max_connections,
+            repeat_store: self.repeat_store.parse().unwrap_or(kesu_server::settings::RepeatStore::Auto),
+            customer_key: self.customer_key.clone(),
+            customer_key_file: self.customer_key_file.clone(),
         }
     }
 }
@@ -264,7 +277,7 @@ pub struct ConversationSettings {
     /// Event-stream subscribers per conversation.
     #[arg(long, env = "KESU_CONVERSATION_MAX_SUBSCRIBERS", default_value_t = conversation_default().max_subscribers)]
     pub conversation_max_subscribers: usize,
-    /// An event stream is closed after this many seconds (the browser's EventSource reconnects at once,
+    /// An event stream is closed after this many seconds (the browser's EventSource reconnects after its retry delay, a few seconds,
     /// possibly to another replica, and gets a fresh snapshot); 0: never.
     #[arg(long, env = "KESU_EVENTS_MAX_SECS", default_value_t = conversation_default().max_stream_secs)]
     pub events_max_secs: u64,

@@ -336,5 +336,12 @@ async fn integral_numbers_and_route_specific_parameters() {
         expect_error(app.get(q).await, 422, "invalid_query").await;
     }
     assert_eq!(app.get("/v1/reviews?limit=5&status=in_review").await.status(), 200);
+    expect_error(app.get("/v1/reviews?status=new,%20in_review").await, 422, "invalid_query").await;
+    // `channel` is classify's, like `customer_ref` (the document's TextsRequest has neither).
+    for body in
+        [json!({"text": "我要起诉", "channel": "app"}), json!({"items": [{"text": "我要起诉", "channel": "app"}]})]
+    {
+        expect_error(app.post_json("/v1/flags", &body).await, 422, "invalid_request").await;
+    }
     assert_eq!(app.get("/v1/reviews/export?format=csv&status=all").await.status(), 200);
 }

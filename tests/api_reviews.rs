@@ -468,6 +468,42 @@ async fn two_replicas_on_postgres_store_a_keyed_item_once() {
     expect_error(r, 422, "idempotency_key_reused").await;
 }
 
+/// Replicas share repeat contacts on PostgreSQL (issue 17): a customer seen
+/// by one replica is a repeat contact on the other, as with one process;
+/// with `KESU_REPEAT_STORE=memory` each replica only knows its own.
+#[actix_web::test]
+async fn two_replicas_on_postgres_share_repeat_contacts() {
+    let Some(pg) = PgServer::start() else { return };
+    let replica = |url: String, repeat: &'static str| {
+        spawn_with(true, move |s| {
+            s.store.database_url = url;
+            s.store.repeat_store = repeat.into();
+            s.store.customer_key = Some("a-secret-of-at-least-16-bytes".into());
+        })
+    };
+    let (a, b) = (replica(pg.url(), "auto").await, replica(pg.url(), "auto").await);
+    let prior = |v: Value| v["triage"]["prior_contacts"].as_u64();
+    async fn say(app: &TestApp, who: &str) -> Value {
+        json_of(app.post_json("/v1/classify", &json!({"text": "快递三天没到", "customer_ref": who})).await).await
+    }
+    assert_eq!(prior(say(&a, "13800138000").await), Some(0));
+    assert_eq!(prior(say(&b, "13800138000").await), Some(1), "the other replica knows the first contact");
+    assert_eq!(prior(say(&a, "13800138000").await), Some(2));
+    assert_eq!(prior(say(&b, "13900139000").await), Some(0), "another customer");
+    let info = json_of(b.get("/v1/info").await).await;
+    assert_eq!(info["triage"]["repeat_store"], "store");
+
+    // Erasing the customer forgets their contacts on every replica.
+    let r = a.post_json("/v1/customers/erase", &json!({"customer_ref": "13800138000"})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(prior(say(&b, "13800138000").await), Some(0), "erased: a first contact again");
+
+    let (c, d) = (replica(pg.url(), "memory").await, replica(pg.url(), "memory").await);
+    assert_eq!(prior(say(&c, "13700137000").await), Some(0));
+    assert_eq!(prior(say(&d, "13700137000").await), Some(0), "memory: per process");
+    assert_eq!(json_of(d.get("/v1/info").await).await["triage"]["repeat_store"], "memory");
+}
+
 /// Erasure per customer (issue 14): exactly that customer's stored items go,
 /// with their history; the audit log names the customer by hash only.
 #[actix_web::test]

@@ -51,6 +51,19 @@ async fn nul_is_stored_as_replacement_character(store: &Store) {
     let f = Filter { q: Some("诉\u{0}你".into()), ..Default::default() };
     let page = store.list(&f, None, 10).await.unwrap();
     assert_eq!(page.items.len(), 1, "a NUL in the search finds the stored U+FFFD");
+    // NUL in any other filter or an id: an answer, never a database error.
+    let f = Filter {
+        category: Some("ser\u{0}vice".into()),
+        priority: Some("P\u{0}".into()),
+        route: Some("\u{0}".into()),
+        flag: Some("liti\u{0}gation".into()),
+        ..Default::default()
+    };
+    assert!(store.list(&f, None, 10).await.unwrap().items.is_empty());
+    assert!(store.list(&Filter::default(), Some("1.2.x\u{0}"), 10).await.is_ok());
+    assert!(matches!(store.get("no\u{0}such").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.history("no\u{0}such").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.update("no\u{0}such", 1, &patch, "r").await, Err(StoreError::NotFound(_))));
 }
 
 fn claim(key: &str, text: &str, item: Option<usize>) -> KeyClaim {
@@ -163,6 +176,46 @@ async fn deletion_and_retention(store: &Store) {
     assert!(matches!(store.history(&ids[1]).await, Err(StoreError::NotFound(_))));
     let log = store.audit_log(10).await.unwrap();
     assert_eq!((log[0].action.as_str(), log[0].detail["items"].as_u64()), ("retention_purge", Some(n)));
+}
+
+/// Repeat contacts in the store: earlier contacts within the window are
+/// counted (the boundary included, at most the cap), older ones are not and
+/// are purged; a customer's contacts can be forgotten; two replicas (two
+/// `StoreContacts` on one database) see each other's contacts.
+async fn contacts(store: &Store) {
+    use kesu_core::triage::ContactStore;
+    use kesu_store::contacts::{Keying, StoreContacts};
+    let (w, t0) = (60_000, 1_000_000_000_000i64);
+    for (at, want) in [(t0, 0), (t0 + 1_000, 1), (t0 + w, 2), (t0 + w + 1, 2), (t0 + 3 * w, 0)] {
+        assert_eq!(store.record_contact("k:a", at, w, 16).await.unwrap(), want, "contact at {at}");
+    }
+    for i in 0..20 {
+        store.record_contact("k:b", t0 + i, w, 3).await.unwrap();
+    }
+    assert_eq!(store.record_contact("k:b", t0 + 30, w, 3).await.unwrap(), 3, "capped");
+    assert_eq!(store.contact_customers(t0).await.unwrap(), 2);
+    assert_eq!(store.purge_contacts(t0 + 2 * w).await.unwrap(), 4 + 21, "a's first four and all of b's");
+    assert_eq!(store.record_contact("k:b", t0 + 3 * w, w, 16).await.unwrap(), 0);
+
+    // Through the ContactStore seam, from blocking threads as the pipeline calls it.
+    let rt = tokio::runtime::Handle::current();
+    let secret = Keying::Secret(std::sync::Arc::new(b"0123456789abcdef-test".to_vec()));
+    let a = StoreContacts::new(store.clone(), rt.clone(), std::time::Duration::from_secs(3600), secret.clone());
+    let b = StoreContacts::new(store.clone(), rt, std::time::Duration::from_secs(3600), secret);
+    assert_eq!(a.key("13800138000"), b.key("13800138000"), "the same key on every replica");
+    assert!(!a.key("13800138000").contains("13800138000"), "no reference in the key");
+    let now = std::time::SystemTime::now();
+    let counts = tokio::task::spawn_blocking(move || {
+        let first = a.record("13800138000", now).unwrap();
+        let second = b.record("13800138000", now).unwrap();
+        let other = b.record("13900139000", now).unwrap();
+        b.forget("13800138000").unwrap();
+        let after = a.record("13800138000", now).unwrap();
+        (first, second, other, after)
+    })
+    .await
+    .unwrap();
+    assert_eq!(counts, (0, 1, 0, 0), "(first, on the other replica, another customer, after forgetting)");
 }
 
 async fn suite(store: Store) {
@@ -318,6 +371,7 @@ async fn sqlite_store() {
     nul_is_stored_as_replacement_character(&again).await;
     idempotency(&again).await;
     deletion_and_retention(&again).await;
+    contacts(&again).await;
     // the database going away: an error, never a silent success
     again.pool().close().await;
     assert!(again.insert(&[item("lost?", "P1", &[], 0, "service", 3)], "x").await.is_err());
@@ -331,6 +385,7 @@ async fn postgres_store() {
     nul_is_stored_as_replacement_character(&store).await;
     idempotency(&store).await;
     deletion_and_retention(&store).await;
+    contacts(&store).await;
     // a second replica on the same database hashes customers the same way
     let replica = Store::open(&pg.url(), 2).await.unwrap();
     assert_eq!(replica.customer_hash("c-1"), store.customer_hash("c-1"));

@@ -51,10 +51,15 @@ pub async fn spawn_with(with_model: bool, tweak: impl FnOnce(&mut Settings)) -> 
 pub async fn spawn_in(dir: tempfile::TempDir, with_model: bool, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let mut s = settings(dir.path(), with_model);
     tweak(&mut s);
-    let pipeline = Arc::new(Pipeline::load(&s.pipeline_options(), with_model).expect("pipeline loads"));
+    let pipeline = Pipeline::load(&s.pipeline_options(), with_model).expect("pipeline loads");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let store = kesu_server::api::open_store(&s.store.options()).await.expect("store opens");
+    let window = pipeline.contacts().window();
+    let pipeline = match kesu_server::api::shared_contacts(store.as_ref(), &s.store.options(), window).unwrap() {
+        Some(c) => Arc::new(pipeline.with_contacts(c)),
+        None => Arc::new(pipeline),
+    };
     let access = kesu_server::auth::access(&s.auth.options()).expect("keys load").0;
     let state = actix_web::web::Data::new(
         kesu_server::api::AppState::new(pipeline, s.server()).with_store(store).with_access(access),

@@ -152,11 +152,48 @@ pub struct StoreSettings {
     pub database_url: Option<String>,
     /// Database connections at most.
     pub max_connections: u32,
+    /// Where repeat contacts are remembered.
+    pub repeat_store: RepeatStore,
+    /// The secret that keys customer references in the shared contact store.
+    #[serde(skip)]
+    pub customer_key: Option<String>,
+    /// A file holding that secret (its first line).
+    pub customer_key_file: Option<PathBuf>,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        StoreSettings { database_url: Some("sqlite://kesu-data/kesu.db".into()), max_connections: 8 }
+        StoreSettings {
+            database_url: Some("sqlite://kesu-data/kesu.db".into()),
+            max_connections: 8,
+            repeat_store: RepeatStore::Auto,
+            customer_key: None,
+            customer_key_file: None,
+        }
+    }
+}
+
+/// Where the repeat-contact tracker keeps contacts (`KESU_REPEAT_STORE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RepeatStore {
+    /// The complaint store when it is PostgreSQL (replicas share it), else memory.
+    Auto,
+    /// This process's memory (bounded by `KESU_REPEAT_CAPACITY`; lost on restart).
+    Memory,
+    /// The complaint store (SQLite or PostgreSQL): shared by replicas, kept across restarts.
+    Store,
+}
+
+impl std::str::FromStr for RepeatStore {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(RepeatStore::Auto),
+            "memory" => Ok(RepeatStore::Memory),
+            "store" => Ok(RepeatStore::Store),
+            _ => Err(format!("{s:?}: auto, memory or store")),
+        }
     }
 }
 

@@ -23,6 +23,7 @@
 //!   items and their history in one transaction with an entry in the audit log
 //!   ([`Store::audit_log`]), which names a customer only by a salted hash.
 
+pub mod contacts;
 pub mod record;
 
 use std::str::FromStr;
@@ -228,8 +229,14 @@ pub struct Store {
 /// 2: idempotency keys, the audit log, salted customer hashes.
 const SCHEMA_VERSION: i64 = 2;
 
-/// Tables of schema version 2, created by every start (idempotent).
+/// Tables added since version 1, created by every start (idempotent). A new
+/// table needs no version bump: an older kesu on the same database ignores it,
+/// so replicas can be upgraded one at a time.
 const MIGRATIONS_V2: &[&str] = &[
+    // Repeat contacts shared by replicas (`contacts::StoreContacts`): one row per contact.
+    "CREATE TABLE IF NOT EXISTS contacts (customer_key TEXT NOT NULL, at_ms BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS contacts_key_at ON contacts (customer_key, at_ms)",
+    "CREATE INDEX IF NOT EXISTS contacts_at ON contacts (at_ms)",
     "CREATE TABLE IF NOT EXISTS kesu_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS idempotency (
         scope TEXT NOT NULL,
@@ -464,6 +471,11 @@ impl Store {
         Ok(())
     }
 
+    /// Whether this is a PostgreSQL store (several replicas can share it).
+    pub fn is_postgres(&self) -> bool {
+        !self.sqlite
+    }
+
     /// The database URL with any password hidden.
     pub fn url(&self) -> &str {
         &self.url_redacted
@@ -670,6 +682,59 @@ impl Store {
         Ok(Deleted { customer_hash: hash, items, history_entries: history })
     }
 
+    /// Record one contact of the customer keyed `key` at `at_ms` and return
+    /// how many earlier contacts of the same key lie within `window_ms`
+    /// (`at_ms - window_ms <= t`, later-stamped ones included), at most `cap`.
+    /// Several replicas see each other's contacts; two contacts recorded at
+    /// the same moment by two replicas may each miss the other.
+    pub async fn record_contact(&self, key: &str, at_ms: i64, window_ms: i64, cap: u32) -> Result<u32, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM contacts WHERE customer_key = $1 AND at_ms >= $2 LIMIT $3) AS c",
+        )
+        .bind(key)
+        .bind(at_ms.saturating_sub(window_ms))
+        .bind(cap as i64)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        sqlx::query("INSERT INTO contacts (customer_key, at_ms) VALUES ($1, $2)")
+            .bind(key)
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n.clamp(0, cap as i64) as u32)
+    }
+
+    /// Customers with a contact at or after `since_ms`.
+    pub async fn contact_customers(&self, since_ms: i64) -> Result<usize, StoreError> {
+        let n: i64 = sqlx::query("SELECT COUNT(DISTINCT customer_key) AS n FROM contacts WHERE at_ms >= $1")
+            .bind(since_ms)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        Ok(n.max(0) as usize)
+    }
+
+    /// Forget contacts recorded before `before_ms` (outside the window).
+    pub async fn purge_contacts(&self, before_ms: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM contacts WHERE at_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Forget every contact of the customer keyed `key` (erasure).
+    pub async fn delete_contacts(&self, key: &str) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM contacts WHERE customer_key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
     /// The store-wide audit log (deletions), newest first, at most `limit`.
     pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = sqlx::query(&format!(
@@ -693,6 +758,9 @@ impl Store {
 
     /// One item.
     pub async fn get(&self, id: &str) -> Result<Item, StoreError> {
+        // No stored id holds NUL (PostgreSQL text cannot): look up its U+FFFD form.
+        let id = nul_free(id);
+        let id = id.as_str();
         let row = sqlx::query("SELECT * FROM items WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
         row.map(|r| item(&r)).transpose()?.ok_or_else(|| StoreError::NotFound(id.to_string()))
     }
@@ -748,7 +816,8 @@ impl Store {
         let mut q = sqlx::query(&sql);
         for a in args {
             q = match a {
-                Arg::S(s) => q.bind(s),
+                // PostgreSQL text cannot hold NUL; stored values have U+FFFD in its place.
+                Arg::S(s) => q.bind(nul_free(&s)),
                 Arg::I(i) => q.bind(i),
             };
         }
@@ -765,6 +834,9 @@ impl Store {
 
     /// Apply a reviewer's change if `version` is current; returns the new item.
     pub async fn update(&self, id: &str, version: i64, patch: &Patch, actor: &str) -> Result<Item, StoreError> {
+        // No stored id holds NUL (PostgreSQL text cannot): look up its U+FFFD form.
+        let id = nul_free(id);
+        let id = id.as_str();
         // SQLite: take the write lock up front (a read transaction cannot wait
         // to become a writer); PostgreSQL: the conditional UPDATE below waits
         // for a concurrent writer's row lock, then finds the version changed.
@@ -835,6 +907,9 @@ impl Store {
 
     /// The audit log of one item, oldest first.
     pub async fn history(&self, id: &str) -> Result<Vec<Change>, StoreError> {
+        // No stored id holds NUL (PostgreSQL text cannot): look up its U+FFFD form.
+        let id = nul_free(id);
+        let id = id.as_str();
         let rows = sqlx::query(
             "SELECT version, at, actor, action, changes FROM item_history WHERE item_id = $1 ORDER BY version",
         )

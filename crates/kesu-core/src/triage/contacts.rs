@@ -1,9 +1,9 @@
 //! Repeat-contact tracking: has this customer (`customer_ref`) been seen
 //! within the window?
 //!
-//! [`ContactStore`] is the seam: the service uses the bounded in-memory
-//! [`MemoryContacts`]; a database-backed store (shared by several replicas,
-//! surviving restarts) can implement the same trait later.
+//! [`ContactStore`] is the seam: a single process uses the bounded in-memory
+//! [`MemoryContacts`]; replicas on one PostgreSQL share the complaint store's
+//! `kesu_store::contacts::StoreContacts`.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -30,6 +30,16 @@ pub trait ContactStore: Send + Sync {
     fn tracked(&self) -> usize;
     /// Most customers remembered at once (`None`: unbounded, e.g. a database).
     fn capacity(&self) -> Option<usize>;
+    /// Forget every contact of `customer` (erasure of the customer's data).
+    /// The default does nothing: a store that keeps only short-lived keyed
+    /// hashes lets them age out within the window.
+    fn forget(&self, _customer: &str) -> Result<(), ContactError> {
+        Ok(())
+    }
+    /// Where contacts are kept, for `/v1/info` (`memory` or `store`).
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
 }
 
 /// Timestamps kept per customer: the prior-contact count saturates here.

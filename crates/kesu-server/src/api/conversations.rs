@@ -46,13 +46,18 @@ pub struct MessageIn {
 
 /// Conversation ids: 1 to 128 chars of `A-Z a-z 0-9 . _ : -`.
 fn check_id(id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    // `.` and `..` are path segments a client collapses: refused so the document's pattern holds.
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
     if ok {
         Ok(())
     } else {
         Err(ApiError::new(
             ErrorCode::InvalidConversationId,
-            "conversation id must be 1-128 chars of A-Z a-z 0-9 . _ : -",
+            "conversation id must be 1-128 chars of A-Z a-z 0-9 . _ : - (not . or ..)",
         ))
     }
 }
@@ -221,7 +226,8 @@ pub async fn events(path: web::Path<String>, state: web::Data<AppState>) -> Resu
     })?;
     let first = sse(&Event::Snapshot(snapshot));
     let secs = state.settings.conversations.max_stream_secs;
-    let ends = (secs > 0).then(|| tokio::time::Instant::now() + Duration::from_secs(secs));
+    // 0, or a lifetime past what the clock can hold: never.
+    let ends = (secs > 0).then(|| tokio::time::Instant::now().checked_add(Duration::from_secs(secs))).flatten();
     let body =
         stream::once(async move { Ok::<_, actix_web::Error>(first) }).chain(follow(sub, Arc::downgrade(&live), ends));
     Ok(HttpResponse::Ok()
@@ -248,9 +254,11 @@ fn follow(
             }
         };
         tokio::select! {
-            // Events first: when the conversation is dropped, its last events
+            // The lifetime first (a stream that always has events still ends);
+            // then events: when the conversation is dropped, its last events
             // (`closed`) are still read before the probe channel reports it gone.
             biased;
+            () = lifetime => Some((Ok(web::Bytes::from_static(b": reconnect\n\n")), None)),
             r = sub.events.recv() => match r {
                 Ok(ev) => {
                     let done = matches!(ev, Event::Closed { .. });
@@ -269,7 +277,6 @@ fn follow(
                 Err(RecvError::Closed) => None,
             },
             _ = tick.tick() => Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), Some((sub, live, tick)))),
-            () = lifetime => Some((Ok(web::Bytes::from_static(b": reconnect\n\n")), None)),
             r = sub.probe.changed() => match r {
                 Ok(()) => Some((Ok(web::Bytes::from_static(b": probe\n\n")), Some((sub, live, tick)))),
                 Err(_) => None,

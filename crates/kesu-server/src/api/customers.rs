@@ -49,9 +49,21 @@ pub async fn erase(req: HttpRequest, body: web::Payload, state: web::Data<AppSta
     }
     let who = actor(&req);
     let deleted = store(&state)?.delete_customer(&r.customer_ref, &who).await?;
+    // Repeat contacts kept in the store go too (the in-memory tracker keeps
+    // only a keyed hash with a timestamp; it ages out within KESU_REPEAT_WINDOW_SECS).
+    let pipeline = std::sync::Arc::clone(&state.pipeline);
+    let customer = r.customer_ref.clone();
+    web::block(move || pipeline.contacts().forget(&customer))
+        .await
+        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "customer's repeat contacts not erased");
+            ApiError::new(
+                ErrorCode::StoreUnavailable,
+                "the customer's items were erased but not yet their repeat contacts; retry",
+            )
+        })?;
     state.metrics.store_deleted.with_label_values(&["customer"]).inc_by(deleted.items);
-    // The in-memory repeat-contact tracker keeps only a keyed hash with a
-    // timestamp; it ages out within KESU_REPEAT_WINDOW_SECS.
     tracing::info!(actor = %who, items = deleted.items, "customer erased");
     Ok(HttpResponse::Ok().json(deleted))
 }
@@ -102,6 +114,11 @@ pub async fn sweep(state: &AppState) {
     let cutoff = now - (s.idempotency_window_secs as i64).saturating_mul(1000);
     if let Err(e) = store.purge_keys(cutoff).await {
         tracing::warn!(error = %e, "expired idempotency keys not purged; retried at the next sweep");
+    }
+    // Repeat contacts older than the window count for nothing.
+    let window = state.pipeline.contacts().window().as_millis().min(i64::MAX as u128) as i64;
+    if let Err(e) = store.purge_contacts(now.saturating_sub(window)).await {
+        tracing::warn!(error = %e, "expired repeat contacts not purged; retried at the next sweep");
     }
 }
 

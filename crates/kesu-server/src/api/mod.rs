@@ -98,6 +98,46 @@ pub async fn open_store(s: &StoreSettings) -> Result<Option<kesu_store::Store>, 
     }
 }
 
+/// The repeat-contact store `s` picks ([`crate::settings::RepeatStore`]):
+/// `Some` to replace the pipeline's in-memory tracker with the complaint
+/// store's (`store`, or `auto` on PostgreSQL), keyed by the configured
+/// customer key (`KESU_CUSTOMER_KEY` / `_FILE`, at least 16 bytes) or else
+/// the database's salt; `None` to keep memory. Call within the runtime that
+/// owns `store`'s connections (its queries run there).
+pub fn shared_contacts(
+    store: Option<&kesu_store::Store>,
+    s: &StoreSettings,
+    window: std::time::Duration,
+) -> Result<Option<Arc<dyn kesu_core::triage::ContactStore>>, String> {
+    use crate::settings::RepeatStore;
+    use kesu_store::contacts::{Keying, StoreContacts};
+    let store = match (s.repeat_store, store) {
+        (RepeatStore::Memory, _) | (RepeatStore::Auto, None) => return Ok(None),
+        (RepeatStore::Store, None) => {
+            return Err("KESU_REPEAT_STORE=store needs the complaint store (not KESU_NO_STORE)".into())
+        }
+        (RepeatStore::Auto, Some(st)) if !st.is_postgres() => return Ok(None),
+        (_, Some(st)) => st.clone(),
+    };
+    let secret = match (&s.customer_key, &s.customer_key_file) {
+        (Some(k), _) => Some(k.trim().as_bytes().to_vec()),
+        (None, Some(path)) => {
+            let raw =
+                std::fs::read_to_string(path).map_err(|e| format!("KESU_CUSTOMER_KEY_FILE {}: {e}", path.display()))?;
+            Some(raw.lines().next().unwrap_or("").trim().as_bytes().to_vec())
+        }
+        (None, None) => None,
+    };
+    let keying = match secret {
+        Some(k) if k.len() < 16 => return Err(format!("the customer key has {} bytes; give at least 16", k.len())),
+        Some(k) => Keying::Secret(Arc::new(k)),
+        None => Keying::DatabaseSalt,
+    };
+    let runtime =
+        tokio::runtime::Handle::try_current().map_err(|e| format!("no runtime for the contact store: {e}"))?;
+    Ok(Some(Arc::new(StoreContacts::new(store, runtime, window, keying))))
+}
+
 /// Let a request in only as its route's [`routes::Access`] says (a path
 /// that matches no route needs any valid key, then answers 404): a key or a
 /// console session, the role, the key's rate limit ([`crate::auth::Guard::check`]);

@@ -61,6 +61,7 @@ pub async fn info(state: web::Data<AppState>) -> HttpResponse {
             repeat_window_secs: contacts.window().as_secs(),
             tracked_customers: contacts.tracked(),
             repeat_capacity: contacts.capacity(),
+            repeat_store: contacts.kind().to_string(),
         },
         reload: ReloadInfo {
             count: lists.generation,

@@ -119,7 +119,7 @@ impl Filters {
             Some("all") => vec![],
             Some(s) => s
                 .split(',')
-                .map(|x| x.trim().parse::<Status>())
+                .map(|x| x.parse::<Status>())
                 .collect::<Result<_, _>>()
                 .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e))?,
         };

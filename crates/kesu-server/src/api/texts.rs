@@ -338,8 +338,9 @@ pub enum ClassifyResponse {
         (status = 400, description = "Broken JSON or invalid UTF-8", body = ErrorBody),
         (status = 413, description = "Body, item count or a text over its limit", body = ErrorBody),
         (status = 415, description = "Content type is not application/json", body = ErrorBody),
-        (status = 422, description = "Empty text, invalid customer_ref, wrong field types or shape", body = ErrorBody),
-        (status = 503, description = "Overloaded, timed out or model not loaded (Retry-After)", body = ErrorBody),
+        (status = 409, description = "A concurrent request with the same idempotency key was storing at the same moment, three times running (`idempotency_conflict`; nothing stored; retry)", body = ErrorBody),
+        (status = 422, description = "Empty text, invalid customer_ref, wrong field types or shape; an idempotency key reused with another text", body = ErrorBody),
+        (status = 503, description = "Overloaded, timed out, store unavailable or model not loaded (Retry-After)", body = ErrorBody),
     ))]
 pub async fn classify(
     req: HttpRequest,
@@ -447,6 +448,9 @@ async fn per_text<R: Send + 'static>(
     let mut work = validate(parsed, state)?;
     if work.refs.iter().any(Option::is_some) {
         return Err(ApiError::new(ErrorCode::InvalidRequest, "`customer_ref` is only used by /v1/classify"));
+    }
+    if work.channels.iter().any(Option::is_some) {
+        return Err(ApiError::new(ErrorCode::InvalidRequest, "`channel` is only used by /v1/classify"));
     }
     if work.keys.iter().any(Option::is_some) {
         return Err(ApiError::new(

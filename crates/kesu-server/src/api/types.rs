@@ -214,6 +214,8 @@ pub struct TriageInfo {
     /// Customers remembered now / at most (null: unbounded store).
     pub tracked_customers: usize,
     pub repeat_capacity: Option<usize>,
+    /// Where contacts are kept: `memory` (this process) or `store` (the complaint store, shared by replicas).
+    pub repeat_store: String,
 }
 
 /// Reload state of the word lists and rules.
