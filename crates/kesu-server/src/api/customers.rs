@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::read_json;
-use super::reviews::{actor, store};
+use super::reviews::{actor, parse_query, store};
 use super::texts::MAX_CUSTOMER_REF_CHARS;
 use super::AppState;
 
@@ -86,8 +86,7 @@ pub struct AuditQuery {
         (status = 503, description = "Store unavailable or disabled", body = ErrorBody),
     ))]
 pub async fn audit(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let q = web::Query::<AuditQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))?;
+    let q: AuditQuery = parse_query(req.query_string())?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::new(ErrorCode::InvalidQuery, format!("limit={limit}; 1-500")));

@@ -150,7 +150,8 @@ fn split_query<'a>(qs: &'a str, names: &[&str]) -> (String, String) {
     (mine.join("&"), rest.join("&"))
 }
 
-fn parse_query<T: serde::de::DeserializeOwned>(qs: &str) -> Result<T, ApiError> {
+/// Parse a query string into `T`; any failure is 422 `invalid_query`.
+pub(super) fn parse_query<T: serde::de::DeserializeOwned>(qs: &str) -> Result<T, ApiError> {
     web::Query::<T>::from_query(qs)
         .map(|q| q.into_inner())
         .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, e.to_string()))
