@@ -1,4 +1,4 @@
-# kesu: the HTTP service (and the CLI) in a small, non-root image.
+# kesu: the HTTP service, the Kafka consumer (`consume`) and the CLI in a small, non-root image.
 #
 #   docker build -t kesu:0.1.0 .            (or: podman build / buildah bud)
 #   docker run -p 8080:8080 kesu:0.1.0
@@ -9,6 +9,10 @@
 # /var/lib/kesu: a volume, or use PostgreSQL (KESU_DATABASE_URL).
 
 FROM rust:1.89-slim-bookworm AS build
+# librdkafka is built from the rdkafka crate's bundled source: make, pkg-config, OpenSSL headers.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make=4.3* pkg-config=1.8* libssl-dev=3.0* \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates crates
@@ -20,7 +24,7 @@ RUN cargo build --release --locked --bin kesu \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates=20230311* \
+    && apt-get install -y --no-install-recommends ca-certificates=20230311* libssl3=3.0* \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /var/lib/kesu --create-home kesu
 COPY --from=build /src/target/release/kesu /usr/local/bin/kesu

@@ -224,7 +224,12 @@ fn report(r: anyhow::Result<String>) -> i32 {
 /// tracker the settings name: the state `serve` and `consume` share. Errors
 /// are the exit code, already reported.
 fn build_state(settings: &Settings, rt: &tokio::runtime::Runtime) -> Result<kesu_server::api::AppState, i32> {
-    let pipeline = Pipeline::load(&settings.pipeline_options(), true).map_err(|e| {
+    let mut options = settings.pipeline_options();
+    options.model = crate::hub::resolve(&options.model).map_err(|e| {
+        eprintln!("kesu: cannot start: model: {e}");
+        EXIT_LOAD
+    })?;
+    let pipeline = Pipeline::load(&options, true).map_err(|e| {
         eprintln!("kesu: cannot start: {e:#}");
         EXIT_LOAD
     })?;
@@ -632,7 +637,17 @@ fn process(args: InputArgs, classify: bool, store: Option<(crate::config::StoreS
             return EXIT_RUNTIME;
         }
     };
-    let pipeline = match Pipeline::load(&args.resources.pipeline_options(store_override), classify) {
+    let mut options = args.resources.pipeline_options(store_override);
+    if classify {
+        options.model = match crate::hub::resolve(&options.model) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("kesu: model: {e}");
+                return EXIT_LOAD;
+            }
+        };
+    }
+    let pipeline = match Pipeline::load(&options, classify) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("kesu: {e:#}");

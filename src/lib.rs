@@ -6,7 +6,9 @@
 //! * `kesu-server` (`crates/kesu-server`): the HTTP service;
 //! * `kesu-train` (`crates/kesu-train`): split, training, evaluation, import, reference tools.
 //!
-//! Here: [`config`] (every setting a flag and a `KESU_*` variable) and [`cli`]
-//! (`kesu serve|classify|flags|split|train|eval|import-base|keys`).
+//! Here: [`config`] (every setting a flag and a `KESU_*` variable), [`hub`]
+//! (`hf://` model references) and [`cli`]
+//! (`kesu serve|classify|flags|consume|produce|peek|split|train|eval|import-base|keys`).
 pub mod cli;
 pub mod config;
+pub mod hub;
