@@ -83,7 +83,16 @@ mod tests {
         };
         ok("hf://kesu/models/kesu.gguf", "kesu/models", "main", "kesu.gguf");
         ok("hf://kesu/models@v3/q8/kesu.gguf", "kesu/models", "v3", "q8/kesu.gguf");
-        for bad in ["hf://", "hf://kesu", "hf://kesu/models", "hf://kesu/models/", "hf://kesu/../x.gguf", "hf://a/b/c/../d", "hf://a/b@/f", "hf:///b/f"] {
+        for bad in [
+            "hf://",
+            "hf://kesu",
+            "hf://kesu/models",
+            "hf://kesu/models/",
+            "hf://kesu/../x.gguf",
+            "hf://a/b/c/../d",
+            "hf://a/b@/f",
+            "hf:///b/f",
+        ] {
             assert!(parse(bad).unwrap().is_err(), "{bad}");
         }
         assert!(parse("models/kesu.gguf").is_none());

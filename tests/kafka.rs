@@ -101,7 +101,7 @@ fn record(i: usize) -> (String, Option<&'static str>) {
                 "text": format!("{} (第{i}单)", texts[i % texts.len()]),
                 "customer_ref": format!("C-{}", i % 50),
                 "channel": "app",
-                "tags": {"region": if i % 2 == 0 { "sh" } else { "bj" }},
+                "tags": {"region": if i.is_multiple_of(2) { "sh" } else { "bj" }},
             });
             if i % 10 == 5 {
                 // The producer's own key: sent again below, as a producer that retries would.
@@ -219,7 +219,7 @@ async fn ten_thousand_records_two_consumers_one_killed_midway() {
         assert_eq!(&r.key, key, "a result is keyed like its record");
         assert!(want[*i].is_none(), "record {i} ({:?}) got a result", want[*i]);
         assert!(v["review_id"].is_string(), "record {i} was not stored: {v}");
-        assert_eq!(v["tags"]["region"], if i % 2 == 0 { "sh" } else { "bj" });
+        assert_eq!(v["tags"]["region"], if i.is_multiple_of(2) { "sh" } else { "bj" });
         *any.entry(*i).or_default() += 1;
         if v["replayed"] == false {
             *firsts.entry(*i).or_default() += 1;
