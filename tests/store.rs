@@ -218,6 +218,42 @@ async fn contacts(store: &Store) {
     assert_eq!(counts, (0, 1, 0, 0), "(first, on the other replica, another customer, after forgetting)");
 }
 
+/// PostgreSQL going away: one contact lookup waits (at most `LOOKUP_TIMEOUT`),
+/// the next ones within `PAUSE_AFTER_FAILURE` fail at once; after the pause,
+/// with the database back, lookups work again.
+async fn contacts_outage(pg: &PgServer, store: &Store) {
+    use kesu_core::triage::ContactStore;
+    use kesu_store::contacts::{Keying, StoreContacts, LOOKUP_TIMEOUT, PAUSE_AFTER_FAILURE};
+    use std::time::{Duration, Instant, SystemTime};
+    let c = std::sync::Arc::new(StoreContacts::new(
+        store.clone(),
+        tokio::runtime::Handle::current(),
+        Duration::from_secs(3600),
+        Keying::DatabaseSalt,
+    ));
+    pg.stop();
+    let c1 = std::sync::Arc::clone(&c);
+    let (first, rest) = tokio::task::spawn_blocking(move || {
+        let t0 = Instant::now();
+        assert!(c1.record("c-outage", SystemTime::now()).is_err(), "no database: an error");
+        let first = t0.elapsed();
+        let t1 = Instant::now();
+        for _ in 0..20 {
+            let e = c1.record("c-outage", SystemTime::now()).unwrap_err();
+            assert!(e.0.contains("skipped"), "{}", e.0);
+        }
+        (first, t1.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(first <= LOOKUP_TIMEOUT + Duration::from_secs(1), "the first lookup waited {first:?}");
+    assert!(rest < Duration::from_millis(200), "20 lookups in the pause took {rest:?}");
+    pg.start_again();
+    tokio::time::sleep(PAUSE_AFTER_FAILURE).await;
+    let n = tokio::task::spawn_blocking(move || c.record("c-outage", SystemTime::now())).await.unwrap();
+    assert!(n.is_ok(), "after the pause, with the database back: {n:?}");
+}
+
 async fn suite(store: Store) {
     // store: committed, version 1, audit entry
     let ids = store
@@ -386,6 +422,7 @@ async fn postgres_store() {
     idempotency(&store).await;
     deletion_and_retention(&store).await;
     contacts(&store).await;
+    contacts_outage(&pg, &store).await;
     // a second replica on the same database hashes customers the same way
     let replica = Store::open(&pg.url(), 2).await.unwrap();
     assert_eq!(replica.customer_hash("c-1"), store.customer_hash("c-1"));

@@ -20,6 +20,11 @@ use crate::Store;
 /// triaged without repeat-contact information (and a warning is logged).
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// After a lookup fails (timeout or database error), the following ones for
+/// this long fail at once instead of each waiting [`LOOKUP_TIMEOUT`]: a batch
+/// of texts during a store outage costs one wait, not one per text.
+pub const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(5);
+
 /// How customer references become keys.
 #[derive(Clone)]
 pub enum Keying {
@@ -42,6 +47,8 @@ pub struct StoreContacts {
     keying: Keying,
     tracked: Arc<AtomicUsize>,
     counted_at: Arc<AtomicI64>,
+    /// Unix ms until which lookups fail at once ([`PAUSE_AFTER_FAILURE`]).
+    paused_until: AtomicI64,
 }
 
 fn ms(t: SystemTime) -> i64 {
@@ -58,6 +65,7 @@ impl StoreContacts {
             keying,
             tracked: Arc::default(),
             counted_at: Arc::new(AtomicI64::new(i64::MIN)),
+            paused_until: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -73,19 +81,33 @@ impl StoreContacts {
         }
     }
 
-    /// Run `f` on the store's runtime and wait for it.
+    /// Run `f` on the store's runtime and wait for it, unless a recent
+    /// failure paused lookups ([`PAUSE_AFTER_FAILURE`]).
     fn wait<T: Send + 'static>(
         &self,
         f: impl std::future::Future<Output = Result<T, crate::StoreError>> + Send + 'static,
     ) -> Result<T, ContactError> {
+        let now = ms(SystemTime::now());
+        let until = self.paused_until.load(Ordering::Relaxed);
+        if now < until {
+            return Err(ContactError(format!(
+                "skipped: the store failed a lookup within the last {PAUSE_AFTER_FAILURE:?} ({} ms left)",
+                until - now
+            )));
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.runtime.spawn(async move {
             let _ = tx.send(f.await);
         });
-        match rx.recv_timeout(LOOKUP_TIMEOUT) {
+        let r = match rx.recv_timeout(LOOKUP_TIMEOUT) {
             Ok(r) => r.map_err(|e| ContactError(e.to_string())),
             Err(_) => Err(ContactError(format!("no answer from the store within {LOOKUP_TIMEOUT:?}"))),
+        };
+        if r.is_err() {
+            let pause = PAUSE_AFTER_FAILURE.as_millis() as i64;
+            self.paused_until.store(ms(SystemTime::now()).saturating_add(pause), Ordering::Relaxed);
         }
+        r
     }
 }
 
