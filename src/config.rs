@@ -397,7 +397,7 @@ pub struct KafkaSettings {
     /// plaintext, ssl, sasl_plaintext or sasl_ssl.
     #[arg(long, env = "KESU_KAFKA_SECURITY_PROTOCOL", value_parser = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"])]
     pub kafka_security_protocol: Option<String>,
-    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
     #[arg(long, env = "KESU_KAFKA_SASL_MECHANISM")]
     pub kafka_sasl_mechanism: Option<String>,
     #[arg(long, env = "KESU_KAFKA_SASL_USERNAME")]

@@ -241,6 +241,22 @@ async fn ten_thousand_records_two_consumers_one_killed_midway() {
     assert!(Command::new("kill").args(["-TERM", &b.id().to_string()]).status().unwrap().success());
     let status = b.wait().unwrap();
     assert!(status.success(), "consumer b exited with {status} on SIGTERM");
+    // ... having committed everything: a new member of the group reads nothing.
+    let c_port = free();
+    let mut c = consumer("c", dir.path(), &opts, &pg_url, model, lex, c_port);
+    let c_metric = |name: &'static str| async move {
+        let m = reqwest::get(format!("http://127.0.0.1:{c_port}/metrics")).await.ok()?.text().await.ok()?;
+        m.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let t0 = Instant::now();
+    while c_metric("kesu_kafka_assigned_partitions").await != Some(4.0) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "consumer c got no partitions in 60 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(c_metric("kesu_kafka_batches_total").await, Some(0.0), "c read records that b had committed");
+    c.kill().unwrap();
+    c.wait().unwrap();
 
     // Every good record has a result, with its own id and key; at most one of
     // a record's results is a first reading (the others are replays).

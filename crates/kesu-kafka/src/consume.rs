@@ -8,17 +8,26 @@
 //!   rebalance, leaves at most its uncommitted batch to be read again.
 //! - **Stored and counted once.** Each record carries an idempotency key (its
 //!   own `idempotency_key`, else `topic:partition:offset`), claimed in the
-//!   store with the item, so a record read again is a replay: classified
-//!   again and produced again (`replayed: true`), never stored again and
-//!   never counted again as a repeat contact. The results topic may therefore
-//!   hold a record's result more than once.
+//!   store with the item, so a record read again within the idempotency
+//!   window is a replay: classified again and produced again
+//!   (`replayed: true`), never stored again and never counted again as a
+//!   repeat contact. The results topic may therefore hold a record's result
+//!   more than once. A batch whose store step fails is stored again without
+//!   being classified again, so its contacts count once; only a consumer that
+//!   dies between classifying and storing a batch leaves contacts that its
+//!   successor counts a second time.
 //! - **Nothing dropped.** A record that cannot be processed (not JSON, empty
 //!   or oversized text, a bad field, a key reused with another text) goes to
 //!   the dead-letter topic with its error and value. Failures that may pass
 //!   (store down, overload, a broker not acknowledging) are retried with
 //!   backoff and never dead-lettered; the batch waits, and so does reading.
+//!   An internal error of one record is retried 3 times, then dead-lettered
+//!   (`internal`). A produce error the brokers will repeat (a record too
+//!   large, no permission, no such topic) stops the consumer without a commit.
 //! - **Graceful stop.** On shutdown the batch in hand is finished and
 //!   committed, then the consumer leaves the group.
+//!
+//! The loop needs a multi-threaded Tokio runtime (commits wait off the async workers).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -34,7 +43,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use kesu_server::api::texts::{classify_and_store, Intaken};
+use kesu_server::api::texts::{classify_intake, Intaken};
 use kesu_server::api::AppState;
 
 use crate::record::{self, Complaint, DeadLetter, Rejection, ResultRecord, Source};
@@ -53,7 +62,9 @@ pub struct KafkaMetrics {
     pub retries: IntCounterVec,
     /// Offset commits, by result: `ok` or `failed`.
     pub commits: IntCounterVec,
-    /// Records behind the partition's end (`hi_offset - committed`), per partition held.
+    /// Records behind the partition's end (`hi_offset - committed`), per
+    /// partition fetched; refreshed from librdkafka's statistics (every 5 s,
+    /// while the consumer reads: frozen during a retry stall).
     pub lag: IntGaugeVec,
     pub assigned: IntGauge,
 }
@@ -115,8 +126,10 @@ impl ClientContext for Context {
                 continue;
             }
             for (p, part) in &topic.partitions {
-                // -1 is librdkafka's internal "unassigned" partition; lag -1: not known yet.
-                if *p >= 0 && part.consumer_lag >= 0 {
+                // -1 is librdkafka's internal "unassigned" partition; lag -1: not known yet;
+                // a partition this consumer no longer fetches (revoked) keeps stale figures.
+                let fetching = !matches!(part.fetch_state.as_str(), "none" | "stopping" | "stopped");
+                if *p >= 0 && part.consumer_lag >= 0 && fetching {
                     self.metrics.lag.with_label_values(&[name.as_str(), &p.to_string()]).set(part.consumer_lag);
                 }
             }
@@ -156,6 +169,25 @@ pub enum ConsumeError {
     Kafka(#[from] KafkaError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("the brokers refuse records for {topic}: {error}")]
+    Produce { topic: String, error: KafkaError },
+}
+
+/// Produce errors that sending again will not cure.
+fn permanent(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidMessage
+                | C::InvalidRecord
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::UnknownTopic
+        )
+    )
 }
 
 /// One outcome per record of a batch, in order.
@@ -234,7 +266,7 @@ impl KafkaIntake {
             // From here on the batch is finished even when a shutdown comes
             // (it is abandoned uncommitted only when a retry is still pending then).
             let Some(outcomes) = self.process(&batch, &shutdown).await else { break };
-            if !self.deliver(&outcomes, &shutdown).await {
+            if !self.deliver(&outcomes, &shutdown).await? {
                 break;
             }
             self.commit(&batch);
@@ -298,55 +330,79 @@ impl KafkaIntake {
         Some(slots.into_iter().map(|o| o.expect("every record has an outcome")).collect())
     }
 
-    /// Classify and store `round` (unique keys). A failure that may pass is
-    /// retried with backoff; any other failure of a batch is retried one
-    /// record at a time, so that only the record at fault is dead-lettered.
+    /// Classify and store `round` (unique keys). Classification runs once
+    /// (it records the repeat contacts); a failure that may pass is retried
+    /// with backoff, the store step alone when it was the store that failed.
+    /// A record fault in a batch is retried one record at a time, so that
+    /// only the record at fault is dead-lettered; an internal error of one
+    /// record is retried [`INTERNAL_ATTEMPTS`] times before it is.
     async fn classify_round(
         &self,
         round: Vec<(usize, Complaint)>,
         shutdown: &watch::Receiver<bool>,
     ) -> Option<Vec<(usize, Outcome)>> {
         let mut backoff = FIRST_BACKOFF;
-        loop {
-            let items = round.iter().map(|(_, c)| c.item.clone()).collect();
-            match classify_and_store(&self.state, self.scope.clone(), items, false).await {
-                Ok(done) => {
-                    return Some(
-                        round.into_iter().zip(done).map(|((i, c), d)| (i, Outcome::Result(Box::new((c, d))))).collect(),
-                    )
-                }
-                Err(e) if may_pass(&e) => {
-                    tracing::warn!(code = e.code.as_str(), error = %e.message, records = round.len(), retry_in_ms = backoff.as_millis() as u64, "classify failed; retrying");
-                    self.metrics.retries.with_label_values(&["classify"]).inc();
-                    if !pause(backoff, shutdown).await {
-                        return None;
+        let mut internal_failures = 0;
+        let mut classified = None;
+        let failed = loop {
+            let step = match classified.as_mut() {
+                None => {
+                    let items = round.iter().map(|(_, c)| c.item.clone()).collect();
+                    match classify_intake(&self.state, self.scope.clone(), items, false).await {
+                        Ok(c) => {
+                            classified = Some(c);
+                            continue;
+                        }
+                        Err(e) => e,
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
-                Err(e) if round.len() == 1 => {
-                    let (i, c) = round.into_iter().next().expect("one record");
-                    tracing::warn!(code = e.code.as_str(), topic = %c.source.topic, partition = c.source.partition, offset = c.source.offset, "record dead-lettered");
-                    let dead = DeadLetter::new(
-                        Rejection { code: e.code.as_str().to_string(), message: e.message },
-                        c.source.clone(),
-                        Some(&c.value),
-                    );
-                    return Some(vec![(i, Outcome::Dead(dead, c.key))]);
-                }
-                Err(_) => {
-                    let mut out = Vec::new();
-                    for one in round {
-                        out.extend(Box::pin(self.classify_round(vec![one], shutdown)).await?);
+                Some(c) => match c.store(&self.state).await {
+                    Ok(()) => {
+                        let done = classified.take().expect("classified").outcomes(&self.state);
+                        let out = round.into_iter().zip(done).map(|((i, c), d)| (i, Outcome::Result(Box::new((c, d)))));
+                        return Some(out.collect());
                     }
-                    return Some(out);
+                    Err(e) => e,
+                },
+            };
+            match Fault::of(&step) {
+                Fault::MayPass => {}
+                Fault::Internal if round.len() == 1 && internal_failures + 1 < INTERNAL_ATTEMPTS => {
+                    internal_failures += 1;
+                    classified = None;
                 }
+                _ => break step,
             }
+            tracing::warn!(code = step.code.as_str(), error = %step.message, records = round.len(), retry_in_ms = backoff.as_millis() as u64, "classify or store failed; retrying");
+            self.metrics.retries.with_label_values(&["classify"]).inc();
+            if !pause(backoff, shutdown).await {
+                return None;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        };
+        if round.len() > 1 {
+            let mut out = Vec::new();
+            for one in round {
+                out.extend(Box::pin(self.classify_round(vec![one], shutdown)).await?);
+            }
+            return Some(out);
         }
+        let (i, c) = round.into_iter().next().expect("one record");
+        tracing::warn!(code = failed.code.as_str(), topic = %c.source.topic, partition = c.source.partition, offset = c.source.offset, "record dead-lettered");
+        let dead = DeadLetter::new(
+            Rejection { code: failed.code.as_str().to_string(), message: failed.message },
+            c.source.clone(),
+            Some(&c.value),
+        );
+        Some(vec![(i, Outcome::Dead(dead, c.key))])
     }
 
     /// Produce every outcome and wait for the brokers' acknowledgements;
-    /// what fails is sent again with backoff. `false`: a shutdown came first.
-    async fn deliver(&self, outcomes: &[Outcome], shutdown: &watch::Receiver<bool>) -> bool {
+    /// what fails is sent again with backoff. `Ok(false)`: a shutdown came
+    /// first. An error the brokers will give again (a record too large, no
+    /// permission, no such topic) ends the consumer without a commit
+    /// ([`ConsumeError::Produce`]) rather than retrying forever.
+    async fn deliver(&self, outcomes: &[Outcome], shutdown: &watch::Receiver<bool>) -> Result<bool, ConsumeError> {
         let model_version =
             self.state.pipeline.model().map(|m| m.info().version.clone()).unwrap_or_else(|| "none".into());
         let values: Vec<(String, Option<&[u8]>, &str)> = outcomes
@@ -385,24 +441,24 @@ impl KafkaIntake {
                 self.producer.send(rec, Duration::from_secs(30))
             });
             let results = join_all(sends).await;
-            let failed: Vec<usize> = pending
-                .iter()
-                .zip(results)
-                .filter_map(|(&i, r)| match r {
-                    Ok(_) => None,
-                    Err((e, _)) => {
-                        tracing::warn!(error = %e, topic = values[i].2, "produce failed; retrying");
-                        Some(i)
+            let mut failed = Vec::new();
+            for (&i, r) in pending.iter().zip(results) {
+                if let Err((e, _)) = r {
+                    if permanent(&e) {
+                        tracing::error!(error = %e, topic = values[i].2, bytes = values[i].0.len(), "produce refused; stopping without a commit");
+                        return Err(ConsumeError::Produce { topic: values[i].2.to_string(), error: e });
                     }
-                })
-                .collect();
+                    tracing::warn!(error = %e, topic = values[i].2, "produce failed; retrying");
+                    failed.push(i);
+                }
+            }
             if failed.is_empty() {
-                return true;
+                return Ok(true);
             }
             self.metrics.retries.with_label_values(&["produce"]).inc_by(failed.len() as u64);
             pending = failed;
             if !pause(backoff, shutdown).await {
-                return false;
+                return Ok(false);
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
@@ -417,13 +473,24 @@ impl KafkaIntake {
             let e = next.entry((m.topic(), m.partition())).or_insert(0);
             *e = (*e).max(m.offset() + 1);
         }
+        // Only partitions still held: a partition revoked while the batch ran
+        // belongs to another consumer now, which reads those records again.
+        let held = self.consumer.assignment().ok();
         let mut tpl = TopicPartitionList::new();
         for ((t, p), o) in next {
+            if held.as_ref().is_some_and(|h| h.find_partition(t, p).is_none()) {
+                tracing::info!(topic = t, partition = p, "partition revoked during the batch: not committed here");
+                continue;
+            }
             if let Err(e) = tpl.add_partition_offset(t, p, Offset::Offset(o)) {
                 tracing::warn!(error = %e, "offset list");
             }
         }
-        match self.consumer.commit(&tpl, CommitMode::Sync) {
+        if tpl.count() == 0 {
+            return;
+        }
+        // A synchronous commit waits for the group coordinator: off the async workers.
+        match tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync)) {
             Ok(()) => self.metrics.commits.with_label_values(&["ok"]).inc(),
             Err(e) => {
                 self.metrics.commits.with_label_values(&["failed"]).inc();
@@ -437,10 +504,39 @@ fn key(m: &OwnedMessage) -> Option<Vec<u8>> {
     m.key().map(<[u8]>::to_vec)
 }
 
-/// Failures worth retrying: the store or the model is busy or away.
-fn may_pass(e: &kesu_server::api::error::ApiError) -> bool {
-    use kesu_server::api::error::ErrorCode;
-    e.code.status().as_u16() == 503 || e.code == ErrorCode::IdempotencyConflict
+/// Attempts at one record that fails with an internal error before it is dead-lettered.
+const INTERNAL_ATTEMPTS: u32 = 3;
+
+/// What a failure of the intake path says about the records.
+enum Fault {
+    /// The record itself (its fields, its key reused with another text): dead-letter it.
+    Record,
+    /// The store or the model is busy or away (503), or a concurrent claim (409): retry.
+    MayPass,
+    /// Anything else (a worker failed): retried a few times, then dead-lettered.
+    Internal,
+}
+
+impl Fault {
+    fn of(e: &kesu_server::api::error::ApiError) -> Fault {
+        use kesu_server::api::error::ErrorCode as C;
+        match e.code {
+            C::InvalidJson
+            | C::InvalidUtf8
+            | C::TextTooLong
+            | C::FieldTooLong
+            | C::EmptyText
+            | C::InvalidRequest
+            | C::InvalidCustomerRef
+            | C::InvalidChannel
+            | C::InvalidIdempotencyKey
+            | C::IdempotencyKeyReused
+            | C::InvalidTimestamp => Fault::Record,
+            C::IdempotencyConflict => Fault::MayPass,
+            c if c.status().as_u16() == 503 => Fault::MayPass,
+            _ => Fault::Internal,
+        }
+    }
 }
 
 /// Sleep `d`; `false` if a shutdown came first.

@@ -185,6 +185,12 @@ pub struct ResultRecord<'a> {
 
 /// The value of a dead-letter record: the error, where the record was read,
 /// and its value (as text when it is UTF-8, else base64).
+///
+/// A value over [`MAX_DEAD_LETTER_PAYLOAD`] bytes is cut there (at a char
+/// boundary) with `payload_truncated`, its length and SHA-256, so that a dead
+/// letter always fits under the brokers' default 1 MB message limit (escaping
+/// makes JSON at most 6 times the bytes it holds); the whole record stays in
+/// the input topic at `source`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DeadLetter {
     pub error: Rejection,
@@ -193,16 +199,53 @@ pub struct DeadLetter {
     pub payload: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_base64: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub payload_truncated: bool,
+    /// The whole value's length and SHA-256 (hex), when it was cut.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_sha256: Option<String>,
 }
+
+/// Most bytes of a record's value a dead letter carries.
+pub const MAX_DEAD_LETTER_PAYLOAD: usize = 128 * 1024;
 
 impl DeadLetter {
     pub fn new(error: Rejection, source: Source, payload: Option<&[u8]>) -> DeadLetter {
-        let (payload, payload_base64) = match payload.map(std::str::from_utf8) {
-            None => (None, None),
-            Some(Ok(t)) => (Some(t.to_string()), None),
-            Some(Err(_)) => (None, Some(base64::engine::general_purpose::STANDARD.encode(payload.unwrap_or_default()))),
+        let whole = payload.unwrap_or_default();
+        let truncated = whole.len() > MAX_DEAD_LETTER_PAYLOAD;
+        let kept = match std::str::from_utf8(whole) {
+            Ok(t) if truncated => {
+                let mut end = MAX_DEAD_LETTER_PAYLOAD;
+                while !t.is_char_boundary(end) {
+                    end -= 1;
+                }
+                &whole[..end]
+            }
+            _ if truncated => &whole[..MAX_DEAD_LETTER_PAYLOAD],
+            _ => whole,
         };
-        DeadLetter { error, source, payload, payload_base64 }
+        let (text, b64) = match (payload, std::str::from_utf8(whole)) {
+            (None, _) => (None, None),
+            (Some(_), Ok(_)) => (Some(String::from_utf8_lossy(kept).into_owned()), None),
+            (Some(_), Err(_)) => (None, Some(base64::engine::general_purpose::STANDARD.encode(kept))),
+        };
+        let (bytes, sha) = if truncated {
+            use sha2::Digest;
+            (Some(whole.len()), Some(hex::encode(sha2::Sha256::digest(whole))))
+        } else {
+            (None, None)
+        };
+        DeadLetter {
+            error,
+            source,
+            payload: text,
+            payload_base64: b64,
+            payload_truncated: truncated,
+            payload_bytes: bytes,
+            payload_sha256: sha,
+        }
     }
 }
 
@@ -274,5 +317,20 @@ mod tests {
         let v = serde_json::to_value(&d).unwrap();
         assert_eq!(v["source"]["offset"], 41);
         assert_eq!(v["error"]["code"], "invalid_utf8");
+        assert!(v.get("payload_truncated").is_none());
+        // Over the cap: cut at a char boundary, with the whole value's length and hash.
+        let big = "长".repeat(MAX_DEAD_LETTER_PAYLOAD); // 3 bytes each
+        let d = DeadLetter::new(Rejection::new(ErrorCode::TextTooLong, "x"), src(), Some(big.as_bytes()));
+        let kept = d.payload.as_deref().unwrap();
+        assert!(kept.len() <= MAX_DEAD_LETTER_PAYLOAD && kept.len() > MAX_DEAD_LETTER_PAYLOAD - 3);
+        assert!(big.starts_with(kept));
+        assert!(d.payload_truncated);
+        assert_eq!(d.payload_bytes, Some(big.len()));
+        assert_eq!(d.payload_sha256.as_deref().map(str::len), Some(64));
+        let control = "\u{1}".repeat(MAX_DEAD_LETTER_PAYLOAD * 4);
+        let d = DeadLetter::new(Rejection::new(ErrorCode::InvalidJson, "x"), src(), Some(control.as_bytes()));
+        assert!(serde_json::to_string(&d).unwrap().len() < 1_000_000, "fits the default message limit");
+        let d = DeadLetter::new(Rejection::new(ErrorCode::InvalidUtf8, "x"), src(), Some(&vec![0xff; 300_000]));
+        assert_eq!(d.payload_base64.as_deref().map(str::len), Some(MAX_DEAD_LETTER_PAYLOAD.div_ceil(3) * 4));
     }
 }

@@ -28,7 +28,7 @@ pub struct KafkaOptions {
     pub max_poll_interval_ms: u32,
     /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
     pub security_protocol: Option<String>,
-    /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512` or `OAUTHBEARER`.
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
     pub sasl_mechanism: Option<String>,
     pub sasl_username: Option<String>,
     /// Never logged or printed.

@@ -157,13 +157,13 @@ impl Metrics {
         self.store_writes.with_label_values(&[if ok { "ok" } else { "error" }]).observe(seconds);
     }
 
-    /// Text exposition format.
     /// The registry, for a component that adds its own metrics (the Kafka
     /// consumer); [`Metrics::render`] then includes them.
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
 
+    /// Text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("encoding metrics to a Vec cannot fail");

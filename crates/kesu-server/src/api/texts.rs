@@ -367,46 +367,86 @@ pub struct Intaken {
 /// in order; an error means nothing of this call was stored. Errors: 422
 /// `idempotency_key_reused` (a key seen with another text), 409
 /// `idempotency_conflict` and the 503s (`overloaded`, `store_unavailable`, ...),
-/// which are worth retrying.
+/// which are worth retrying. A caller that retries should use
+/// [`classify_intake`] and retry only [`Classifying::store`]: classifying
+/// again would count the items' repeat contacts again.
 pub async fn classify_and_store(
     state: &AppState,
     scope: String,
     items: Vec<IntakeItem>,
     segments: bool,
 ) -> Result<Vec<Intaken>, ApiError> {
+    let mut c = classify_intake(state, scope, items, segments).await?;
+    c.store(state).await?;
+    Ok(c.outcomes(state))
+}
+
+/// Items classified by [`classify_intake`], to be stored by [`Classifying::store`].
+pub struct Classifying {
+    items: Vec<IntakeItem>,
+    results: Vec<Classified>,
+    replays: Replays,
+    review_ids: Option<Vec<Option<String>>>,
+}
+
+/// The first half of [`classify_and_store`]: look the idempotency keys up
+/// (a replay adds no repeat contact) and classify. Repeat contacts are
+/// recorded here, once.
+pub async fn classify_intake(
+    state: &AppState,
+    scope: String,
+    items: Vec<IntakeItem>,
+    segments: bool,
+) -> Result<Classifying, ApiError> {
     let n = items.len();
     let texts: Vec<String> = items.iter().map(|it| it.text.clone()).collect();
     let mut replays =
         Replays { scope, keys: items.iter().map(|it| it.idempotency_key.clone()).collect(), seen: vec![None; n] };
     replays.look_up(state, &texts).await?;
-    // A replay is classified again but adds no repeat contact.
     let model_refs =
         items.iter().enumerate().map(|(i, it)| it.customer_ref.clone().filter(|_| !replays.is_replay(i))).collect();
     let results = run_classify(state, texts, model_refs, segments).await?;
-    let to_store: Vec<_> = items
-        .iter()
-        .zip(&results)
-        .map(|(it, r)| {
-            let origin = kesu_store::record::Origin {
-                caller_id: it.caller_id.clone(),
-                channel: it.channel.clone(),
-                customer_ref: it.customer_ref.clone(),
-            };
-            (it.text.as_str(), r, origin)
-        })
-        .collect();
-    let review_ids = store_keyed(state, to_store, &mut replays).await?;
-    let replayed: Vec<bool> = (0..n).map(|i| replays.is_replay(i)).collect();
-    let n_replayed = replayed.iter().filter(|r| **r).count();
-    if n_replayed > 0 {
-        state.metrics.idempotent_replays.inc_by(n_replayed as u64);
+    Ok(Classifying { items, results, replays, review_ids: None })
+}
+
+impl Classifying {
+    /// Store what the store rule keeps and claim the keys, in one
+    /// transaction; on an error nothing was stored, and calling it again
+    /// retries (without classifying again).
+    pub async fn store(&mut self, state: &AppState) -> Result<(), ApiError> {
+        let to_store: Vec<_> = self
+            .items
+            .iter()
+            .zip(&self.results)
+            .map(|(it, r)| {
+                let origin = kesu_store::record::Origin {
+                    caller_id: it.caller_id.clone(),
+                    channel: it.channel.clone(),
+                    customer_ref: it.customer_ref.clone(),
+                };
+                (it.text.as_str(), r, origin)
+            })
+            .collect();
+        self.review_ids = Some(store_keyed(state, to_store, &mut self.replays).await?);
+        Ok(())
     }
-    Ok(results
-        .into_iter()
-        .zip(review_ids)
-        .zip(replayed)
-        .map(|((result, review_id), replayed)| Intaken { result, review_id, replayed })
-        .collect())
+
+    /// One outcome per item, in order (after [`Classifying::store`] succeeded).
+    pub fn outcomes(self, state: &AppState) -> Vec<Intaken> {
+        let n = self.items.len();
+        let replayed: Vec<bool> = (0..n).map(|i| self.replays.is_replay(i)).collect();
+        let n_replayed = replayed.iter().filter(|r| **r).count();
+        if n_replayed > 0 {
+            state.metrics.idempotent_replays.inc_by(n_replayed as u64);
+        }
+        let review_ids = self.review_ids.unwrap_or_else(|| vec![None; n]);
+        self.results
+            .into_iter()
+            .zip(review_ids)
+            .zip(replayed)
+            .map(|((result, review_id), replayed)| Intaken { result, review_id, replayed })
+            .collect()
+    }
 }
 
 /// Single or batch classify answer.
