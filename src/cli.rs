@@ -340,19 +340,21 @@ fn serve(settings: Settings) -> i32 {
     }
 }
 
+/// The Kafka commands' client settings and runtime (errors: reported, the exit code).
+fn kafka_setup(k: &crate::config::KafkaSettings) -> Result<(kesu_kafka::KafkaOptions, tokio::runtime::Runtime), i32> {
+    let opts = k.options().map_err(|e| {
+        eprintln!("kesu: {e}");
+        EXIT_BAD_INPUT
+    })?;
+    Ok((opts, runtime()?))
+}
+
 /// `kesu consume`: the consumer loop, with `/healthz`, `/readyz` and
 /// `/metrics` on the settings' host and port, until SIGTERM or Ctrl-C.
 fn consume(a: ConsumeArgs) -> i32 {
     init_tracing(a.settings.log_format);
-    let opts = match a.kafka.options() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("kesu: {e}");
-            return EXIT_BAD_INPUT;
-        }
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let (opts, rt) = match kafka_setup(&a.kafka) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let state = match build_state(&a.settings, &rt) {
@@ -425,18 +427,11 @@ async fn shutdown_signal() {
 /// `kesu peek`: values as lines (a value that is not UTF-8 as a JSON string of its base64).
 fn peek(a: PeekArgs) -> i32 {
     init_tracing(LogFormat::Text);
-    let opts = match a.kafka.options() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("kesu: {e}");
-            return EXIT_BAD_INPUT;
-        }
-    };
-    let topic = a.topic.unwrap_or_else(|| opts.results_topic.clone());
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let (opts, rt) = match kafka_setup(&a.kafka) {
+        Ok(x) => x,
         Err(code) => return code,
     };
+    let topic = a.topic.unwrap_or_else(|| opts.results_topic.clone());
     match rt.block_on(kesu_kafka::produce::read_topic(&opts, &topic, std::time::Duration::from_millis(500))) {
         Ok(records) => {
             let mut out = BufWriter::new(std::io::stdout().lock());
@@ -468,15 +463,8 @@ fn peek(a: PeekArgs) -> i32 {
 /// `kesu produce`.
 fn produce(a: ProduceArgs) -> i32 {
     init_tracing(LogFormat::Text);
-    let opts = match a.kafka.options() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("kesu: {e}");
-            return EXIT_BAD_INPUT;
-        }
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let (opts, rt) = match kafka_setup(&a.kafka) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let r = rt.block_on(async {
