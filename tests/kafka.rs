@@ -174,6 +174,8 @@ async fn ten_thousand_records_two_consumers_one_killed_midway() {
     }
     a.kill().unwrap();
     a.wait().unwrap();
+    let a_log = std::fs::read_to_string(dir.path().join("a.log")).unwrap();
+    assert!(a_log.contains("partitions assigned"), "a held no partitions before it was killed:\n{a_log}");
     let killed_at = stored(db.clone()).await;
     db.close().await;
     // The store goes away for a while: b retries (503 store_unavailable) and

@@ -76,6 +76,10 @@ fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
             (true, ids, items.into_iter().map(|it| it.text).collect(), refs, channels, keys)
         }
     };
+    // Every text first (a 413 for a long text wins over a 422 for another item's field), then the rest.
+    for (i, t) in texts.iter().enumerate() {
+        check_text(&if batch { format!("items[{i}].text") } else { "text".to_string() }, t, s)?;
+    }
     for i in 0..texts.len() {
         let at = |field: &str| if batch { format!("items[{i}].{field}") } else { field.to_string() };
         check_fields(&at, &texts[i], refs[i].as_deref(), channels[i].as_deref(), keys[i].as_deref(), s)?;
