@@ -130,6 +130,7 @@ pub async fn read_topic(opts: &KafkaOptions, topic: &str, settle: Duration) -> a
         let mut at_end = std::collections::HashSet::new();
         let mut last = std::time::Instant::now();
         let started = std::time::Instant::now();
+        let mut errors = 0;
         loop {
             match c.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
@@ -145,7 +146,12 @@ pub async fn read_topic(opts: &KafkaOptions, topic: &str, settle: Duration) -> a
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     at_end.insert(p);
                 }
-                Some(Err(e)) => return Err(e.into()),
+                // A transient client error (a broker connection reset) is retried by librdkafka.
+                Some(Err(e)) => {
+                    errors += 1;
+                    anyhow::ensure!(errors <= 50, "{topic}: too many errors while reading, the last: {e}");
+                    tracing::warn!(error = %e, "reading {topic}");
+                }
                 None => {}
             }
             if at_end.len() == parts.len() && last.elapsed() >= settle {
