@@ -698,7 +698,11 @@ fn process(args: InputArgs, classify: bool, store: Option<(crate::config::StoreS
         let good: Vec<kesu_core::pipeline::Input> = chunk
             .iter()
             .filter_map(|(_, l)| l.as_ref().ok())
-            .map(|l| kesu_core::pipeline::Input { text: &l.text, customer_ref: l.customer_ref.as_deref() })
+            .map(|l| kesu_core::pipeline::Input {
+                text: &l.text,
+                customer_ref: l.customer_ref.as_deref(),
+                contact_event: None,
+            })
             .collect();
         let mut results = if classify {
             let classified = match pipeline.classify_items(&good, args.segments) {

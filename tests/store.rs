@@ -187,15 +187,30 @@ async fn contacts(store: &Store) {
     use kesu_store::contacts::{Keying, StoreContacts};
     let (w, t0) = (60_000, 1_000_000_000_000i64);
     for (at, want) in [(t0, 0), (t0 + 1_000, 1), (t0 + w, 2), (t0 + w + 1, 2), (t0 + 3 * w, 0)] {
-        assert_eq!(store.record_contact("k:a", at, w, 16).await.unwrap(), want, "contact at {at}");
+        assert_eq!(store.record_contact("k:a", at, w, 16, None).await.unwrap(), want, "contact at {at}");
     }
     for i in 0..20 {
-        store.record_contact("k:b", t0 + i, w, 3).await.unwrap();
+        store.record_contact("k:b", t0 + i, w, 3, None).await.unwrap();
     }
-    assert_eq!(store.record_contact("k:b", t0 + 30, w, 3).await.unwrap(), 3, "capped");
+    assert_eq!(store.record_contact("k:b", t0 + 30, w, 3, None).await.unwrap(), 3, "capped");
     assert_eq!(store.contact_customers(t0).await.unwrap(), 2);
     assert_eq!(store.purge_contacts(t0 + 2 * w).await.unwrap(), 4 + 21, "a's first four and all of b's");
-    assert_eq!(store.record_contact("k:b", t0 + 3 * w, w, 16).await.unwrap(), 0);
+    assert_eq!(store.record_contact("k:b", t0 + 3 * w, w, 16, None).await.unwrap(), 0);
+    // A named contact (an item's scoped idempotency key) counts once however often it is recorded.
+    let t1 = t0 + 3 * w;
+    for (at, event, want, why) in [
+        (t1, Some("ev1"), 0, "first"),
+        (t1 + 10, Some("ev1"), 0, "ev1 again: not counted, nothing else there"),
+        (t1 + 20, Some("ev2"), 1, "ev2 counts ev1"),
+        (t1 + 30, Some("ev1"), 1, "ev1 again: only ev2"),
+        (t1 + 40, None, 2, "unnamed: counts both"),
+        (t1 + 2 * w, Some("ev1"), 0, "ev1 again after the window: nothing in it"),
+    ] {
+        assert_eq!(store.record_contact("k:e", at, w, 16, event).await.unwrap(), want, "{why}");
+    }
+    assert_eq!(store.delete_contacts("k:e").await.unwrap(), 3, "erasure takes the named contacts too");
+    assert_eq!(store.record_contact("k:e", t1, w, 16, Some("ev1")).await.unwrap(), 0, "after erasure, ev1 is new");
+    store.delete_contacts("k:e").await.unwrap();
 
     // Through the ContactStore seam, from blocking threads as the pipeline calls it.
     let rt = tokio::runtime::Handle::current();
@@ -206,11 +221,11 @@ async fn contacts(store: &Store) {
     assert!(!a.key("13800138000").contains("13800138000"), "no reference in the key");
     let now = std::time::SystemTime::now();
     let counts = tokio::task::spawn_blocking(move || {
-        let first = a.record("13800138000", now).unwrap();
-        let second = b.record("13800138000", now).unwrap();
-        let other = b.record("13900139000", now).unwrap();
+        let first = a.record("13800138000", now, None).unwrap();
+        let second = b.record("13800138000", now, None).unwrap();
+        let other = b.record("13900139000", now, None).unwrap();
         b.forget("13800138000").unwrap();
-        let after = a.record("13800138000", now).unwrap();
+        let after = a.record("13800138000", now, None).unwrap();
         (first, second, other, after)
     })
     .await
@@ -235,11 +250,11 @@ async fn contacts_outage(pg: &PgServer, store: &Store) {
     let c1 = std::sync::Arc::clone(&c);
     let (first, rest) = tokio::task::spawn_blocking(move || {
         let t0 = Instant::now();
-        assert!(c1.record("c-outage", SystemTime::now()).is_err(), "no database: an error");
+        assert!(c1.record("c-outage", SystemTime::now(), None).is_err(), "no database: an error");
         let first = t0.elapsed();
         let t1 = Instant::now();
         for _ in 0..20 {
-            let e = c1.record("c-outage", SystemTime::now()).unwrap_err();
+            let e = c1.record("c-outage", SystemTime::now(), None).unwrap_err();
             assert!(e.0.contains("skipped"), "{}", e.0);
         }
         (first, t1.elapsed())
@@ -250,7 +265,7 @@ async fn contacts_outage(pg: &PgServer, store: &Store) {
     assert!(rest < Duration::from_millis(200), "20 lookups in the pause took {rest:?}");
     pg.start_again();
     tokio::time::sleep(PAUSE_AFTER_FAILURE).await;
-    let n = tokio::task::spawn_blocking(move || c.record("c-outage", SystemTime::now())).await.unwrap();
+    let n = tokio::task::spawn_blocking(move || c.record("c-outage", SystemTime::now(), None)).await.unwrap();
     assert!(n.is_ok(), "after the pause, with the database back: {n:?}");
 }
 

@@ -111,6 +111,9 @@ pub enum ReloadError {
 pub struct Input<'a> {
     pub text: &'a str,
     pub customer_ref: Option<&'a str>,
+    /// Names this contact for the repeat-contact tracker (e.g. a scoped
+    /// idempotency key): processed again, it is not counted again.
+    pub contact_event: Option<&'a str>,
 }
 
 /// What [`Pipeline::load`] loads and how (the `kesu` binary's configuration
@@ -291,7 +294,8 @@ impl Pipeline {
 
     /// Classify `texts` (no customer references): see [`Pipeline::classify_items`].
     pub fn classify(&self, texts: &[&str], with_segments: bool) -> Result<Vec<Classified>, PipelineError> {
-        let items: Vec<Input> = texts.iter().map(|&text| Input { text, customer_ref: None }).collect();
+        let items: Vec<Input> =
+            texts.iter().map(|&text| Input { text, customer_ref: None, contact_event: None }).collect();
         self.classify_items(&items, with_segments)
     }
 
@@ -362,13 +366,14 @@ impl Pipeline {
             let segments = with_segments.then(|| lists.segmenter.segment(item.text));
             let category = category_result(&info.category_labels, &p.category);
             let emotion = emotion_result(&info.escalation_labels, &p.escalation);
-            let prior_contacts = item.customer_ref.and_then(|c| match self.contacts.record(c, SystemTime::now()) {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    tracing::warn!(error = %e, "repeat-contact lookup failed; triaged without it");
-                    None
-                }
-            });
+            let prior_contacts =
+                item.customer_ref.and_then(|c| match self.contacts.record(c, SystemTime::now(), item.contact_event) {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "repeat-contact lookup failed; triaged without it");
+                        None
+                    }
+                });
             let facts = Facts {
                 flags: &flags,
                 category: &category.label,
@@ -444,8 +449,8 @@ mod tests {
         };
         let p = Pipeline::load(&opts, true).unwrap();
         let items = [
-            Input { text: "退款三天没到账", customer_ref: Some("c1") },
-            Input { text: "我要起诉", customer_ref: Some("c2") },
+            Input { text: "退款三天没到账", customer_ref: Some("c1"), contact_event: None },
+            Input { text: "我要起诉", customer_ref: Some("c2"), contact_event: None },
         ];
         let cancelled = AtomicBool::new(true);
         assert!(matches!(p.classify_items_until(&items, false, &cancelled), Err(PipelineError::Cancelled)));

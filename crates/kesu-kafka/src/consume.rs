@@ -13,9 +13,9 @@
 //!   (`replayed: true`), never stored again and never counted again as a
 //!   repeat contact. The results topic may therefore hold a record's result
 //!   more than once. A batch whose store step fails is stored again without
-//!   being classified again, so its contacts count once; only a consumer that
-//!   dies between classifying and storing a batch leaves contacts that its
-//!   successor counts a second time.
+//!   being classified again, and each record's repeat contact is named by its
+//!   key, so a record classified twice (its consumer died between classifying
+//!   and storing) is still one contact.
 //! - **Nothing dropped.** A record that cannot be processed (not JSON, empty
 //!   or oversized text, a bad field, a key reused with another text) goes to
 //!   the dead-letter topic with its error and value. Failures that may pass

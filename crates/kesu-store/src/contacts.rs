@@ -112,13 +112,12 @@ impl StoreContacts {
 }
 
 impl ContactStore for StoreContacts {
-    fn record(&self, customer: &str, at: SystemTime) -> Result<u32, ContactError> {
+    fn record(&self, customer: &str, at: SystemTime, event: Option<&str>) -> Result<u32, ContactError> {
         let (store, key, at_ms) = (self.store.clone(), self.key(customer), ms(at));
         let window_ms = self.window.as_millis().min(i64::MAX as u128) as i64;
-        let n =
-            self.wait(
-                async move { store.record_contact(&key, at_ms, window_ms, MAX_CONTACTS_PER_CUSTOMER as u32).await },
-            )?;
+        let event = event.map(str::to_string);
+        let cap = MAX_CONTACTS_PER_CUSTOMER as u32;
+        let n = self.wait(async move { store.record_contact(&key, at_ms, window_ms, cap, event.as_deref()).await })?;
         // Refresh the customer count for /v1/info at most once a minute, in the background.
         let last = self.counted_at.load(Ordering::Relaxed);
         if at_ms.saturating_sub(last) > 60_000

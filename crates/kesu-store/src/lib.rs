@@ -237,6 +237,9 @@ const MIGRATIONS_V2: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS contacts (customer_key TEXT NOT NULL, at_ms BIGINT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS contacts_key_at ON contacts (customer_key, at_ms)",
     "CREATE INDEX IF NOT EXISTS contacts_at ON contacts (at_ms)",
+    // Named contacts (an item's scoped idempotency key, hashed): one contact however often it is processed.
+    "CREATE TABLE IF NOT EXISTS contact_events (customer_key TEXT NOT NULL, event TEXT NOT NULL, at_ms BIGINT NOT NULL, PRIMARY KEY (customer_key, event))",
+    "CREATE INDEX IF NOT EXISTS contact_events_at ON contact_events (at_ms)",
     "CREATE TABLE IF NOT EXISTS kesu_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS idempotency (
         scope TEXT NOT NULL,
@@ -685,24 +688,57 @@ impl Store {
     /// Record one contact of the customer keyed `key` at `at_ms` and return
     /// how many earlier contacts of the same key lie within `window_ms`
     /// (`at_ms - window_ms <= t`, later-stamped ones included), at most `cap`.
-    /// Several replicas see each other's contacts; two contacts recorded at
-    /// the same moment by two replicas may each miss the other.
-    pub async fn record_contact(&self, key: &str, at_ms: i64, window_ms: i64, cap: u32) -> Result<u32, StoreError> {
+    /// A contact named `event` that was recorded before is not recorded
+    /// again: the answer then counts the key's other contacts. Several
+    /// replicas see each other's contacts; two contacts recorded at the same
+    /// moment by two replicas may each miss the other.
+    pub async fn record_contact(
+        &self,
+        key: &str,
+        at_ms: i64,
+        window_ms: i64,
+        cap: u32,
+        event: Option<&str>,
+    ) -> Result<u32, StoreError> {
+        let since = at_ms.saturating_sub(window_ms);
         let mut tx = self.pool.begin().await?;
+        let seen: Option<i64> = match event {
+            None => None,
+            Some(e) => sqlx::query("SELECT at_ms FROM contact_events WHERE customer_key = $1 AND event = $2")
+                .bind(key)
+                .bind(e)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get("at_ms"))
+                .transpose()?,
+        };
         let n: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM (SELECT 1 FROM contacts WHERE customer_key = $1 AND at_ms >= $2 LIMIT $3) AS c",
         )
         .bind(key)
-        .bind(at_ms.saturating_sub(window_ms))
-        .bind(cap as i64)
+        .bind(since)
+        .bind(cap as i64 + 1)
         .fetch_one(&mut *tx)
         .await?
         .try_get("n")?;
+        if let Some(first_at) = seen {
+            tx.commit().await?;
+            let own = i64::from(first_at >= since);
+            return Ok((n - own).clamp(0, cap as i64) as u32);
+        }
         sqlx::query("INSERT INTO contacts (customer_key, at_ms) VALUES ($1, $2)")
             .bind(key)
             .bind(at_ms)
             .execute(&mut *tx)
             .await?;
+        if let Some(e) = event {
+            sqlx::query("INSERT INTO contact_events (customer_key, event, at_ms) VALUES ($1, $2, $3)")
+                .bind(key)
+                .bind(e)
+                .bind(at_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(n.clamp(0, cap as i64) as u32)
     }
@@ -718,7 +754,9 @@ impl Store {
     }
 
     /// Forget contacts recorded before `before_ms` (outside the window).
+    /// Returns the contacts deleted (their events go with them).
     pub async fn purge_contacts(&self, before_ms: i64) -> Result<u64, StoreError> {
+        sqlx::query("DELETE FROM contact_events WHERE at_ms < $1").bind(before_ms).execute(&self.pool).await?;
         Ok(sqlx::query("DELETE FROM contacts WHERE at_ms < $1")
             .bind(before_ms)
             .execute(&self.pool)
@@ -728,6 +766,7 @@ impl Store {
 
     /// Forget every contact of the customer keyed `key` (erasure).
     pub async fn delete_contacts(&self, key: &str) -> Result<u64, StoreError> {
+        sqlx::query("DELETE FROM contact_events WHERE customer_key = $1").bind(key).execute(&self.pool).await?;
         Ok(sqlx::query("DELETE FROM contacts WHERE customer_key = $1")
             .bind(key)
             .execute(&self.pool)

@@ -125,7 +125,7 @@ pub async fn post_message(
         }
         let (scored, review_id) = match m.role {
             Speaker::Customer => {
-                let c = run_classify(&state, vec![m.text.clone()], vec![], false).await?.remove(0);
+                let c = run_classify(&state, vec![m.text.clone()], vec![], vec![], false).await?.remove(0);
                 // Stored by the same rule as classify, before the message is
                 // recorded: a store failure (503) leaves no message behind.
                 let origin = kesu_store::record::Origin {

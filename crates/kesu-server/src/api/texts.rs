@@ -176,11 +176,13 @@ async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> 
 
 /// Classify `texts` with the model: through admission control, on the
 /// blocking pool, counted in the metrics. Exactly one result per text, in order.
-/// `refs` holds each text's `customer_ref` (may be empty: none).
+/// `refs` holds each text's `customer_ref` (may be empty: none), `events`
+/// each contact's name for the repeat-contact tracker (may be empty: none).
 pub(super) async fn run_classify(
     state: &AppState,
     texts: Vec<String>,
     refs: Vec<Option<String>>,
+    events: Vec<Option<String>>,
     segments: bool,
 ) -> Result<Vec<Classified>, ApiError> {
     if state.pipeline.model().is_none() {
@@ -198,7 +200,11 @@ pub(super) async fn run_classify(
         let items: Vec<kesu_core::pipeline::Input> = texts
             .iter()
             .enumerate()
-            .map(|(i, t)| kesu_core::pipeline::Input { text: t, customer_ref: refs.get(i).and_then(|r| r.as_deref()) })
+            .map(|(i, t)| kesu_core::pipeline::Input {
+                text: t,
+                customer_ref: refs.get(i).and_then(|r| r.as_deref()),
+                contact_event: events.get(i).and_then(|e| e.as_deref()),
+            })
             .collect();
         let r = pipeline.classify_items_until(&items, segments, &flag);
         if matches!(r, Err(kesu_core::pipeline::PipelineError::Cancelled)) {
@@ -276,6 +282,17 @@ impl Replays {
         }
         Ok(())
     }
+}
+
+/// The repeat-contact event of an item with an idempotency key: a hash of
+/// the key in its scope (no caller text kept).
+fn contact_event(scope: &str, key: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(scope.as_bytes());
+    h.update([0x1f]);
+    h.update(key.as_bytes());
+    hex::encode(h.finalize())
 }
 
 /// Oldest claim time (unix ms) still inside the idempotency window.
@@ -409,7 +426,10 @@ pub async fn classify_intake(
     replays.look_up(state, &texts).await?;
     let model_refs =
         items.iter().enumerate().map(|(i, it)| it.customer_ref.clone().filter(|_| !replays.is_replay(i))).collect();
-    let results = run_classify(state, texts, model_refs, segments).await?;
+    // An item with a key is one contact however often it is classified (a
+    // retry after a failed store step, a Kafka record read again).
+    let events = replays.keys.iter().map(|k| k.as_deref().map(|k| contact_event(&replays.scope, k))).collect();
+    let results = run_classify(state, texts, model_refs, events, segments).await?;
     Ok(Classifying { items, results, replays, review_ids: None })
 }
 
