@@ -573,12 +573,18 @@ impl CliStore {
     fn open(settings: crate::config::StoreSettings, channel: Option<String>) -> Result<CliStore, String> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         let store = rt
-            .block_on(kesu_store::Store::open(&settings.database_url, settings.database_max_connections))
+            .block_on(async {
+                kesu_store::Store::open(&settings.database_url, settings.database_max_connections)
+                    .await?
+                    .with_insights(settings.insights_config())
+                    .await
+            })
             .map_err(|e| e.to_string())?;
         Ok(CliStore { rt, store, settings, channel, stored: 0 })
     }
 
-    /// Store the items of one chunk that match the rule (one transaction); their review ids.
+    /// Store the items of one chunk that match the rule and count every one
+    /// into the insights aggregates (one transaction); their review ids.
     fn keep(
         &mut self,
         ids: &[&ItemId],
@@ -603,10 +609,18 @@ impl CliStore {
                 picked.push(i);
             }
         }
-        if rows.is_empty() {
+        let mask = self.settings.store_mask_pii;
+        let counted: Vec<_> = results
+            .iter()
+            .map(|r| kesu_store::record::counted(r, self.channel.as_deref(), &Default::default(), None, mask))
+            .collect();
+        if rows.is_empty() && !self.store.insights().enabled {
             return Ok(out);
         }
-        let got = self.rt.block_on(self.store.insert(&rows, "cli")).map_err(|e| e.to_string())?;
+        let got = self
+            .rt
+            .block_on(self.store.insert_claimed(&rows, "", &[], 0, &counted, "cli"))
+            .map_err(|e| e.to_string())?;
         self.stored += got.len();
         for (i, id) in picked.into_iter().zip(got) {
             out[i] = Some(id);

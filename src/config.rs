@@ -216,6 +216,35 @@ pub struct StoreSettings {
     /// File whose first line is that secret (e.g. a mounted Secret).
     #[arg(long, env = "KESU_CUSTOMER_KEY_FILE")]
     pub customer_key_file: Option<PathBuf>,
+    /// Count every classified item into the insights aggregates (minute, hour and day buckets in the store).
+    #[arg(long, env = "KESU_INSIGHTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub insights: bool,
+    /// Time zone of the insights buckets (an IANA name); the first replica to count fixes it for the database.
+    #[arg(long, env = "KESU_INSIGHTS_TIME_ZONE", default_value = "Asia/Shanghai", value_parser = time_zone)]
+    pub insights_time_zone: String,
+    /// Item tags counted by insights (comma-separated names, e.g. `product_line,region`); others are ignored there.
+    #[arg(long, env = "KESU_INSIGHTS_TAGS", value_delimiter = ',', num_args = 0..)]
+    pub insights_tags: Vec<String>,
+    /// Most distinct values counted for the channel and for each tag; later values count as `(other)`.
+    #[arg(long, env = "KESU_INSIGHTS_MAX_VALUES", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub insights_max_values: u64,
+    /// Minute buckets are kept this many hours (hour and day buckets keep the counts after that).
+    #[arg(long, env = "KESU_INSIGHTS_MINUTE_RETENTION_HOURS", default_value_t = 48, value_parser = clap::value_parser!(u64).range(1..))]
+    pub insights_minute_retention_hours: u64,
+    /// Hour buckets are kept this many days.
+    #[arg(long, env = "KESU_INSIGHTS_HOUR_RETENTION_DAYS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..))]
+    pub insights_hour_retention_days: u64,
+    /// Day buckets are kept this many days (0 = forever).
+    #[arg(long, env = "KESU_INSIGHTS_DAY_RETENTION_DAYS", default_value_t = 1098)]
+    pub insights_day_retention_days: u64,
+    /// How far an item's `received_at` may lie in the future, in seconds (clock skew between the caller and kesu).
+    #[arg(long, env = "KESU_MAX_CLOCK_SKEW_SECS", default_value_t = server_default().max_clock_skew_secs)]
+    pub max_clock_skew_secs: u64,
+}
+
+/// A known IANA time zone name.
+fn time_zone(s: &str) -> Result<String, String> {
+    kesu_store::insights::InsightsConfig::new(s, Vec::new()).map(|_| s.to_string())
 }
 
 impl StoreSettings {
@@ -241,7 +270,22 @@ impl StoreSettings {
             repeat_store: self.repeat_store.parse().unwrap_or(kesu_server::settings::RepeatStore::Auto),
             customer_key: self.customer_key.clone(),
             customer_key_file: self.customer_key_file.clone(),
+            insights: self.insights_config(),
         }
+    }
+
+    /// The insights counting configuration.
+    pub fn insights_config(&self) -> kesu_store::insights::InsightsConfig {
+        let tags = self.insights_tags.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+        let mut c = kesu_store::insights::InsightsConfig::new(&self.insights_time_zone, tags).unwrap_or_default();
+        c.enabled = self.insights;
+        c.max_values = self.insights_max_values as usize;
+        c.retention_secs = [
+            self.insights_minute_retention_hours * 3600,
+            self.insights_hour_retention_days * 86_400,
+            self.insights_day_retention_days * 86_400,
+        ];
+        c
     }
 }
 
@@ -353,6 +397,7 @@ impl Settings {
             store_mask_pii: self.store.store_mask_pii,
             idempotency_window_secs: self.store.idempotency_window_secs,
             store_retention_secs: (self.store.store_retention_days * 86_400.0).ceil() as u64,
+            max_clock_skew_secs: self.store.max_clock_skew_secs,
         }
     }
 

@@ -81,7 +81,7 @@ fn consumer(
         .args(["--dead-letter-topic", &opts.dead_letter_topic])
         .args(["--kafka-session-timeout-ms", "6000", "--kafka-batch-size", "50"])
         .args(["--port", &port.to_string(), "--model", model, "--lexicons", lex, "--database-url", pg])
-        .args(["--max-text-chars", "200"])
+        .args(["--max-text-chars", "200", "--insights-tags", "region"])
         .env("RUST_LOG", "info")
         .env_remove("KESU_API_KEYS")
         .stdout(Stdio::null())
@@ -304,6 +304,22 @@ async fn ten_thousand_records_two_consumers_one_killed_midway() {
     let (n, distinct): (i64, i64) =
         sqlx::query_as("SELECT count(*), count(DISTINCT caller_id) FROM items").fetch_one(&db).await.unwrap();
     assert_eq!((n as usize, distinct as usize), (good, good));
+    // Insights counted every good record once (re-reads and resent records counted nothing).
+    let counted = |dim: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM insight_counts WHERE grain = 'day' AND dim = $1",
+            )
+            .bind(dim)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(counted("").await as usize, good, "insights count each good record once");
+    let sh = (0..RECORDS).filter(|i| record(*i).1.is_none() && i.is_multiple_of(2)).count();
+    assert_eq!(counted("tag:region=sh").await as usize, sh, "the record's tags are counted");
     let repeated = results.len() - good - resent;
     eprintln!(
         "kafka: {RECORDS} records, {good} results + {} dead letters; a killed at {killed_at} stored; \

@@ -85,6 +85,7 @@ async fn idempotency(store: &Store) {
             "k1",
             &[claim("a", "idem A", Some(0)), claim("b", "idem B", None)],
             0,
+            &[],
             "k1",
         )
         .await
@@ -96,7 +97,14 @@ async fn idempotency(store: &Store) {
     assert!(store.seen_keys("k2", &["a"], 0).await.unwrap().is_empty(), "keys are per scope");
     // the same key again: nothing stored
     let again = store
-        .insert_claimed(&[item("idem A", "P1", &[], 0, "service", 3)], "k1", &[claim("a", "idem A", Some(0))], 0, "k1")
+        .insert_claimed(
+            &[item("idem A", "P1", &[], 0, "service", 3)],
+            "k1",
+            &[claim("a", "idem A", Some(0))],
+            0,
+            &[],
+            "k1",
+        )
         .await;
     assert!(matches!(again, Err(StoreError::KeyTaken(ref k)) if k == "a"), "{again:?}");
     assert_eq!(
@@ -114,6 +122,7 @@ async fn idempotency(store: &Store) {
                 "k1",
                 &[claim("race", "race", Some(0))],
                 0,
+                &[],
                 "k1",
             )
             .await
@@ -132,7 +141,7 @@ async fn idempotency(store: &Store) {
     // outside the window the claim is dead: replaced, and purged
     let later = i64::MAX / 2;
     assert!(store.seen_keys("k1", &["a"], later).await.unwrap().is_empty());
-    store.insert_claimed(&[], "k1", &[claim("a", "other text", None)], later, "k1").await.unwrap();
+    store.insert_claimed(&[], "k1", &[claim("a", "other text", None)], later, &[], "k1").await.unwrap();
     assert_eq!(store.seen_keys("k1", &["a"], 0).await.unwrap()["a"].text_sha256, text_sha256("other text"));
     assert!(store.purge_keys(later).await.unwrap() >= 2);
     assert!(store.seen_keys("k1", &["b", "race"], 0).await.unwrap().is_empty());

@@ -21,16 +21,11 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use kesu_server::api::error::ErrorCode;
-use kesu_server::api::texts::{check_fields, IntakeItem};
+use kesu_server::api::texts::{check_event_ms, check_fields, check_tags, event_time, IntakeItem};
 use kesu_server::api::types::ItemId;
 use kesu_server::settings::ServerSettings;
 
-/// Most tags one record may carry.
-pub const MAX_TAGS: usize = 16;
-/// Longest tag name (ASCII letters, digits, `_`, `-`, `.`).
-pub const MAX_TAG_NAME_CHARS: usize = 64;
-/// Longest tag value, in chars.
-pub const MAX_TAG_VALUE_CHARS: usize = 128;
+pub use kesu_server::api::texts::{MAX_TAGS, MAX_TAG_NAME_CHARS, MAX_TAG_VALUE_CHARS};
 
 /// Where a record was read: echoed in its result or dead letter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,12 +115,14 @@ pub fn parse(
     let at = |f: &str| f.to_string();
     check_fields(&at, &w.text, w.customer_ref.as_deref(), w.channel.as_deref(), w.idempotency_key.as_deref(), s)
         .map_err(|e| Rejection { code: e.code.as_str().to_string(), message: e.message })?;
-    check_tags(&w.tags)?;
-    if let Some(Timestamp::Text(t)) = &w.timestamp {
-        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).map_err(|e| {
-            Rejection::new(ErrorCode::InvalidTimestamp, format!("timestamp {t:?} is not an RFC 3339 time: {e}"))
-        })?;
-    }
+    let reject =
+        |e: kesu_server::api::error::ApiError| Rejection { code: e.code.as_str().to_string(), message: e.message };
+    check_tags(&at, &w.tags).map_err(reject)?;
+    let received_at = match &w.timestamp {
+        None => None,
+        Some(Timestamp::Text(t)) => Some(event_time("timestamp", t, s).map_err(reject)?),
+        Some(Timestamp::Millis(ms)) => Some(check_event_ms("timestamp", *ms, s).map_err(reject)?),
+    };
     let caller_id = w.id.as_ref().map(|id| match id {
         ItemId::Int(n) => n.to_string(),
         ItemId::Str(s) => s.clone(),
@@ -135,35 +132,19 @@ pub fn parse(
         key: key.map(<[u8]>::to_vec),
         value: payload.to_vec(),
         id: w.id,
+        item: IntakeItem {
+            text: w.text,
+            customer_ref: w.customer_ref,
+            channel: w.channel,
+            caller_id,
+            idempotency_key,
+            tags: w.tags.clone(),
+            received_at,
+        },
         tags: w.tags,
         timestamp: w.timestamp,
-        item: IntakeItem { text: w.text, customer_ref: w.customer_ref, channel: w.channel, caller_id, idempotency_key },
         source,
     })
-}
-
-fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), Rejection> {
-    if tags.len() > MAX_TAGS {
-        return Err(Rejection::new(ErrorCode::InvalidRequest, format!("{} tags; at most {MAX_TAGS}", tags.len())));
-    }
-    for (k, v) in tags {
-        let name_ok = !k.is_empty()
-            && k.len() <= MAX_TAG_NAME_CHARS
-            && k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-        if !name_ok {
-            return Err(Rejection::new(
-                ErrorCode::InvalidRequest,
-                format!("tag name {k:?}: 1-{MAX_TAG_NAME_CHARS} ASCII letters, digits, '_', '-' or '.'"),
-            ));
-        }
-        if v.chars().count() > MAX_TAG_VALUE_CHARS {
-            return Err(Rejection::new(
-                ErrorCode::InvalidRequest,
-                format!("tag {k:?}: the value is over {MAX_TAG_VALUE_CHARS} chars"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The value of a result record.

@@ -45,6 +45,8 @@ pub struct ServerSettings {
     pub idempotency_window_secs: u64,
     /// Stored items older than this are deleted (seconds; 0 keeps them forever).
     pub store_retention_secs: u64,
+    /// How far an item's `received_at` may lie in the future (seconds): clock skew between caller and kesu.
+    pub max_clock_skew_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -65,6 +67,7 @@ impl Default for ServerSettings {
             store_mask_pii: true,
             idempotency_window_secs: 24 * 3600,
             store_retention_secs: 3 * 365 * 24 * 3600,
+            max_clock_skew_secs: 300,
         }
     }
 }
@@ -159,6 +162,9 @@ pub struct StoreSettings {
     pub customer_key: Option<String>,
     /// A file holding that secret (its first line).
     pub customer_key_file: Option<PathBuf>,
+    /// What classified items are counted by for insights.
+    #[serde(skip)]
+    pub insights: kesu_store::insights::InsightsConfig,
 }
 
 impl Default for StoreSettings {
@@ -169,6 +175,7 @@ impl Default for StoreSettings {
             repeat_store: RepeatStore::Auto,
             customer_key: None,
             customer_key_file: None,
+            insights: Default::default(),
         }
     }
 }

@@ -24,6 +24,7 @@
 //!   ([`Store::audit_log`]), which names a customer only by a salted hash.
 
 pub mod contacts;
+pub mod insights;
 pub mod record;
 
 use std::str::FromStr;
@@ -207,6 +208,9 @@ pub enum StoreError {
     Transition { from: &'static str, to: &'static str },
     #[error("bad cursor {0:?}")]
     Cursor(String),
+    /// A query the store cannot answer as asked (the message says why).
+    #[error("{0}")]
+    Query(String),
     /// An idempotency key of the batch was claimed by another request since
     /// it was looked up: nothing was stored; look the keys up again.
     #[error("idempotency key {0:?} was claimed concurrently")]
@@ -224,6 +228,9 @@ pub struct Store {
     /// This database's salt for customer hashes (`kesu_meta.customer_salt`),
     /// the same for every replica of one database.
     salt: std::sync::Arc<String>,
+    /// What classified items are counted by ([`insights`]).
+    insights: std::sync::Arc<insights::InsightsConfig>,
+    values: std::sync::Arc<std::sync::Mutex<insights::ValueCache>>,
 }
 
 /// 2: idempotency keys, the audit log, salted customer hashes.
@@ -291,7 +298,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (item_id, version))",
 ];
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
@@ -413,7 +420,14 @@ impl Store {
         if sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
-        let mut store = Store { pool, url_redacted: redact(url), sqlite, salt: Default::default() };
+        let mut store = Store {
+            pool,
+            url_redacted: redact(url),
+            sqlite,
+            salt: Default::default(),
+            insights: Default::default(),
+            values: Default::default(),
+        };
         // Two replicas starting at once on PostgreSQL may race on the schema
         // change; the loser finds it done on a second try.
         if let Err(e) = store.migrate().await {
@@ -452,7 +466,7 @@ impl Store {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for m in MIGRATIONS.iter().chain(MIGRATIONS_V2) {
+        for m in MIGRATIONS.iter().chain(MIGRATIONS_V2).chain(insights::MIGRATIONS) {
             sqlx::query(m).execute(&mut *tx).await?;
         }
         let v: Option<i64> =
@@ -499,7 +513,7 @@ impl Store {
     /// string is stored as U+FFFD on both databases (PostgreSQL refuses NUL in
     /// text): one character for one, so char offsets of flag spans still hold.
     pub async fn insert(&self, items: &[NewItem], actor: &str) -> Result<Vec<String>, StoreError> {
-        self.insert_claimed(items, "", &[], 0, actor).await
+        self.insert_claimed(items, "", &[], 0, &[], actor).await
     }
 
     /// [`Store::insert`], and in the same transaction claim each of `claims`
@@ -508,16 +522,20 @@ impl Store {
     /// keyed item was classified but not kept. A claim older than `since_ms`
     /// (outside the idempotency window) is replaced. If another request holds
     /// a live claim on one of the keys, nothing is stored and the answer is
-    /// [`StoreError::KeyTaken`].
+    /// [`StoreError::KeyTaken`]. In the same transaction, `counted` (the
+    /// classified items that are not replays, stored or not) are counted
+    /// into the insights aggregates ([`insights`]).
     pub async fn insert_claimed(
         &self,
         items: &[NewItem],
         scope: &str,
         claims: &[KeyClaim],
         since_ms: i64,
+        counted: &[insights::Counted],
         actor: &str,
     ) -> Result<Vec<String>, StoreError> {
         let now = now_ms();
+        let counts = self.count_rows(counted, now).await?;
         let mut tx = self.pool.begin().await?;
         let mut ids = Vec::with_capacity(items.len());
         for (i, it) in items.iter().enumerate() {
@@ -576,6 +594,7 @@ impl Store {
                 _ => StoreError::Db(e),
             })?;
         }
+        insights::upsert(&mut tx, &counts).await?;
         tx.commit().await?;
         Ok(ids)
     }

@@ -54,3 +54,26 @@ pub fn new_item(text: &str, result: &Classified, origin: Origin, mask_pii: bool)
         route: r.triage.route.clone(),
     }
 }
+
+/// What the insights aggregates count of `result` ([`crate::insights`]):
+/// its labels and flags, the channel and tag values [`pii::mask`]ed when
+/// `mask_pii`, at `at_ms` (the caller's event time, else now).
+pub fn counted(
+    result: &Classified,
+    channel: Option<&str>,
+    tags: &std::collections::BTreeMap<String, String>,
+    at_ms: Option<i64>,
+    mask_pii: bool,
+) -> crate::insights::Counted {
+    let m = |s: &str| if mask_pii { pii::mask(s).text } else { s.to_string() };
+    crate::insights::Counted {
+        at_ms: at_ms.unwrap_or_else(crate::now_ms),
+        category: result.category.label.clone(),
+        escalation: result.emotion.level,
+        priority: result.triage.priority.to_string(),
+        route: result.triage.route.clone(),
+        channel: channel.map(m),
+        flags: result.flags.flags.iter().map(|f| f.as_str().to_string()).collect(),
+        tags: tags.iter().map(|(k, v)| (k.clone(), m(v))).collect(),
+    }
+}

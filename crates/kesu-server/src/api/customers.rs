@@ -119,6 +119,10 @@ pub async fn sweep(state: &AppState) {
     if let Err(e) = store.purge_contacts(now.saturating_sub(window)).await {
         tracing::warn!(error = %e, "expired repeat contacts not purged; retried at the next sweep");
     }
+    // Insights buckets past their grain's retention (hours and days keep the counts).
+    if let Err(e) = store.purge_insights(now).await {
+        tracing::warn!(error = %e, "expired insights buckets not purged; retried at the next sweep");
+    }
 }
 
 /// Sweep at start and then every [`crate::settings::ServerSettings::store_sweep_every`]

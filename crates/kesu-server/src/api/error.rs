@@ -239,6 +239,7 @@ impl From<kesu_store::StoreError> for ApiError {
             S::Conflict { .. } => ApiError::new(ErrorCode::VersionConflict, e.to_string()),
             S::Transition { .. } => ApiError::new(ErrorCode::InvalidTransition, e.to_string()),
             S::Cursor(_) => ApiError::new(ErrorCode::InvalidCursor, e.to_string()),
+            S::Query(m) => ApiError::new(ErrorCode::InvalidQuery, m),
             S::KeyTaken(k) => ApiError::new(
                 ErrorCode::IdempotencyConflict,
                 format!("idempotency key {k:?} is being used by a concurrent request; nothing was stored; retry"),

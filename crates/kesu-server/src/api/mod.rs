@@ -7,6 +7,7 @@ pub mod conversations;
 pub mod customers;
 pub mod error;
 pub mod extract;
+pub mod insights;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;
@@ -94,7 +95,9 @@ impl AppState {
 pub async fn open_store(s: &StoreSettings) -> Result<Option<kesu_store::Store>, kesu_store::StoreError> {
     match &s.database_url {
         None => Ok(None),
-        Some(url) => kesu_store::Store::open(url, s.max_connections).await.map(Some),
+        Some(url) => {
+            Ok(Some(kesu_store::Store::open(url, s.max_connections).await?.with_insights(s.insights.clone()).await?))
+        }
     }
 }
 

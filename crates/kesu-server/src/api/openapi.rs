@@ -18,7 +18,7 @@ use crate::settings::ServerSettings;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "kesu", description = "Chinese customer-complaint triage: category, escalation and legal-risk flags.", license(name = "MIT OR Apache-2.0")),
-    tags((name = "classify"), (name = "flags"), (name = "segment"), (name = "conversations"), (name = "reviews"), (name = "ops"), (name = "admin"))
+    tags((name = "classify"), (name = "flags"), (name = "segment"), (name = "conversations"), (name = "reviews"), (name = "insights"), (name = "ops"), (name = "admin"))
 )]
 pub struct ApiDoc;
 

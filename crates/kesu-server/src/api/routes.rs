@@ -19,7 +19,7 @@ use std::sync::LazyLock;
 use actix_web::http::Method;
 use actix_web::web;
 
-use super::{admin, conversations, customers, error::ApiError, ops, reviews, texts};
+use super::{admin, conversations, customers, error::ApiError, insights, ops, reviews, texts};
 use crate::auth::{session, Role};
 
 /// Who may call a route.
@@ -85,6 +85,7 @@ use Access::{AnyKey, Open};
 const INTAKE: Access = Access::Role(Role::Intake);
 const AGENT: Access = Access::Role(Role::Agent);
 const REVIEWER: Access = Access::Role(Role::Reviewer);
+const ANALYST: Access = Access::Role(Role::Analyst);
 const ADMIN: Access = Access::Role(Role::Admin);
 
 /// Every route, in the order of the README's API table.
@@ -106,6 +107,8 @@ pub static TABLE: LazyLock<Vec<Route>> = LazyLock::new(|| {
         route!(GET "/v1/reviews/{id}/history", reviews::history / __path_history, REVIEWER, deadline = true),
         route!(GET "/v1/reviews/{id}", reviews::get / __path_get, REVIEWER, deadline = true),
         route!(PATCH "/v1/reviews/{id}", reviews::patch / __path_patch, REVIEWER, deadline = true),
+        route!(GET "/v1/insights/series", insights::series / __path_series, ANALYST, deadline = true),
+        route!(GET "/v1/insights/breakdown", insights::breakdown / __path_breakdown, ANALYST, deadline = true),
         route!(POST "/v1/customers/erase", customers::erase / __path_erase, ADMIN, deadline = true),
         route!(GET "/v1/audit", customers::audit / __path_audit, ADMIN, deadline = true),
         route!(GET "/console", conversations::console / __path_console, Open, deadline = false),
@@ -206,6 +209,7 @@ mod tests {
         assert_eq!(access(Method::POST, "/v1/classify"), Some(INTAKE));
         assert_eq!(access(Method::GET, "/v1/conversations/{id}/events"), Some(AGENT));
         assert_eq!(access(Method::GET, "/v1/reviews/export"), Some(REVIEWER));
+        assert_eq!(access(Method::GET, "/v1/insights/series"), Some(ANALYST));
         assert_eq!(access(Method::POST, "/admin/reload"), Some(ADMIN));
         assert_eq!(access(Method::GET, "/metrics"), Some(ADMIN));
         assert_eq!(access(Method::POST, "/v1/session"), Some(AnyKey));

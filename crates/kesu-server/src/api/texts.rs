@@ -27,6 +27,9 @@ struct Work {
     channels: Vec<Option<String>>,
     /// The items' idempotency keys (classify only).
     keys: Vec<Option<String>>,
+    /// The items' tags and event times (classify only).
+    tags: Vec<std::collections::BTreeMap<String, String>>,
+    received: Vec<Option<i64>>,
     segments: bool,
 }
 
@@ -42,21 +45,33 @@ pub const MAX_CUSTOMER_REF_CHARS: usize = 256;
 fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
     let s = &state.settings;
     let channel = req.channel;
-    let (batch, ids, texts, refs, channels, keys) = match (req.text, req.items) {
+    let (batch, ids, texts, refs, channels, keys, tags, received) = match (req.text, req.items) {
         (Some(_), Some(_)) => {
             return Err(ApiError::new(ErrorCode::InvalidRequest, "give either `text` or `items`, not both"))
         }
         (None, None) => {
             return Err(ApiError::new(ErrorCode::InvalidRequest, "missing `text` (one text) or `items` (a batch)"))
         }
-        (Some(t), None) => {
-            (false, vec![req.id], vec![t], vec![req.customer_ref], vec![channel], vec![req.idempotency_key])
-        }
+        (Some(t), None) => (
+            false,
+            vec![req.id],
+            vec![t],
+            vec![req.customer_ref],
+            vec![channel],
+            vec![req.idempotency_key],
+            vec![req.tags],
+            vec![req.received_at],
+        ),
         (None, Some(items)) => {
-            if req.id.is_some() || req.customer_ref.is_some() || req.idempotency_key.is_some() {
+            if req.id.is_some()
+                || req.customer_ref.is_some()
+                || req.idempotency_key.is_some()
+                || !req.tags.is_empty()
+                || req.received_at.is_some()
+            {
                 return Err(ApiError::new(
                     ErrorCode::InvalidRequest,
-                    "`id`, `customer_ref` and `idempotency_key` go inside each item of `items`",
+                    "`id`, `customer_ref`, `idempotency_key`, `tags` and `received_at` go inside each item of `items`",
                 ));
             }
             if items.is_empty() {
@@ -73,7 +88,9 @@ fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
             let refs = items.iter().map(|it| it.customer_ref.clone()).collect();
             let channels = items.iter().map(|it| it.channel.clone().or_else(|| channel.clone())).collect();
             let keys = items.iter().map(|it| it.idempotency_key.clone()).collect();
-            (true, ids, items.into_iter().map(|it| it.text).collect(), refs, channels, keys)
+            let tags = items.iter().map(|it| it.tags.clone()).collect();
+            let received = items.iter().map(|it| it.received_at.clone()).collect();
+            (true, ids, items.into_iter().map(|it| it.text).collect(), refs, channels, keys, tags, received)
         }
     };
     // Every text first (a 413 for a long text wins over a 422 for another item's field), then the rest.
@@ -83,6 +100,15 @@ fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
     for i in 0..texts.len() {
         let at = |field: &str| if batch { format!("items[{i}].{field}") } else { field.to_string() };
         check_fields(&at, &texts[i], refs[i].as_deref(), channels[i].as_deref(), keys[i].as_deref(), s)?;
+        check_tags(&at, &tags[i])?;
+    }
+    let mut received_ms = Vec::with_capacity(received.len());
+    for (i, r) in received.iter().enumerate() {
+        let at = if batch { format!("items[{i}].received_at") } else { "received_at".to_string() };
+        received_ms.push(match r {
+            None => None,
+            Some(r) => Some(event_time(&at, r, s)?),
+        });
     }
     let mut seen_keys = std::collections::HashSet::new();
     for (i, k) in keys.iter().enumerate() {
@@ -96,7 +122,80 @@ fn validate(req: TextsRequest, state: &AppState) -> Result<Work, ApiError> {
             }
         }
     }
-    Ok(Work { batch, ids, texts, refs, channels, keys, segments: req.segments })
+    Ok(Work { batch, ids, texts, refs, channels, keys, tags, received: received_ms, segments: req.segments })
+}
+
+/// Most tags one item may carry.
+pub const MAX_TAGS: usize = 16;
+/// Longest tag name (ASCII letters, digits, `_`, `-`, `.`).
+pub const MAX_TAG_NAME_CHARS: usize = 64;
+/// Longest tag value, in chars.
+pub const MAX_TAG_VALUE_CHARS: usize = 128;
+
+/// Check an item's tags (422 `invalid_request`): at most [`MAX_TAGS`], names
+/// of 1-[`MAX_TAG_NAME_CHARS`] ASCII letters, digits, `_`, `-` or `.`, values
+/// of at most [`MAX_TAG_VALUE_CHARS`] chars.
+pub fn check_tags(
+    at: &dyn Fn(&str) -> String,
+    tags: &std::collections::BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    if tags.len() > MAX_TAGS {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("{}: {} tags; at most {MAX_TAGS}", at("tags"), tags.len()),
+        ));
+    }
+    for (k, v) in tags {
+        let name_ok = !k.is_empty()
+            && k.len() <= MAX_TAG_NAME_CHARS
+            && k.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !name_ok {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "{}: tag name {k:?}: 1-{MAX_TAG_NAME_CHARS} ASCII letters, digits, '_', '-' or '.'",
+                    at("tags")
+                ),
+            ));
+        }
+        if v.chars().count() > MAX_TAG_VALUE_CHARS {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("{}: tag {k:?}: the value is over {MAX_TAG_VALUE_CHARS} chars", at("tags")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An item's event time (unix ms) from its RFC 3339 `received_at` (422
+/// `invalid_timestamp` when unparsable or more than `max_clock_skew_secs` ahead).
+pub fn event_time(at: &str, received_at: &str, s: &crate::settings::ServerSettings) -> Result<i64, ApiError> {
+    let t = time::OffsetDateTime::parse(received_at, &time::format_description::well_known::Rfc3339).map_err(|e| {
+        ApiError::new(ErrorCode::InvalidTimestamp, format!("{at} {received_at:?} is not an RFC 3339 time: {e}"))
+    })?;
+    check_event_ms(at, (t.unix_timestamp_nanos() / 1_000_000) as i64, s)
+}
+
+/// [`event_time`] for a time given as unix ms: at most `max_clock_skew_secs`
+/// ahead of now, and not before 1970.
+pub fn check_event_ms(at: &str, ms: i64, s: &crate::settings::ServerSettings) -> Result<i64, ApiError> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+    let ahead = ms.saturating_sub(now);
+    if ahead > (s.max_clock_skew_secs as i64).saturating_mul(1000) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidTimestamp,
+            format!(
+                "{at} is {} s in the future; at most {} s of clock skew is allowed",
+                ahead / 1000,
+                s.max_clock_skew_secs
+            ),
+        ));
+    }
+    if ms < 0 {
+        return Err(ApiError::new(ErrorCode::InvalidTimestamp, format!("{at} is before 1970")));
+    }
+    Ok(ms)
 }
 
 /// Check one item's fields against the limits, as every intake does (HTTP
@@ -235,7 +334,12 @@ pub(super) async fn store_matching(
 ) -> Result<Vec<Option<String>>, ApiError> {
     let n = items.len();
     let mut replays = Replays { scope: String::new(), keys: vec![None; n], seen: vec![None; n] };
-    store_keyed(state, items, &mut replays).await
+    let mask = state.settings.store_mask_pii;
+    let counted = items
+        .iter()
+        .map(|(_, r, o)| kesu_store::record::counted(r, o.channel.as_deref(), &Default::default(), None, mask))
+        .collect();
+    store_keyed(state, items, counted, &mut replays).await
 }
 
 /// What the idempotency keys of one request found: per item, its key and
@@ -309,6 +413,7 @@ fn window_start(state: &AppState) -> i64 {
 async fn store_keyed(
     state: &AppState,
     items: Vec<(&str, &Classified, kesu_store::record::Origin)>,
+    counted: Vec<kesu_store::insights::Counted>,
     replays: &mut Replays,
 ) -> Result<Vec<Option<String>>, ApiError> {
     let mut out = vec![None; items.len()];
@@ -320,10 +425,12 @@ async fn store_keyed(
         let mut picked = Vec::new();
         let mut rows = Vec::new();
         let mut claims = Vec::new();
+        let mut counts = Vec::new();
         for (i, (text, r, origin)) in items.iter().enumerate() {
             if replays.is_replay(i) {
                 continue;
             }
+            counts.extend(counted.get(i).cloned());
             let stored_at = r.triage.store.then(|| {
                 rows.push(kesu_store::record::new_item(text, r, origin.clone(), state.settings.store_mask_pii));
                 picked.push(i);
@@ -340,11 +447,11 @@ async fn store_keyed(
         for (i, seen) in replays.seen.iter().enumerate() {
             out[i] = seen.as_ref().and_then(|s| s.item_id.clone());
         }
-        if rows.is_empty() && claims.is_empty() {
+        if rows.is_empty() && claims.is_empty() && (counts.is_empty() || !store.insights().enabled) {
             return Ok(out);
         }
         let t0 = Instant::now();
-        let stored = store.insert_claimed(&rows, &replays.scope, &claims, window_start(state), "intake").await;
+        let stored = store.insert_claimed(&rows, &replays.scope, &claims, window_start(state), &counts, "intake").await;
         state.metrics.observe_store(t0.elapsed().as_secs_f64(), !matches!(stored, Err(kesu_store::StoreError::Db(_))));
         match stored {
             Ok(ids) => {
@@ -368,6 +475,10 @@ pub struct IntakeItem {
     /// The caller's own id of the item (kept with a stored item).
     pub caller_id: Option<String>,
     pub idempotency_key: Option<String>,
+    /// Free tags ([`check_tags`]); the configured names are counted by insights.
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Its event time (unix ms, [`check_event_ms`]); insights count it then (default: now).
+    pub received_at: Option<i64>,
 }
 
 /// What [`classify_and_store`] did with one item.
@@ -451,7 +562,14 @@ impl Classifying {
                 (it.text.as_str(), r, origin)
             })
             .collect();
-        self.review_ids = Some(store_keyed(state, to_store, &mut self.replays).await?);
+        let mask = state.settings.store_mask_pii;
+        let counted = self
+            .items
+            .iter()
+            .zip(&self.results)
+            .map(|(it, r)| kesu_store::record::counted(r, it.channel.as_deref(), &it.tags, it.received_at, mask))
+            .collect();
+        self.review_ids = Some(store_keyed(state, to_store, counted, &mut self.replays).await?);
         Ok(())
     }
 
@@ -504,11 +622,12 @@ pub async fn classify(
     let work = validate(parsed, &state)?;
     let model_version = state.pipeline.model().map(|m| m.info().version.clone()).ok_or(ApiError::not_ready())?;
     let n = work.texts.len();
-    let Work { batch, ids, texts, refs, channels, keys, segments } = work;
+    let Work { batch, ids, texts, refs, channels, keys, tags, received, segments } = work;
     let items = (0..n)
         .zip(texts)
         .zip(refs.into_iter().zip(channels).zip(keys))
-        .map(|((i, text), ((customer_ref, channel), idempotency_key))| IntakeItem {
+        .zip(tags.into_iter().zip(received))
+        .map(|(((i, text), ((customer_ref, channel), idempotency_key)), (tags, received_at))| IntakeItem {
             text,
             customer_ref,
             channel,
@@ -517,6 +636,8 @@ pub async fn classify(
                 ItemId::Str(s) => s.clone(),
             }),
             idempotency_key,
+            tags,
+            received_at,
         })
         .collect();
     let done = classify_and_store(&state, super::reviews::actor_scope(&req), items, segments).await?;

@@ -86,6 +86,17 @@ pub struct ItemIn {
     /// nothing again; with a different text it is 422 `idempotency_key_reused`.
     #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]{1,128}$")]
     pub idempotency_key: Option<String>,
+    /// Classify only: free tags counted by insights (at most 16; names of
+    /// 1-64 ASCII letters, digits, `_`, `-`, `.`; values up to 128 chars).
+    /// Only the names in `KESU_INSIGHTS_TAGS` are counted.
+    #[serde(default)]
+    #[schema(example = json!({"product_line": "credit_card", "region": "shanghai"}))]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Classify only: when the complaint was received (RFC 3339), for
+    /// loading history; at most `KESU_MAX_CLOCK_SKEW_SECS` in the future.
+    /// Insights count the item at this time (default: now).
+    #[schema(example = "2026-12-04T09:30:00+08:00")]
+    pub received_at: Option<String>,
 }
 
 /// Either one text (`text`, optional `id`) or a batch (`items`).
@@ -104,6 +115,11 @@ pub struct TextsRequest {
     pub idempotency_key: Option<String>,
     /// Classify only: the intake channel for the text or every item of the batch (1-64 chars), stored with items kept for review.
     pub channel: Option<String>,
+    /// With `text`, classify only: see `items[].tags`.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// With `text`, classify only: see `items[].received_at`.
+    pub received_at: Option<String>,
     /// A batch of texts (at most `max_items`).
     pub items: Option<Vec<ItemIn>>,
     /// Also return jieba segments of each text (classify only).

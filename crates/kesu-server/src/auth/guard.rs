@@ -171,7 +171,7 @@ mod tests {
     use crate::auth::{hash_key, limit::Rate, Policy};
     use actix_web::test::TestRequest;
 
-    fn guard(env: &str, rates: [Rate; 4]) -> Guard {
+    fn guard(env: &str, rates: [Rate; 5]) -> Guard {
         let policy = Policy { session_ttl: Duration::from_secs(60), rates, bytes_per_token: 100 };
         Guard::new(&Access::Keys(Keys::load(None, Some(env)).unwrap().with_policy(policy)))
     }
@@ -183,7 +183,7 @@ mod tests {
     #[test]
     fn keys_sessions_and_roles_table() {
         let g =
-            guard(&format!("bot:intake:{};rev:reviewer:{}", hash_key("kbot"), hash_key("krev")), [Rate::UNLIMITED; 4]);
+            guard(&format!("bot:intake:{};rev:reviewer:{}", hash_key("kbot"), hash_key("krev")), [Rate::UNLIMITED; 5]);
         let rev_session = g.sessions().create(crate::auth::key_hash("krev"), Duration::from_secs(60));
         let c = counter();
         // (headers, role needed, expected: Ok(name) or Err(code))
@@ -223,7 +223,7 @@ mod tests {
     #[test]
     fn a_removed_key_and_its_sessions_are_refused_at_once() {
         let env = format!("a:agent:{};b:agent:{}", hash_key("ka"), hash_key("kb"));
-        let g = guard(&env, [Rate::UNLIMITED; 4]);
+        let g = guard(&env, [Rate::UNLIMITED; 5]);
         let sa = g.sessions().create(crate::auth::key_hash("ka"), Duration::from_secs(60));
         let sb = g.sessions().create(crate::auth::key_hash("kb"), Duration::from_secs(60));
         let c = counter();
@@ -245,7 +245,8 @@ mod tests {
         let env =
             format!("a:intake:{};b:intake:{};fuzz:intake:{}:unlimited", hash_key("ka"), hash_key("kb"), hash_key("kf"));
         // intake: 0.001 tokens/s (no refill within the test), burst 3
-        let g = guard(&env, [Rate::new(0.001, 3.0), Rate::UNLIMITED, Rate::UNLIMITED, Rate::UNLIMITED]);
+        let g =
+            guard(&env, [Rate::new(0.001, 3.0), Rate::UNLIMITED, Rate::UNLIMITED, Rate::UNLIMITED, Rate::UNLIMITED]);
         let c = counter();
         let call = |key: &str, body: usize| {
             let mut req = TestRequest::post()

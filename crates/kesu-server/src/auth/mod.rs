@@ -16,6 +16,8 @@
 //! * `intake`: `/v1/classify`, `/v1/flags`, `/v1/segment`;
 //! * `agent`: `/v1/conversations/...` (the agent console's calls);
 //! * `reviewer`: `/v1/reviews...` (the review console's calls);
+//! * `analyst`: `/v1/insights/...` (the insights console's calls; counts
+//!   only, no text; rate-limited like `reviewer`);
 //! * `admin`: `/admin/...`, `/metrics`, and everything the other roles open.
 //!
 //! Any valid key opens `/v1/info` and `POST /v1/session`. Open without a key:
@@ -50,17 +52,19 @@ pub enum Role {
     Intake,
     Agent,
     Reviewer,
+    Analyst,
     Admin,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Intake, Role::Agent, Role::Reviewer, Role::Admin];
+    pub const ALL: [Role; 5] = [Role::Intake, Role::Agent, Role::Reviewer, Role::Analyst, Role::Admin];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Intake => "intake",
             Role::Agent => "agent",
             Role::Reviewer => "reviewer",
+            Role::Analyst => "analyst",
             Role::Admin => "admin",
         }
     }
@@ -169,7 +173,7 @@ pub struct KeySource {
 pub struct Policy {
     pub session_ttl: Duration,
     /// Rate of each role, in [`Role::ALL`] order.
-    pub rates: [Rate; 4],
+    pub rates: [Rate; 5],
     /// Request body bytes that cost one token more.
     pub bytes_per_token: u64,
 }
@@ -184,7 +188,13 @@ impl From<&crate::settings::AuthSettings> for Policy {
     fn from(s: &crate::settings::AuthSettings) -> Policy {
         Policy {
             session_ttl: Duration::from_secs(s.session_ttl_secs),
-            rates: [s.rate_limit_intake, s.rate_limit_agent, s.rate_limit_reviewer, s.rate_limit_admin],
+            rates: [
+                s.rate_limit_intake,
+                s.rate_limit_agent,
+                s.rate_limit_reviewer,
+                s.rate_limit_reviewer,
+                s.rate_limit_admin,
+            ],
             bytes_per_token: s.rate_limit_bytes_per_token.max(1),
         }
     }
@@ -627,7 +637,13 @@ mod tests {
         use limit::Rate;
         let p = Policy {
             session_ttl: Duration::from_secs(1),
-            rates: [Rate::new(50.0, 200.0), Rate::new(5.0, 10.0), Rate::new(2.0, 20.0), Rate::UNLIMITED],
+            rates: [
+                Rate::new(50.0, 200.0),
+                Rate::new(5.0, 10.0),
+                Rate::new(2.0, 20.0),
+                Rate::new(1.0, 5.0),
+                Rate::UNLIMITED,
+            ],
             bytes_per_token: 1,
         };
         let info = |roles: &[Role]| KeyInfo {
@@ -638,6 +654,7 @@ mod tests {
             (&[Role::Intake], Rate::new(50.0, 200.0)),
             (&[Role::Agent, Role::Reviewer], Rate::new(5.0, 20.0)),
             (&[Role::Agent, Role::Admin], Rate::UNLIMITED),
+            (&[Role::Analyst], Rate::new(1.0, 5.0)),
         ];
         for (roles, want) in cases {
             assert_eq!(p.rate_of(&info(roles)), *want, "{roles:?}");
