@@ -498,6 +498,10 @@ fn produce(a: ProduceArgs) -> i32 {
 struct Line {
     text: String,
     customer_ref: Option<String>,
+    /// Event time (unix ms) for insights (`received_at`, RFC 3339; `--store` only).
+    received_at: Option<i64>,
+    /// Tags counted by insights (`--store` only).
+    tags: std::collections::BTreeMap<String, String>,
 }
 
 /// One input record: its id and line, or why it is unusable.
@@ -518,17 +522,36 @@ fn parse_line(n: usize, raw: &[u8]) -> Option<Record> {
             id: Option<ItemId>,
             text: String,
             customer_ref: Option<String>,
+            received_at: Option<String>,
+            #[serde(default)]
+            tags: std::collections::BTreeMap<String, String>,
         }
+        let when = |r: &In| -> Result<Option<i64>, String> {
+            let Some(t) = &r.received_at else { return Ok(None) };
+            let at = t
+                .parse::<jiff::Timestamp>()
+                .map_err(|e| format!("line {n}: received_at {t:?} is not RFC 3339: {e}"))?;
+            Ok(Some(at.as_millisecond()))
+        };
         return Some(match serde_json::from_str::<In>(line) {
             Ok(r) if r.text.trim().is_empty() => (r.id.unwrap_or(line_id), Err(format!("line {n}: empty text"))),
             Ok(r) if r.customer_ref.as_ref().is_some_and(|c| c.trim().is_empty()) => {
                 (r.id.unwrap_or(line_id), Err(format!("line {n}: blank customer_ref")))
             }
-            Ok(r) => (r.id.unwrap_or(line_id), Ok(Line { text: r.text, customer_ref: r.customer_ref })),
+            Ok(r) => match when(&r) {
+                Err(e) => (r.id.unwrap_or(line_id), Err(e)),
+                Ok(received_at) => (
+                    r.id.unwrap_or(line_id),
+                    Ok(Line { text: r.text, customer_ref: r.customer_ref, received_at, tags: r.tags }),
+                ),
+            },
             Err(e) => (line_id, Err(format!("line {n}: {e}"))),
         });
     }
-    Some((line_id, Ok(Line { text: line.to_string(), customer_ref: None })))
+    Some((
+        line_id,
+        Ok(Line { text: line.to_string(), customer_ref: None, received_at: None, tags: Default::default() }),
+    ))
 }
 
 fn keys(k: KeysCommand) -> i32 {
@@ -588,8 +611,10 @@ impl CliStore {
     fn keep(
         &mut self,
         ids: &[&ItemId],
+        lines: &[&Line],
         inputs: &[kesu_core::pipeline::Input],
         results: &[kesu_core::pipeline::Classified],
+        pipeline: &kesu_core::pipeline::Pipeline,
     ) -> Result<Vec<Option<String>>, String> {
         let mut out = vec![None; results.len()];
         let mut rows = Vec::new();
@@ -610,9 +635,23 @@ impl CliStore {
             }
         }
         let mask = self.settings.store_mask_pii;
+        let hotspots = self.store.insights().hotspots;
         let counted: Vec<_> = results
             .iter()
-            .map(|r| kesu_store::record::counted(r, self.channel.as_deref(), &Default::default(), None, mask))
+            .enumerate()
+            .map(|(i, r)| {
+                let mut c =
+                    kesu_store::record::counted(r, self.channel.as_deref(), &lines[i].tags, lines[i].received_at, mask);
+                c.stored = picked.iter().position(|p| *p == i);
+                if hotspots {
+                    let masked = kesu_core::text::pii::mask(inputs[i].text).text;
+                    let seg = pipeline.segment(&masked);
+                    c.words = kesu_core::insights::hotspots::keyword_candidates(seg.iter().map(|s| s.word.as_str()));
+                } else {
+                    c.embedding.clear();
+                }
+                c
+            })
             .collect();
         if rows.is_empty() && !self.store.insights().enabled {
             return Ok(out);
@@ -663,7 +702,12 @@ fn process(args: InputArgs, classify: bool, store: Option<(crate::config::StoreS
             eprintln!("kesu: give TEXT or --file, not both");
             return EXIT_BAD_INPUT;
         }
-        let line = Line { text: t.clone(), customer_ref: args.customer_ref.clone() };
+        let line = Line {
+            text: t.clone(),
+            customer_ref: args.customer_ref.clone(),
+            received_at: None,
+            tags: Default::default(),
+        };
         let record = if t.trim().is_empty() {
             Err("empty text".into())
         } else if line.customer_ref.as_ref().is_some_and(|c| c.trim().is_empty()) {
@@ -729,7 +773,8 @@ fn process(args: InputArgs, classify: bool, store: Option<(crate::config::StoreS
             let review_ids = match &mut store {
                 Some(st) => {
                     let ids: Vec<&ItemId> = chunk.iter().filter(|(_, l)| l.is_ok()).map(|(id, _)| id).collect();
-                    match st.keep(&ids, &good, &classified) {
+                    let lines: Vec<&Line> = chunk.iter().filter_map(|(_, l)| l.as_ref().ok()).collect();
+                    match st.keep(&ids, &lines, &good, &classified, &pipeline) {
                         Ok(r) => r,
                         Err(e) => {
                             eprintln!("kesu: the complaint store failed; {} item(s) stored before this chunk, none of this chunk: {e}", st.stored);

@@ -237,6 +237,30 @@ pub struct StoreSettings {
     /// Day buckets are kept this many days (0 = forever).
     #[arg(long, env = "KESU_INSIGHTS_DAY_RETENTION_DAYS", default_value_t = 1098)]
     pub insights_day_retention_days: u64,
+    /// Group similar complaints into hot-spot issues (the insights worker clusters the encoder's embeddings).
+    #[arg(long, env = "KESU_HOTSPOTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub hotspots: bool,
+    /// Least cosine similarity of a complaint's embedding to an issue's centroid to join it.
+    #[arg(long, env = "KESU_HOTSPOT_THRESHOLD", default_value_t = kesu_core::insights::hotspots::Params::default().threshold)]
+    pub hotspot_threshold: f32,
+    /// The hot-spot window in hours: an issue's size is its items in the window, its growth against the window before.
+    #[arg(long, env = "KESU_HOTSPOT_WINDOW_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=720))]
+    pub hotspot_window_hours: u64,
+    /// Fewest items in the window for an issue to be emerging.
+    #[arg(long, env = "KESU_HOTSPOT_MIN_SIZE", default_value_t = kesu_core::insights::hotspots::Params::default().min_size)]
+    pub hotspot_min_size: u64,
+    /// Least growth ((size + 1) / (previous + 1)) for an issue to be emerging.
+    #[arg(long, env = "KESU_HOTSPOT_GROWTH", default_value_t = kesu_core::insights::hotspots::Params::default().growth)]
+    pub hotspot_growth: f64,
+    /// Most open issues (the least recently seen closes first).
+    #[arg(long, env = "KESU_HOTSPOT_MAX_ISSUES", default_value_t = kesu_core::insights::hotspots::Params::default().max_issues)]
+    pub hotspot_max_issues: usize,
+    /// Seconds between insights worker passes (clustering, alert rules, webhooks).
+    #[arg(long, env = "KESU_INSIGHTS_EVERY_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub insights_every_secs: u64,
+    /// A bucket is judged by the alert rules once it ended this many seconds ago.
+    #[arg(long, env = "KESU_ALERT_LATENESS_SECS", default_value_t = 60)]
+    pub alert_lateness_secs: u64,
     /// How far an item's `received_at` may lie in the future, in seconds (clock skew between the caller and kesu).
     #[arg(long, env = "KESU_MAX_CLOCK_SKEW_SECS", default_value_t = server_default().max_clock_skew_secs)]
     pub max_clock_skew_secs: u64,
@@ -274,12 +298,29 @@ impl StoreSettings {
         }
     }
 
+    /// The insights worker's settings.
+    pub fn worker_settings(&self) -> kesu_server::insights::WorkerSettings {
+        kesu_server::insights::WorkerSettings {
+            every: std::time::Duration::from_secs(self.insights_every_secs),
+            lateness: std::time::Duration::from_secs(self.alert_lateness_secs),
+            hotspots: kesu_core::insights::hotspots::Params {
+                threshold: self.hotspot_threshold,
+                max_issues: self.hotspot_max_issues.max(1),
+                window_ms: self.hotspot_window_hours as i64 * 3_600_000,
+                min_size: self.hotspot_min_size,
+                growth: self.hotspot_growth,
+            },
+            ..Default::default()
+        }
+    }
+
     /// The insights counting configuration.
     pub fn insights_config(&self) -> kesu_store::insights::InsightsConfig {
         let tags = self.insights_tags.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
         let mut c = kesu_store::insights::InsightsConfig::new(&self.insights_time_zone, tags).unwrap_or_default();
         c.enabled = self.insights;
         c.max_values = self.insights_max_values as usize;
+        c.hotspots = self.hotspots;
         c.retention_secs = [
             self.insights_minute_retention_hours * 3600,
             self.insights_hour_retention_days * 86_400,
@@ -398,6 +439,7 @@ impl Settings {
             idempotency_window_secs: self.store.idempotency_window_secs,
             store_retention_secs: (self.store.store_retention_days * 86_400.0).ceil() as u64,
             max_clock_skew_secs: self.store.max_clock_skew_secs,
+            insights: self.store.worker_settings(),
         }
     }
 

@@ -32,6 +32,9 @@ fn counted(
         channel: channel.map(str::to_string),
         flags: flags.iter().map(|f| f.to_string()).collect(),
         tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        embedding: Vec::new(),
+        words: Vec::new(),
+        stored: None,
     }
 }
 
@@ -333,4 +336,235 @@ async fn analyst_role_opens_insights_only() {
 async fn without_a_store_insights_answer_503() {
     let app = common::spawn_with(true, |s| s.store.no_store = true).await;
     expect_error(app.get("/v1/insights/series").await, 503, "store_disabled").await;
+}
+
+// ---- the worker: hot spots, alert rules, webhooks ----
+
+/// A webhook receiver on a random port: answers 500 to the first `fail`
+/// requests, then 200; keeps (headers, body) of each.
+struct Receiver {
+    url: String,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+fn receiver(fail: usize) -> Receiver {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for (n, conn) in l.incoming().enumerate() {
+            let Ok(mut s) = conn else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut head = String::new();
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            g.lock().unwrap().push((head, String::from_utf8_lossy(&body).to_string()));
+            let status = if n < fail { "500 Internal Server Error" } else { "200 OK" };
+            let _ = write!(s, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    Receiver { url, got }
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    for _ in 0..120 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[actix_web::test]
+async fn history_with_a_spike_raises_signed_alerts_and_an_emerging_issue() {
+    let hook = receiver(1);
+    std::env::set_var("KESU_TEST_HOOK_SECRET", "s3cret-for-tests");
+    let rules = format!(
+        r#"version = "test-1"
+[[target]]
+name = "hook"
+url = "{}"
+secret_env = "KESU_TEST_HOOK_SECRET"
+timeout_ms = 2000
+
+[[rule]]
+name = "volume_spike"
+kind = "volume"
+z = 4.0
+min_count = 20
+history = 24
+alpha = 0.1
+severity = "warning"
+targets = ["hook"]
+
+[[rule]]
+name = "collective"
+kind = "flag"
+flag = "collective_action"
+above = 5
+min_count = 5
+severity = "critical"
+
+[[rule]]
+name = "emerging"
+kind = "emerging_issue"
+min_count = 8
+severity = "warning"
+"#,
+        hook.url
+    );
+    let app = common::spawn_own_lexicons(None, |s| {
+        s.store.insights_every_secs = 1;
+        s.store.alert_lateness_secs = 0;
+        s.store.hotspot_min_size = 8;
+        s.store.store_min_escalation = Some(0);
+    })
+    .await;
+    std::fs::write(app.lexicons_dir().join("alerts.toml"), rules).unwrap();
+    let r = app.post_json("/admin/reload", &json!({})).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    let now = jiff::Timestamp::now().as_millisecond();
+    let hour0 = now - now.rem_euclid(3_600_000);
+    let at =
+        |h: i64, i: i64| jiff::Timestamp::from_millisecond(hour0 - h * 3_600_000 + i * 30_000).unwrap().to_string();
+    let ordinary =
+        ["快递三天没到，客服也不回复", "退款申请一周了还没处理", "账单上多扣了一笔费用", "客服电话一直打不通"];
+    let mut items = Vec::new();
+    for h in (3..=52).rev() {
+        for i in 0..10 {
+            items.push(
+                json!({"text": format!("{}（订单{h}-{i}）", ordinary[(i % 4) as usize]), "received_at": at(h, i)}),
+            );
+        }
+    }
+    // the spike two hours ago: one defect, many customers, and a group action forming
+    for i in 0..60 {
+        items.push(json!({"text": format!("充电宝鼓包起火，差点烧了房子（第{i}位）"), "received_at": at(2, i % 100)}));
+    }
+    for i in 0..6 {
+        items.push(json!({"text": format!("我们几十个人一起去集体维权，联名投诉（{i}）"), "received_at": at(2, i)}));
+    }
+    for i in 0..5 {
+        items.push(json!({"text": ordinary[i % 4], "received_at": at(1, i as i64)}));
+    }
+    for chunk in items.chunks(64) {
+        let r = app.post_json("/v1/classify", &json!({"items": chunk})).await;
+        assert_eq!(r.status(), 200);
+    }
+    let spike = hour0 - 2 * 3_600_000;
+    let alerts_url = app.url("/v1/insights/alerts");
+    let alerts = || async {
+        let v: Value = app.client.get(&alerts_url).send().await.unwrap().json().await.unwrap();
+        v.as_array().cloned().unwrap_or_default()
+    };
+    wait_for("three alerts", || async { alerts().await.len() >= 3 }).await;
+    let got = alerts().await;
+    let rule =
+        |name: &str| got.iter().find(|a| a["rule"] == name).cloned().unwrap_or_else(|| panic!("no {name}: {got:?}"));
+    let vol = rule("volume_spike");
+    assert_eq!(vol["bucket"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_millisecond(), spike);
+    assert!(vol["detail"]["z"].as_f64().unwrap() >= 4.0, "{vol}");
+    assert_eq!(got.iter().filter(|a| a["rule"] == "volume_spike").count(), 1, "no false alarm: {got:?}");
+    assert_eq!(got.iter().filter(|a| a["rule"] == "emerging").count(), 1, "only the planted issue emerges: {got:?}");
+    let coll = rule("collective");
+    assert_eq!(coll["severity"], "critical");
+    assert_eq!(coll["detail"]["count"], 6);
+    let em = rule("emerging");
+    let words: Vec<&str> = em["detail"]["keywords"].as_array().unwrap().iter().filter_map(|w| w.as_str()).collect();
+    assert!(words.iter().take(5).any(|w| ["鼓包", "充电宝", "起火"].contains(w)), "{words:?}");
+
+    // the issue, with stored examples (masked text as stored)
+    let issue_id = em["detail"]["issue"].as_str().unwrap();
+    let d = json(app.get(&format!("/v1/insights/issues/{issue_id}?at={}", at(1, 0))).await).await;
+    assert_eq!(d["size"], 60, "{d}");
+    assert!(d["emerging"].as_bool().unwrap());
+    assert!(!d["examples"].as_array().unwrap().is_empty());
+    assert!(d["examples"][0]["text"].as_str().unwrap().contains("充电宝"));
+    let list = json(app.get(&format!("/v1/insights/issues?at={}", at(1, 0))).await).await;
+    assert_eq!(list["issues"][0]["id"], issue_id, "emerging first: {list}");
+    expect_error(app.get("/v1/insights/issues/nope").await, 404, "unknown_item").await;
+
+    // the webhook: refused once, delivered on the retry, signed
+    wait_for("the retried delivery", || async { hook.got.lock().unwrap().len() >= 2 }).await;
+    let (head, body) = hook.got.lock().unwrap()[1].clone();
+    let ts: i64 = header(&head, "x-kesu-timestamp").unwrap().parse().unwrap();
+    let sig = header(&head, "x-kesu-signature").unwrap();
+    assert_eq!(sig, kesu_server::insights::webhook::signature(b"s3cret-for-tests", ts, body.as_bytes()));
+    let sent: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(sent["alert"]["id"], vol["id"]);
+    assert_eq!(sent["attempt"], 2);
+    assert_eq!(header(&head, "x-kesu-alert"), vol["id"].as_str());
+
+    // acknowledge, resolve, and a stale or repeated move is refused
+    let id = vol["id"].as_str().unwrap();
+    let ack = json(app.post_json(&format!("/v1/insights/alerts/{id}/acknowledge"), &json!({"version": 1})).await).await;
+    assert_eq!((ack["status"].as_str(), ack["acknowledged_by"].as_str()), (Some("acknowledged"), Some("anonymous")));
+    let r = app.post_json(&format!("/v1/insights/alerts/{id}/resolve"), &json!({"version": 1})).await;
+    expect_error(r, 409, "version_conflict").await;
+    let res = json(app.post_json(&format!("/v1/insights/alerts/{id}/resolve"), &json!({"version": 2})).await).await;
+    assert_eq!(res["status"], "resolved");
+    assert!(res["resolved_at"].is_string());
+    let r = app.post_json(&format!("/v1/insights/alerts/{id}/acknowledge"), &json!({"version": 3})).await;
+    expect_error(r, 409, "invalid_transition").await;
+    let open = json(app.get("/v1/insights/alerts?status=resolved").await).await;
+    assert_eq!(open.as_array().unwrap().len(), 1);
+    expect_error(app.get("/v1/insights/alerts?status=maybe").await, 422, "invalid_query").await;
+}
+
+/// Two stores on one database: exactly one holds the worker lease at a time;
+/// the other takes over when it lapses.
+async fn lease(a: &Store, b: &Store) {
+    let t = 1_000_000;
+    assert!(a.take_lease("w", "a", t, 30_000).await.unwrap());
+    assert!(!b.take_lease("w", "b", t + 1, 30_000).await.unwrap());
+    assert!(a.take_lease("w", "a", t + 10_000, 30_000).await.unwrap(), "renewed");
+    assert!(!b.take_lease("w", "b", t + 39_000, 30_000).await.unwrap());
+    assert!(b.take_lease("w", "b", t + 40_001, 30_000).await.unwrap(), "lapsed: taken over");
+    assert!(!a.take_lease("w", "a", t + 40_002, 30_000).await.unwrap());
+    // an alert is logged once per key, whoever raises it
+    let na = kesu_store::alerts::NewAlert {
+        dedupe: "r@hour@1".into(),
+        rule: "r".into(),
+        severity: "warning".into(),
+        grain: "hour".into(),
+        bucket_ms: 3_600_000,
+        detail: json!({"value": 1}),
+        targets: vec!["t".into()],
+    };
+    let (x, y) = tokio::join!(a.raise_alert(&na), b.raise_alert(&na));
+    let raised = [x.unwrap(), y.unwrap()].into_iter().flatten().count();
+    assert_eq!(raised, 1);
+    assert_eq!(a.alerts(None, 0, i64::MAX / 4, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_at_a_time_on_both_databases() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/kesu.db", dir.path().display());
+    lease(&open(&url).await, &open(&url).await).await;
+    if let Some(pg) = PgServer::start() {
+        lease(&open(&pg.url()).await, &open(&pg.url()).await).await;
+    }
 }

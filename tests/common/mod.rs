@@ -77,7 +77,7 @@ pub async fn spawn() -> TestApp {
 pub fn copy_lexicons(dir: &Path) -> PathBuf {
     let to = dir.join("lexicons");
     std::fs::create_dir_all(&to).unwrap();
-    for f in ["legal_risk.tsv", "user_dict.txt", "triage.toml"] {
+    for f in ["legal_risk.tsv", "user_dict.txt", "triage.toml", "alerts.toml"] {
         std::fs::copy(lexicons().join(f), to.join(f)).unwrap();
     }
     to

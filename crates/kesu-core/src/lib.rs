@@ -6,6 +6,7 @@
 //! * [`flags`]: the legal-risk flagger and its lexicon format;
 //! * [`triage`]: priority, route and store rules, repeat-contact tracking;
 //! * [`lists`]: the word lists and rules that (re)load together;
+//! * [`insights`]: alert rules and detectors, hot-spot clustering and keywords (over the stream);
 //! * [`model`]: the quantised BERT encoder and its heads (inference only);
 //! * [`pipeline`]: the one place that turns texts into results.
 //!
@@ -13,6 +14,7 @@
 //! the `kesu` binary's configuration builds them. The `schema` feature adds
 //! `utoipa::ToSchema` derives to the result types for the server's OpenAPI document.
 pub mod flags;
+pub mod insights;
 pub mod lists;
 pub mod model;
 pub mod parse;

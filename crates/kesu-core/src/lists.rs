@@ -1,6 +1,7 @@
 //! The word lists and rules that load (and reload) together, as one immutable
 //! snapshot: the legal-risk lexicon (`legal_risk.tsv`), the jieba user
-//! dictionary (`user_dict.txt`) and the triage rules (`triage.toml`).
+//! dictionary (`user_dict.txt`), the triage rules (`triage.toml`) and the
+//! alert rules (`alerts.toml`, optional: without it no alert fires).
 //!
 //! [`WordLists::load`] reads all three or fails naming the file and line; the
 //! pipeline swaps the whole snapshot atomically, so a request never sees a mix.
@@ -26,6 +27,7 @@ pub enum ListFile {
     LegalRisk,
     UserDict,
     Triage,
+    Alerts,
 }
 
 /// A file that could not be read, parsed or compiled.
@@ -51,6 +53,8 @@ pub struct WordLists {
     pub flagger: Flagger,
     pub segmenter: Segmenter,
     pub triage: TriageRules,
+    /// The insights alert rules and webhook targets.
+    pub alerts: crate::insights::alerts::AlertRules,
     /// 0 for the lists loaded at start-up, +1 for each successful reload.
     pub generation: u64,
     pub loaded_at: SystemTime,
@@ -59,7 +63,14 @@ pub struct WordLists {
 impl WordLists {
     /// Assemble from parts (tests, embedding).
     pub fn from_parts(flagger: Flagger, segmenter: Segmenter, triage: TriageRules) -> WordLists {
-        WordLists { flagger, segmenter, triage, generation: 0, loaded_at: SystemTime::now() }
+        WordLists {
+            flagger,
+            segmenter,
+            triage,
+            alerts: Default::default(),
+            generation: 0,
+            loaded_at: SystemTime::now(),
+        }
     }
 
     /// Read all three files from `dir`. `review_min_severity` is the flagger's
@@ -82,7 +93,27 @@ impl WordLists {
         let segmenter = Segmenter::from_user_dict(&raw).map_err(|e| ListError::parse(ListFile::UserDict, &file, e))?;
         let (raw, file) = read(ListFile::Triage, TRIAGE_FILE)?;
         let triage = TriageRules::parse(&raw).map_err(|e| ListError::parse(ListFile::Triage, &file, e))?;
-        Ok(WordLists::from_parts(flagger, segmenter, triage))
+        let file = dir.join(crate::insights::alerts::ALERTS_FILE);
+        let alerts = match std::fs::read_to_string(&file) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(e) => {
+                return Err(ListError {
+                    kind: ListFile::Alerts,
+                    file,
+                    line: None,
+                    message: format!("cannot read: {e}"),
+                })
+            }
+            Ok(raw) => crate::insights::alerts::AlertRules::parse(&raw).map_err(|message| ListError {
+                kind: ListFile::Alerts,
+                file: file.clone(),
+                line: None,
+                message,
+            })?,
+        };
+        let mut w = WordLists::from_parts(flagger, segmenter, triage);
+        w.alerts = alerts;
+        Ok(w)
     }
 }
 

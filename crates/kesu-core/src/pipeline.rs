@@ -82,6 +82,11 @@ pub struct Classified {
     /// Milliseconds spent on this item: its flagging and segmentation plus the
     /// encoder pass of the chunk it was batched in.
     pub took_ms: f64,
+    /// The pooled sentence embedding (L2-normalised) the heads read: for the
+    /// insights' hot spots. Never serialised.
+    #[serde(skip)]
+    #[cfg_attr(feature = "schema", schema(ignore))]
+    pub embedding: Vec<f32>,
 }
 
 /// Pipeline errors.
@@ -396,6 +401,7 @@ impl Pipeline {
                 },
                 triage,
                 took_ms: own_ms + model_ms + flag_ms,
+                embedding: p.embedding,
             });
         }
         Ok(results)

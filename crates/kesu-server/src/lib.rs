@@ -10,4 +10,5 @@
 pub mod api;
 pub mod auth;
 pub mod conversation;
+pub mod insights;
 pub mod settings;

@@ -47,6 +47,9 @@ pub struct ServerSettings {
     pub store_retention_secs: u64,
     /// How far an item's `received_at` may lie in the future (seconds): clock skew between caller and kesu.
     pub max_clock_skew_secs: u64,
+    /// The insights worker (hot spots, alerts, webhooks).
+    #[serde(skip)]
+    pub insights: crate::insights::WorkerSettings,
 }
 
 impl Default for ServerSettings {
@@ -68,6 +71,7 @@ impl Default for ServerSettings {
             idempotency_window_secs: 24 * 3600,
             store_retention_secs: 3 * 365 * 24 * 3600,
             max_clock_skew_secs: 300,
+            insights: Default::default(),
         }
     }
 }

@@ -83,6 +83,8 @@ pub struct InsightsConfig {
     pub max_values: usize,
     /// How long each grain's buckets are kept, in seconds (minute, hour, day; 0 = forever).
     pub retention_secs: [u64; 3],
+    /// Queue items with an embedding for hot-spot clustering.
+    pub hotspots: bool,
 }
 
 impl Default for InsightsConfig {
@@ -104,6 +106,7 @@ impl InsightsConfig {
             tags,
             max_values: 64,
             retention_secs: [2 * 86_400, 90 * 86_400, 3 * 366 * 86_400],
+            hotspots: true,
         })
     }
 
@@ -181,6 +184,12 @@ pub struct Counted {
     pub flags: Vec<String>,
     /// Tag name -> value (PII-masked); only configured names are counted.
     pub tags: BTreeMap<String, String>,
+    /// The sentence embedding, for hot spots (empty: not clustered).
+    pub embedding: Vec<f32>,
+    /// Keyword candidates of the PII-masked text (`kesu_core::insights::hotspots::keyword_candidates`).
+    pub words: Vec<String>,
+    /// Index of this item in the same insert's stored items, when it is stored (hot-spot examples).
+    pub stored: Option<usize>,
 }
 
 /// One aggregate row's identity.
@@ -278,7 +287,7 @@ pub(crate) struct ValueCache {
     full: HashSet<String>,
 }
 
-/// Rows per multi-row upsert statement (9 binds each).
+/// Rows per multi-row upsert statement (9 binds each; `touched` is inlined).
 const UPSERT_CHUNK: usize = 100;
 
 impl Store {
@@ -490,36 +499,61 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Buckets of `grain` starting in `[from_ms, to_ms)` whose counts changed
+    /// at or after `since_ms` (wall clock), oldest first.
+    pub async fn touched_buckets(
+        &self,
+        grain: Grain,
+        from_ms: i64,
+        to_ms: i64,
+        since_ms: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT bucket FROM insight_counts WHERE grain = $1 AND bucket >= $2 AND bucket < $3 AND touched >= $4 ORDER BY bucket",
+        )
+        .bind(grain.as_str())
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| r.try_get("bucket").map_err(StoreError::from)).collect()
+    }
+
+    /// The newest minute bucket with counts (the event-time watermark), if any.
+    pub async fn newest_minute(&self) -> Result<Option<i64>, StoreError> {
+        let r = sqlx::query("SELECT MAX(bucket) AS b FROM insight_counts WHERE grain = 'minute'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get::<Option<i64>, _>("b").ok().flatten())
+    }
+}
+
 fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
 /// Write `rows` inside `tx` (adding to existing counts).
-pub(crate) async fn upsert(tx: &mut sqlx::Transaction<'_, sqlx::Any>, rows: &[(Key, i64)]) -> Result<(), StoreError> {
+pub(crate) async fn upsert(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[(Key, i64)],
+    now_ms: i64,
+) -> Result<(), StoreError> {
     for chunk in rows.chunks(UPSERT_CHUNK) {
         let mut sql = String::from(
-            "INSERT INTO insight_counts (grain, bucket, category, escalation, priority, route, channel, dim, n) VALUES ",
+            "INSERT INTO insight_counts (grain, bucket, category, escalation, priority, route, channel, dim, n, touched) VALUES ",
         );
         for i in 0..chunk.len() {
             let b = i * 9;
             if i > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9
-            ));
+            let marks: Vec<String> = (1..=9).map(|k| format!("${}", b + k)).collect();
+            sql.push_str(&format!("({}, {now_ms})", marks.join(", ")));
         }
         sql.push_str(
-            " ON CONFLICT (grain, bucket, category, escalation, priority, route, channel, dim) DO UPDATE SET n = insight_counts.n + excluded.n",
+            " ON CONFLICT (grain, bucket, category, escalation, priority, route, channel, dim) DO UPDATE SET n = insight_counts.n + excluded.n, touched = excluded.touched",
         );
         let mut q = sqlx::query(&sql);
         for (k, n) in chunk {
@@ -551,6 +585,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         channel TEXT NOT NULL,
         dim TEXT NOT NULL,
         n BIGINT NOT NULL,
+        touched BIGINT NOT NULL,
         PRIMARY KEY (grain, bucket, category, escalation, priority, route, channel, dim))",
     "CREATE TABLE IF NOT EXISTS insight_values (dim TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (dim, value))",
 ];

@@ -23,7 +23,9 @@
 //!   items and their history in one transaction with an entry in the audit log
 //!   ([`Store::audit_log`]), which names a customer only by a salted hash.
 
+pub mod alerts;
 pub mod contacts;
+pub mod hotspots;
 pub mod insights;
 pub mod record;
 
@@ -310,7 +312,7 @@ fn arrival_key(i: usize) -> i64 {
 
 /// RFC 3339 in UTC with exactly three fraction digits (`2026-11-23T09:36:06.310Z`):
 /// fixed width, so these strings sort as text in time order.
-fn rfc3339_ms(ms: i64) -> String {
+pub(crate) fn rfc3339_ms(ms: i64) -> String {
     match OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000) {
         Ok(t) => format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
@@ -466,7 +468,13 @@ impl Store {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for m in MIGRATIONS.iter().chain(MIGRATIONS_V2).chain(insights::MIGRATIONS) {
+        for m in MIGRATIONS
+            .iter()
+            .chain(MIGRATIONS_V2)
+            .chain(insights::MIGRATIONS)
+            .chain(hotspots::MIGRATIONS)
+            .chain(alerts::MIGRATIONS)
+        {
             sqlx::query(m).execute(&mut *tx).await?;
         }
         let v: Option<i64> =
@@ -594,7 +602,10 @@ impl Store {
                 _ => StoreError::Db(e),
             })?;
         }
-        insights::upsert(&mut tx, &counts).await?;
+        insights::upsert(&mut tx, &counts, now).await?;
+        if self.insights.enabled && self.insights.hotspots {
+            hotspots::enqueue(&mut tx, counted, &ids).await?;
+        }
         tx.commit().await?;
         Ok(ids)
     }

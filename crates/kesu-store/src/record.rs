@@ -75,5 +75,8 @@ pub fn counted(
         channel: channel.map(m),
         flags: result.flags.flags.iter().map(|f| f.as_str().to_string()).collect(),
         tags: tags.iter().map(|(k, v)| (k.clone(), m(v))).collect(),
+        embedding: result.embedding.clone(),
+        words: Vec::new(),
+        stored: None,
     }
 }

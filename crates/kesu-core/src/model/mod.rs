@@ -106,6 +106,8 @@ pub struct Prediction {
     pub windows: usize,
     /// True when tokens past the last window were dropped.
     pub truncated: bool,
+    /// The pooled sentence embedding the heads read (L2-normalised).
+    pub embedding: Vec<f32>,
 }
 
 /// Largest number of tokens the packed encoder runs at once (bounds memory:
@@ -268,6 +270,7 @@ impl Classifier {
                     tokens: p.tokens,
                     windows: p.windows,
                     truncated: p.truncated,
+                    embedding: p.embedding,
                 }
             })
             .collect())

@@ -54,6 +54,7 @@ error_codes! {
     InvalidLexicon = "invalid_lexicon" => UNPROCESSABLE_ENTITY,
     InvalidUserDict = "invalid_user_dict" => UNPROCESSABLE_ENTITY,
     InvalidTriageRules = "invalid_triage_rules" => UNPROCESSABLE_ENTITY,
+    InvalidAlertRules = "invalid_alert_rules" => UNPROCESSABLE_ENTITY,
     InvalidApiKeys = "invalid_api_keys" => UNPROCESSABLE_ENTITY,
     InvalidTimestamp = "invalid_timestamp" => UNPROCESSABLE_ENTITY,
     InvalidConversationId = "invalid_conversation_id" => UNPROCESSABLE_ENTITY,
@@ -264,6 +265,7 @@ impl From<kesu_core::pipeline::ReloadError> for ApiError {
                     ListFile::LegalRisk => ErrorCode::InvalidLexicon,
                     ListFile::UserDict => ErrorCode::InvalidUserDict,
                     ListFile::Triage => ErrorCode::InvalidTriageRules,
+                    ListFile::Alerts => ErrorCode::InvalidAlertRules,
                 };
                 ApiError::invalid_file(code, l.file.display().to_string(), l.line, l.to_string())
             }

@@ -281,3 +281,246 @@ pub async fn breakdown(req: HttpRequest, state: web::Data<AppState>) -> Result<H
         values,
     }))
 }
+
+/// Which issues, when.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct IssuesQuery {
+    /// End of the window (RFC 3339; rounded up to the hour). Default: now.
+    pub at: Option<String>,
+    /// Most issues (1-200, default 20).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<usize>,
+}
+
+/// The hot spots of one window.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Issues {
+    /// Window start and end (RFC 3339).
+    pub from: String,
+    pub to: String,
+    /// Emerging first, then by size.
+    pub issues: Vec<crate::insights::issues::IssueView>,
+}
+
+/// One issue with its trend and examples.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssueDetail {
+    #[serde(flatten)]
+    pub issue: crate::insights::issues::IssueView,
+    pub first_seen: String,
+    pub last_seen: String,
+    /// Still open (closed after two windows without items).
+    pub open: bool,
+    /// Items per hour over this window and the one before.
+    pub trend: Vec<Bucket>,
+    /// The newest stored items of the issue (PII-masked as stored); items not stored are never shown.
+    pub examples: Vec<Example>,
+}
+
+/// An example item of an issue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Example {
+    pub review_id: String,
+    pub received_at: String,
+    pub text: String,
+    pub category: String,
+    pub escalation: u8,
+    pub flags: Vec<String>,
+}
+
+fn at_of(q: &IssuesQuery) -> Result<i64, ApiError> {
+    q.at.as_deref().map(|t| ms(t, "at")).transpose().map(|a| a.unwrap_or_else(now_ms))
+}
+
+/// Hot spots: similar complaints of the window grouped into issues, with keywords, size, growth and `emerging`.
+#[utoipa::path(get, path = "/v1/insights/issues", tag = "insights", params(IssuesQuery),
+    responses(
+        (status = 200, body = Issues),
+        (status = 422, description = "Bad time or limit", body = ErrorBody),
+        (status = 503, description = "Store unavailable or disabled", body = ErrorBody),
+    ))]
+pub async fn issues(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let q: IssuesQuery = parse_query(req.query_string())?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=200).contains(&limit) {
+        return Err(bad("limit must be 1-200"));
+    }
+    let at = at_of(&q)?;
+    let store = store(&state)?;
+    let p = &state.settings.insights.hotspots;
+    let (from, to, _) = crate::insights::issues::window(store, p, at);
+    let issues = crate::insights::issues::top(store, p, at, limit).await?;
+    let cfg = store.insights();
+    Ok(HttpResponse::Ok().json(Issues { from: cfg.format(from), to: cfg.format(to), issues }))
+}
+
+/// One issue: its figures over the window, hourly trend and example items.
+#[utoipa::path(get, path = "/v1/insights/issues/{id}", tag = "insights", params(("id" = String, Path, description = "The issue's id"), IssuesQuery),
+    responses(
+        (status = 200, body = IssueDetail),
+        (status = 404, description = "No such issue (`unknown_item`)", body = ErrorBody),
+        (status = 422, description = "Bad time", body = ErrorBody),
+        (status = 503, description = "Store unavailable or disabled", body = ErrorBody),
+    ))]
+pub async fn issue(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q: IssuesQuery = parse_query(req.query_string())?;
+    let at = at_of(&q)?;
+    let store = store(&state)?;
+    let id = path.into_inner();
+    let (first, last, open) = store.issue_span(&id).await?.ok_or_else(|| ApiError::unknown_item(&id))?;
+    let p = &state.settings.insights.hotspots;
+    let (from, to, prev_from) = crate::insights::issues::window(store, p, at);
+    let view = crate::insights::issues::top(store, p, at, usize::MAX).await?.into_iter().find(|v| v.id == id);
+    let view = view.unwrap_or_else(|| crate::insights::issues::IssueView {
+        id: id.clone(),
+        size: 0,
+        previous: 0,
+        growth: 1.0,
+        emerging: false,
+        keywords: vec![],
+        category: String::new(),
+        flags: vec![],
+        negative_index: 0.0,
+    });
+    let cfg = store.insights();
+    let counts: BTreeMap<i64, i64> = store.issue_trend(&id, prev_from, to).await?.into_iter().collect();
+    let trend = cfg
+        .buckets(Grain::Hour, prev_from, to, MAX_BUCKETS)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|b| Bucket {
+            start: cfg.format(b),
+            count: counts.get(&b).copied().unwrap_or(0),
+            negative_index: None,
+            by: None,
+        })
+        .collect();
+    let examples = store
+        .issue_examples(&id, kesu_store::hotspots::EXAMPLES_PER_ISSUE)
+        .await?
+        .into_iter()
+        .map(|i| Example {
+            review_id: i.id,
+            received_at: i.received_at,
+            text: i.text,
+            category: i.category,
+            escalation: i.escalation,
+            flags: i.flags,
+        })
+        .collect();
+    let _ = from;
+    Ok(HttpResponse::Ok().json(IssueDetail {
+        issue: view,
+        first_seen: cfg.format(first),
+        last_seen: cfg.format(last),
+        open,
+        trend,
+        examples,
+    }))
+}
+
+/// Which alerts.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AlertsQuery {
+    /// `open`, `acknowledged` or `resolved` (default: all).
+    #[param(pattern = "^(open|acknowledged|resolved)$")]
+    pub status: Option<String>,
+    /// Buckets from (RFC 3339). Default: 30 days before `to`.
+    pub from: Option<String>,
+    /// Buckets before (RFC 3339). Default: far future.
+    pub to: Option<String>,
+    /// Most alerts (1-500, default 100), newest bucket first.
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<i64>,
+}
+
+/// The alert log, newest first.
+#[utoipa::path(get, path = "/v1/insights/alerts", tag = "insights", params(AlertsQuery),
+    responses(
+        (status = 200, body = Vec<kesu_store::alerts::Alert>),
+        (status = 422, description = "Bad status, time or limit", body = ErrorBody),
+        (status = 503, description = "Store unavailable or disabled", body = ErrorBody),
+    ))]
+pub async fn alerts(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let q: AlertsQuery = parse_query(req.query_string())?;
+    if let Some(s) = &q.status {
+        if !matches!(s.as_str(), "open" | "acknowledged" | "resolved") {
+            return Err(bad("status must be open, acknowledged or resolved"));
+        }
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(bad("limit must be 1-500"));
+    }
+    let to = q.to.as_deref().map(|t| ms(t, "to")).transpose()?.unwrap_or(i64::MAX / 4);
+    let from = q.from.as_deref().map(|t| ms(t, "from")).transpose()?.unwrap_or(0);
+    Ok(HttpResponse::Ok().json(store(&state)?.alerts(q.status.as_deref(), from, to, limit).await?))
+}
+
+/// A change to an alert's status.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertMove {
+    /// The version you read (409 `version_conflict` when it changed).
+    pub version: i64,
+}
+
+async fn move_alert(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    id: String,
+    to: &str,
+) -> Result<HttpResponse, ApiError> {
+    let m: AlertMove = super::extract::read_json(&req, body, 4096).await?;
+    let who = super::reviews::actor(&req);
+    let a = store(&state)?.move_alert(&id, m.version, to, &who).await?;
+    tracing::info!(alert = %a.id, status = %a.status, actor = %who, "alert changed");
+    Ok(HttpResponse::Ok().json(a))
+}
+
+/// Acknowledge an alert (recorded with who and when).
+#[utoipa::path(post, path = "/v1/insights/alerts/{id}/acknowledge", tag = "insights", request_body = AlertMove,
+    params(("id" = String, Path, description = "The alert's id")),
+    responses(
+        (status = 200, body = kesu_store::alerts::Alert),
+        (status = 404, description = "No such alert", body = ErrorBody),
+        (status = 409, description = "Changed since `version`, or already resolved", body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, description = "Store unavailable or disabled", body = ErrorBody),
+    ))]
+pub async fn acknowledge(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    move_alert(req, body, state, path.into_inner(), "acknowledged").await
+}
+
+/// Resolve an alert (recorded with who and when).
+#[utoipa::path(post, path = "/v1/insights/alerts/{id}/resolve", tag = "insights", request_body = AlertMove,
+    params(("id" = String, Path, description = "The alert's id")),
+    responses(
+        (status = 200, body = kesu_store::alerts::Alert),
+        (status = 404, description = "No such alert", body = ErrorBody),
+        (status = 409, description = "Changed since `version`, or already resolved", body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, description = "Store unavailable or disabled", body = ErrorBody),
+    ))]
+pub async fn resolve(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    move_alert(req, body, state, path.into_inner(), "resolved").await
+}

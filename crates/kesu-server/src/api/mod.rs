@@ -227,6 +227,7 @@ pub fn serve(listener: TcpListener, state: web::Data<AppState>) -> std::io::Resu
     let weak = Arc::downgrade(&state.clone().into_inner());
     if state.store.is_some() {
         customers::spawn_sweeper(weak.clone(), state.settings.store_sweep_every());
+        crate::insights::spawn(weak.clone(), state.settings.insights);
     }
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);

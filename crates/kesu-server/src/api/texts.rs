@@ -337,7 +337,9 @@ pub(super) async fn store_matching(
     let mask = state.settings.store_mask_pii;
     let counted = items
         .iter()
-        .map(|(_, r, o)| kesu_store::record::counted(r, o.channel.as_deref(), &Default::default(), None, mask))
+        .map(|(t, r, o)| {
+            with_words(state, t, kesu_store::record::counted(r, o.channel.as_deref(), &Default::default(), None, mask))
+        })
         .collect();
     store_keyed(state, items, counted, &mut replays).await
 }
@@ -399,6 +401,20 @@ fn contact_event(scope: &str, key: &str) -> String {
     hex::encode(h.finalize())
 }
 
+/// The hot-spot keyword candidates of `text` (jieba words of the PII-masked
+/// text), when the item will be clustered; without a store or hot spots, none.
+fn with_words(state: &AppState, text: &str, mut c: kesu_store::insights::Counted) -> kesu_store::insights::Counted {
+    let clustered = state.store.as_ref().is_some_and(|s| s.insights().enabled && s.insights().hotspots);
+    if clustered && !c.embedding.is_empty() {
+        let masked = kesu_core::text::pii::mask(text).text;
+        let segments = state.pipeline.segment(&masked);
+        c.words = kesu_core::insights::hotspots::keyword_candidates(segments.iter().map(|s| s.word.as_str()));
+    } else {
+        c.embedding.clear();
+    }
+    c
+}
+
 /// Oldest claim time (unix ms) still inside the idempotency window.
 fn window_start(state: &AppState) -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
@@ -430,12 +446,14 @@ async fn store_keyed(
             if replays.is_replay(i) {
                 continue;
             }
-            counts.extend(counted.get(i).cloned());
             let stored_at = r.triage.store.then(|| {
                 rows.push(kesu_store::record::new_item(text, r, origin.clone(), state.settings.store_mask_pii));
                 picked.push(i);
                 rows.len() - 1
             });
+            if let Some(c) = counted.get(i) {
+                counts.push(kesu_store::insights::Counted { stored: stored_at, ..c.clone() });
+            }
             if let Some(key) = &replays.keys[i] {
                 claims.push(kesu_store::KeyClaim {
                     key: key.clone(),
@@ -567,7 +585,10 @@ impl Classifying {
             .items
             .iter()
             .zip(&self.results)
-            .map(|(it, r)| kesu_store::record::counted(r, it.channel.as_deref(), &it.tags, it.received_at, mask))
+            .map(|(it, r)| {
+                let c = kesu_store::record::counted(r, it.channel.as_deref(), &it.tags, it.received_at, mask);
+                with_words(state, &it.text, c)
+            })
             .collect();
         self.review_ids = Some(store_keyed(state, to_store, counted, &mut self.replays).await?);
         Ok(())
