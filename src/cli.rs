@@ -53,6 +53,8 @@ pub enum Command {
     Train(kesu_train::TrainArgs),
     /// Score a model on a split (accuracy, macro-F1, per-class, confusion, QWK, flags), optionally with baselines.
     Eval(kesu_train::EvalArgs),
+    /// Print the complaint review report of a time range from the store's insights (HTML or Markdown).
+    Report(ReportArgs),
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -185,6 +187,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Produce(a) => produce(a),
         Command::Peek(a) => peek(a),
         Command::Keys(k) => keys(k),
+        Command::Report(a) => insights_report(a),
         Command::ImportBase(a) => report(import(a)),
         Command::Split(a) => report(kesu_train::run_split(&a)),
         Command::Train(a) => report(kesu_train::run_train(&a)),
@@ -492,6 +495,79 @@ fn produce(a: ProduceArgs) -> i32 {
             EXIT_RUNTIME
         }
     }
+}
+
+/// `kesu report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Start of the range (RFC 3339, e.g. 2026-11-27T00:00:00+08:00).
+    #[arg(long)]
+    pub from: String,
+    /// End of the range, exclusive (RFC 3339).
+    #[arg(long)]
+    pub to: String,
+    /// `html` (one self-contained page, inline SVG charts) or `md`.
+    #[arg(long, default_value = "html", value_parser = ["html", "md"])]
+    pub format: String,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub store: crate::config::StoreSettings,
+}
+
+fn insights_report(a: ReportArgs) -> i32 {
+    init_tracing(LogFormat::Text);
+    let when = |t: &str, name: &str| {
+        t.parse::<jiff::Timestamp>()
+            .map(|t| t.as_millisecond())
+            .map_err(|e| format!("--{name} {t:?} is not RFC 3339: {e}"))
+    };
+    let (from, to) = match (when(&a.from, "from"), when(&a.to, "to")) {
+        (Ok(f), Ok(t)) if f < t => (f, t),
+        (Ok(_), Ok(_)) => {
+            eprintln!("kesu: --from must be before --to");
+            return EXIT_BAD_INPUT;
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("kesu: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kesu: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let params = a.store.worker_settings().hotspots;
+    let built = rt.block_on(async {
+        let store =
+            kesu_store::Store::open(&a.store.database_url, 2).await?.with_insights(a.store.insights_config()).await?;
+        kesu_server::insights::report::build(&store, &params, from, to).await
+    });
+    let r = match built {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kesu: cannot read the insights from {}: {e}", kesu_store::redact(&a.store.database_url));
+            return EXIT_RUNTIME;
+        }
+    };
+    let text = if a.format == "md" {
+        kesu_server::insights::report::markdown(&r)
+    } else {
+        kesu_server::insights::report::html(&r)
+    };
+    let written = match &a.out {
+        Some(p) => std::fs::write(p, text),
+        None => std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()),
+    };
+    if let Err(e) = written {
+        eprintln!("kesu: cannot write the report: {e}");
+        return EXIT_RUNTIME;
+    }
+    0
 }
 
 /// One usable input line: the text and who sent it.

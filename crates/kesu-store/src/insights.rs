@@ -521,6 +521,15 @@ impl Store {
         rows.iter().map(|r| r.try_get("bucket").map_err(StoreError::from)).collect()
     }
 
+    /// The oldest bucket of `grain` with counts (where the data begins), if any.
+    pub async fn first_bucket(&self, grain: Grain) -> Result<Option<i64>, StoreError> {
+        let r = sqlx::query("SELECT MIN(bucket) AS b FROM insight_counts WHERE grain = $1")
+            .bind(grain.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get::<Option<i64>, _>("b").ok().flatten())
+    }
+
     /// The newest minute bucket with counts (the event-time watermark), if any.
     pub async fn newest_minute(&self) -> Result<Option<i64>, StoreError> {
         let r = sqlx::query("SELECT MAX(bucket) AS b FROM insight_counts WHERE grain = 'minute'")

@@ -33,7 +33,7 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Params { threshold: 0.9, max_issues: 2_000, window_ms: 24 * 3_600_000, min_size: 10, growth: 3.0 }
+        Params { threshold: 0.55, max_issues: 2_000, window_ms: 24 * 3_600_000, min_size: 10, growth: 3.0 }
     }
 }
 
@@ -61,9 +61,18 @@ pub struct Centroid {
     pub last_ms: i64,
 }
 
+/// The id under which the running mean of all embeddings is kept with the centroids.
+pub const MEAN_ID: &str = "_mean";
+
 /// Online clustering over a bounded set of centroids.
+///
+/// Embeddings are centred first: the running mean of every embedding seen so
+/// far is subtracted (sentence encoders put all texts of one language in a
+/// narrow cone, so raw cosines say little), then the difference is normalised.
 pub struct Clusterer {
     params: Params,
+    /// Running mean of the raw embeddings (`id` [`MEAN_ID`], not a centroid).
+    mean: Centroid,
     centroids: Vec<Centroid>,
     changed: HashSet<String>,
     closed: Vec<String>,
@@ -81,8 +90,17 @@ fn normalise(v: &mut [f32]) {
 }
 
 impl Clusterer {
+    /// Start from `centroids` (the one with id [`MEAN_ID`], if any, is the running mean).
     pub fn new(params: Params, centroids: Vec<Centroid>) -> Clusterer {
-        Clusterer { params, centroids, changed: HashSet::new(), closed: Vec::new() }
+        let (mean, centroids): (Vec<Centroid>, Vec<Centroid>) = centroids.into_iter().partition(|c| c.id == MEAN_ID);
+        let mean = mean.into_iter().next().unwrap_or(Centroid {
+            id: MEAN_ID.into(),
+            vector: Vec::new(),
+            n: 0,
+            first_ms: 0,
+            last_ms: 0,
+        });
+        Clusterer { params, mean, centroids, changed: HashSet::new(), closed: Vec::new() }
     }
 
     /// Put `embedding` (seen at `at_ms`) in an issue; returns its id. `new_id`
@@ -93,8 +111,20 @@ impl Clusterer {
             std::mem::take(&mut self.centroids).into_iter().partition(|c| c.last_ms >= stale);
         self.centroids = keep;
         self.closed.extend(gone.into_iter().map(|c| c.id));
-        let mut e = embedding.to_vec();
+        let mut raw = embedding.to_vec();
+        normalise(&mut raw);
+        if self.mean.vector.len() != raw.len() {
+            self.mean.vector = vec![0.0; raw.len()];
+            self.mean.n = 0;
+        }
+        let mut e: Vec<f32> = raw.iter().zip(&self.mean.vector).map(|(x, m)| x - m).collect();
         normalise(&mut e);
+        let k = self.mean.n as f32;
+        for (m, x) in self.mean.vector.iter_mut().zip(&raw) {
+            *m = (*m * k + x) / (k + 1.0);
+        }
+        self.mean.n += 1;
+        self.mean.last_ms = self.mean.last_ms.max(at_ms);
         let best = self
             .centroids
             .iter()
@@ -133,9 +163,13 @@ impl Clusterer {
         &self.centroids
     }
 
-    /// Centroids created or moved since [`Clusterer::new`], and issues closed.
+    /// Centroids created or moved since [`Clusterer::new`] (with the running
+    /// mean, id [`MEAN_ID`], when anything was assigned), and issues closed.
     pub fn into_changes(self) -> (Vec<Centroid>, Vec<String>) {
-        let changed = self.centroids.into_iter().filter(|c| self.changed.contains(&c.id)).collect();
+        let mut changed: Vec<Centroid> = self.centroids.into_iter().filter(|c| self.changed.contains(&c.id)).collect();
+        if !self.changed.is_empty() {
+            changed.push(self.mean);
+        }
         (changed, self.closed)
     }
 }
@@ -268,7 +302,9 @@ mod tests {
     #[test]
     fn similar_texts_join_and_others_open_issues() {
         let p = Params { threshold: 0.9, max_issues: 2, window_ms: 1000, ..Default::default() };
-        let mut c = Clusterer::new(p, vec![]);
+        // a settled mean at the origin: centring changes nothing here
+        let origin = Centroid { id: MEAN_ID.into(), vector: vec![0.0; 3], n: 1_000_000, first_ms: 0, last_ms: 0 };
+        let mut c = Clusterer::new(p, vec![origin]);
         let mut n = 0;
         let mut id = || {
             n += 1;
@@ -286,8 +322,34 @@ mod tests {
         assert_eq!(c.assign(&[0.0, 0.0, 1.0], 5000, &mut id), "i4");
         let (changed, closed) = c.into_changes();
         assert_eq!(closed, vec!["i1".to_string(), "i2".into(), "i3".into()]);
-        assert_eq!(changed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec!["i4"]);
-        assert_eq!(changed[0].vector, v(&[0.0, 0.0, 1.0]));
+        assert_eq!(changed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec!["i4", MEAN_ID]);
+        assert_eq!(changed[1].n, 1_000_005, "the running mean counts every embedding");
+        let _ = v;
+    }
+
+    #[test]
+    fn centring_separates_texts_that_share_the_common_direction() {
+        // every text leans on one common direction (cosines all over 0.98 raw)
+        let common = [10.0f32, 0.0, 0.0, 0.0];
+        let a = |j: f32| [common[0], 1.0, 0.1 * j, 0.0];
+        let b = |j: f32| [common[0], -1.0, 0.0, 0.1 * j];
+        let p = Params { threshold: 0.8, ..Default::default() };
+        let mut c = Clusterer::new(p, vec![]);
+        let mut n = 0;
+        let mut id = || {
+            n += 1;
+            format!("i{n}")
+        };
+        let mut got = Vec::new();
+        for j in 0..20 {
+            let x = if j % 2 == 0 { a(j as f32 / 10.0) } else { b(j as f32 / 10.0) };
+            got.push(c.assign(&x, j, &mut id));
+        }
+        // after the first few (while the mean settles) the two groups keep apart
+        let tail_a: HashSet<&String> = got[10..].iter().step_by(2).collect();
+        let tail_b: HashSet<&String> = got[11..].iter().step_by(2).collect();
+        assert_eq!((tail_a.len(), tail_b.len()), (1, 1), "{got:?}");
+        assert!(tail_a.is_disjoint(&tail_b), "{got:?}");
     }
 
     #[test]

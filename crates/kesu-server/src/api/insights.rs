@@ -524,3 +524,52 @@ pub async fn resolve(
 ) -> Result<HttpResponse, ApiError> {
     move_alert(req, body, state, path.into_inner(), "resolved").await
 }
+
+/// The report's range and format.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReportQuery {
+    /// Start (RFC 3339). Default: `to` minus 7 days.
+    pub from: Option<String>,
+    /// End, exclusive (RFC 3339). Default: now.
+    pub to: Option<String>,
+    /// `html` (default), `md` or `json`.
+    #[param(pattern = "^(html|md|json)$")]
+    pub format: Option<String>,
+}
+
+/// The review report (as `kesu report` prints it): volume and negative-emotion charts with alert markers, breakdowns, hot spots, alerts.
+#[utoipa::path(get, path = "/v1/insights/report", tag = "insights", params(ReportQuery),
+    responses(
+        (status = 200, description = "The report as `format` asks", content(
+            (String = "text/html"), (String = "text/markdown"), (Object = "application/json"))),
+        (status = 422, description = "Bad time or format; a range over 400 days", body = ErrorBody),
+        (status = 503, description = "Store unavailable or disabled", body = ErrorBody),
+    ))]
+pub async fn report(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let q: ReportQuery = parse_query(req.query_string())?;
+    let to = q.to.as_deref().map(|t| ms(t, "to")).transpose()?.unwrap_or_else(now_ms);
+    let from = q.from.as_deref().map(|t| ms(t, "from")).transpose()?.unwrap_or(to - 7 * 86_400_000);
+    if from >= to || to - from > 400 * 86_400_000 {
+        return Err(bad("`from` must be before `to`, at most 400 days apart"));
+    }
+    let store = store(&state)?;
+    let r = crate::insights::report::build(store, &state.settings.insights.hotspots, from, to).await?;
+    Ok(match q.format.as_deref().unwrap_or("html") {
+        "html" => HttpResponse::Ok().content_type("text/html; charset=utf-8").body(crate::insights::report::html(&r)),
+        "md" => {
+            HttpResponse::Ok().content_type("text/markdown; charset=utf-8").body(crate::insights::report::markdown(&r))
+        }
+        "json" => HttpResponse::Ok().json(&r),
+        f => return Err(bad(format!("format={f:?}: html, md or json"))),
+    })
+}
+
+/// The insights console: volume and negative-emotion charts with alert
+/// markers, breakdowns, hot spots with keywords, trend and examples, the alert
+/// log with acknowledge / resolve. A static page; its data calls need an `analyst` key.
+#[utoipa::path(get, path = "/insights", tag = "insights", responses((status = 200, description = "HTML page", content_type = "text/html")))]
+pub async fn console() -> HttpResponse {
+    super::pages::INSIGHTS.respond()
+}

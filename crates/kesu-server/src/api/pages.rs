@@ -1,4 +1,4 @@
-//! The two console pages (`/console`, `/review`): static HTML with the script
+//! The console pages (`/console`, `/review`, `/insights`): static HTML with the script
 //! they share (`pages/shared.js`) put in at its `/*SHARED*/` mark, once.
 //!
 //! Each page is answered with a Content-Security-Policy that allows exactly
@@ -78,6 +78,8 @@ pub fn content_security_policy(html: &str) -> String {
 
 /// The agent console page.
 pub static CONSOLE: LazyLock<Page> = LazyLock::new(|| Page::new(assemble(include_str!("pages/console.html"))));
+/// The insights console page.
+pub static INSIGHTS: LazyLock<Page> = LazyLock::new(|| Page::new(assemble(include_str!("pages/insights.html"))));
 /// The review console page.
 pub static REVIEW: LazyLock<Page> = LazyLock::new(|| Page::new(assemble(include_str!("pages/review.html"))));
 
@@ -85,7 +87,7 @@ pub static REVIEW: LazyLock<Page> = LazyLock::new(|| Page::new(assemble(include_
 mod tests {
     #[test]
     fn both_pages_carry_the_shared_script() {
-        for p in [&*super::CONSOLE, &*super::REVIEW] {
+        for p in [&*super::CONSOLE, &*super::REVIEW, &*super::INSIGHTS] {
             assert!(p.contains("function highlighted(") && p.contains("function useKey(") && !p.contains("/*SHARED*/"));
         }
     }
@@ -103,7 +105,7 @@ mod tests {
         assert!(csp.contains(&format!("script-src {} {};", h("let a = 1;"), h("f()"))), "{csp}");
         assert!(csp.contains(&format!("style-src {};", h("a{}"))), "{csp}");
         assert!(csp.starts_with("default-src 'none';") && csp.contains("frame-ancestors 'none'"), "{csp}");
-        for p in [&*super::CONSOLE, &*super::REVIEW] {
+        for p in [&*super::CONSOLE, &*super::REVIEW, &*super::INSIGHTS] {
             assert_eq!(super::inline_hashes(p, "script").len(), p.matches("<script>").count());
             assert!(
                 !p.contains("<script src") && !p.contains(" onclick="),

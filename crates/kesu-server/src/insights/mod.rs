@@ -12,6 +12,7 @@
 //! bucket.
 
 pub mod issues;
+pub mod report;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -238,7 +239,12 @@ impl Worker {
                 continue;
             }
             if rule.kind == Kind::EmergingIssue {
-                for b in touched {
+                // Growth needs a full window before: none is judged until the data covers two windows.
+                let Some(first) = store.first_bucket(Grain::Hour).await? else { continue };
+                for b in touched
+                    .into_iter()
+                    .filter(|b| cfg.next_bucket(g, *b) - 2 * self.settings.hotspots.window_ms >= first)
+                {
                     self.judge_issues(st, store, rule, b, cfg.next_bucket(g, b)).await?;
                 }
                 continue;
@@ -249,7 +255,8 @@ impl Worker {
             };
             let from = cfg.bucket_start(g, touched[0] - span);
             let series = self.series(store, rule, g, from, end).await?;
-            let first_data = series.iter().find(|(_, (n, _))| *n > 0).map(|(b, _)| *b);
+            // History starts where the data does (all items, not only this rule's series).
+            let first_data = store.first_bucket(g).await?;
             for b in touched {
                 let Some(&(count, value)) = series.get(&b) else { continue };
                 let history: Vec<f64> = match rule.baseline {
