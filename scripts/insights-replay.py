@@ -229,7 +229,8 @@ def main():
         if a.out:
             json.dump(report, open(a.out, "w"), ensure_ascii=False, indent=1)
         if a.keep:
-            print(f"kesu serve still running at {base} (pid {on.pid})", file=sys.stderr)
+            print(f"kesu serve still running at {base} (pid {on.pid}; no keys), store sqlite://{tmp}/on.db; "
+                  f"the week: --from {iso(start_ms)} --to {iso(start_ms + 168 * HOUR)}", file=sys.stderr)
             on = None
     finally:
         for p in (on, off):
