@@ -302,13 +302,21 @@ async fn without_a_store_classify_still_answers_and_reviews_say_503() {
 
 /// A shared PostgreSQL that goes away mid-run: classify answers 503
 /// `store_unavailable` (not 200), and nothing of the failed requests is stored.
+/// With insights on, every item is counted in the store, so even a text the
+/// store rule does not pick gets 503 (and is counted once when retried).
 #[actix_web::test]
 async fn postgres_store_going_away_fails_requests_instead_of_losing_items() {
+    store_going_away(true).await;
+    store_going_away(false).await;
+}
+
+async fn store_going_away(insights: bool) {
     let Some(pg) = PgServer::start() else { return };
     let url = pg.url();
     let app = spawn_with(true, move |s| {
         s.store.database_url = url;
         s.store.store_min_escalation = Some(4);
+        s.store.insights = insights;
     })
     .await;
     let ok = classify(&app, FLAGGED).await;
@@ -318,9 +326,14 @@ async fn postgres_store_going_away_fails_requests_instead_of_losing_items() {
     let r = app.post_json("/v1/classify", &json!({"items": [{"text": FLAGGED[0]}, {"text": FLAGGED[1]}]})).await;
     let msg = expect_error(r, 503, "store_unavailable").await;
     assert!(msg.contains("nothing was stored"), "{msg}");
-    // a text that the rule does not pick needs no store and still works
     let r = app.post_json("/v1/classify", &json!({"text": CALM[0]})).await;
-    assert_eq!(r.status(), 200);
+    if insights {
+        // counted in the store: no answer without it (the caller retries)
+        expect_error(r, 503, "store_unavailable").await;
+    } else {
+        // a text that the rule does not pick needs no store and still works
+        assert_eq!(r.status(), 200);
+    }
     expect_error(app.get("/v1/reviews").await, 503, "store_unavailable").await;
     pg.start_again();
     let all = json_of(app.get("/v1/reviews?status=all&limit=500").await).await;

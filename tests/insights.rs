@@ -113,6 +113,15 @@ async fn suite(store: Store, replica: Store) {
         ..Default::default()
     };
     assert_eq!(total(&store, Grain::Hour, far.0, far.1, &svc).await, (1, 1));
+    // A NUL in a filter or an issue id: an answer, never a database error (PostgreSQL refuses NUL).
+    let nul = Selection {
+        equal: vec![(Column::Channel, "a\u{0}b".into())],
+        flag: Some("x\u{0}".into()),
+        ..Default::default()
+    };
+    assert_eq!(total(&store, Grain::Hour, far.0, far.1, &nul).await, (0, 0));
+    assert!(store.issue_span("h\u{0}").await.unwrap().is_none());
+    assert!(store.issue_examples("h\u{0}", 5).await.unwrap().is_empty());
     // A LIKE wildcard in a tag name matches nothing but itself.
     assert!(store
         .insight_cells(Grain::Hour, far.0, far.1, &all, Some(&By::Tag("re%".into())))

@@ -264,7 +264,7 @@ impl Store {
         );
         let mut q = sqlx::query(&sql).bind(from_ms).bind(to_ms);
         if let Some(i) = issue {
-            q = q.bind(i);
+            q = q.bind(crate::nul_free(i));
         }
         let mut out: HashMap<String, HashMap<String, i64>> = HashMap::new();
         for r in q.fetch_all(&self.pool).await? {
@@ -278,7 +278,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT bucket, n FROM hotspot_counts WHERE hotspot = $1 AND dim = '' AND bucket >= $2 AND bucket < $3 ORDER BY bucket",
         )
-        .bind(issue)
+        .bind(crate::nul_free(issue))
         .bind(from_ms)
         .bind(to_ms)
         .fetch_all(&self.pool)
@@ -289,7 +289,7 @@ impl Store {
     /// An issue's first and last time seen, if it exists.
     pub async fn issue_span(&self, issue: &str) -> Result<Option<(i64, i64, bool)>, StoreError> {
         let r = sqlx::query("SELECT first_ms, last_ms, open FROM hotspots WHERE id = $1")
-            .bind(issue)
+            .bind(crate::nul_free(issue))
             .fetch_optional(&self.pool)
             .await?;
         r.map(|r| Ok((r.try_get("first_ms")?, r.try_get("last_ms")?, r.try_get::<i64, _>("open")? == 1))).transpose()
@@ -300,7 +300,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT item_id FROM hotspot_examples WHERE hotspot = $1 ORDER BY at_ms DESC, item_id LIMIT $2",
         )
-        .bind(issue)
+        .bind(crate::nul_free(issue))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

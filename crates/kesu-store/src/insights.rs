@@ -478,7 +478,8 @@ impl Store {
         sql.push_str(" GROUP BY bucket, k ORDER BY bucket, k");
         let mut q = sqlx::query(&sql);
         for b in &binds {
-            q = q.bind(b);
+            // PostgreSQL refuses NUL in text: a filter with one matches what was stored for it.
+            q = q.bind(crate::nul_free(b));
         }
         let strip = match by {
             Some(By::Flag) => "flag:".len(),
