@@ -305,7 +305,7 @@ async fn http_counts_everything_classified_once() {
         "/v1/insights/series?escalation=7",
         "/v1/insights/series?bogus=1",
         "/v1/insights/breakdown",
-        "/v1/insights/breakdown?by=flag&grain=hour",
+        "/v1/insights/breakdown?by=flag&grain=week",
     ];
     for c in cases {
         expect_error(app.get(c).await, 422, "invalid_query").await;

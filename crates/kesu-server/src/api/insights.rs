@@ -23,13 +23,16 @@ pub const MAX_BUCKETS: usize = 2_000;
 #[into_params(parameter_in = Query)]
 pub struct InsightsQuery {
     /// Start (RFC 3339, inclusive; the bucket holding it is the first). Default: `to` minus one day.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<String>,
     /// End (RFC 3339, exclusive). Default: now.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<String>,
     /// Bucket width: `minute`, `hour` (default) or `day` (days start at midnight in the configured time zone).
     #[param(pattern = "^(minute|hour|day)$")]
     pub grain: Option<String>,
     /// Break counts down by `category`, `escalation`, `priority`, `route`, `channel`, `flag` or `tag:NAME`.
+    #[param(pattern = "^(category|escalation|priority|route|channel|flag|tag:.+)$")]
     pub by: Option<String>,
     /// Only this category.
     pub category: Option<String>,
@@ -43,8 +46,10 @@ pub struct InsightsQuery {
     /// Only this channel (`(other)`: channels past the cap; empty: none given).
     pub channel: Option<String>,
     /// Only items with this flag.
+    #[param(value_type = Option<kesu_core::flags::Flag>)]
     pub flag: Option<String>,
     /// Only items with this tag value, as `NAME:VALUE`.
+    #[param(pattern = "^[^:]+:.*$")]
     pub tag: Option<String>,
 }
 
@@ -235,8 +240,8 @@ pub async fn series(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     }))
 }
 
-/// Totals per value of `by` over a range (whole hours, or whole days where
-/// the range starts before the hour buckets' retention).
+/// Totals per value of `by` over a range: whole buckets of `grain`, by
+/// default hours (or days where the range starts before the hour buckets' retention).
 #[utoipa::path(get, path = "/v1/insights/breakdown", tag = "insights", params(InsightsQuery),
     responses(
         (status = 200, body = Breakdown),
@@ -245,14 +250,15 @@ pub async fn series(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     ))]
 pub async fn breakdown(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let q: InsightsQuery = parse_query(req.query_string())?;
-    if q.grain.is_some() {
-        return Err(bad("a breakdown picks its own grain: leave out `grain`"));
-    }
     let a = q.asked()?;
     let by = a.by.clone().ok_or_else(|| bad("give `by`"))?;
     let store = store(&state)?;
     let cfg = store.insights();
-    let grain = if a.from >= cfg.kept_since(Grain::Hour, now_ms()) { Grain::Hour } else { Grain::Day };
+    let grain = match q.grain {
+        Some(_) => a.grain,
+        None if a.from >= cfg.kept_since(Grain::Hour, now_ms()) => Grain::Hour,
+        None => Grain::Day,
+    };
     let first = cfg.bucket_start(grain, a.from);
     let totals = store.insight_cells(grain, first, a.to, &a.sel, None).await?;
     let total: i64 = totals.iter().map(|c| c.count).sum();
@@ -288,10 +294,21 @@ pub async fn breakdown(req: HttpRequest, state: web::Data<AppState>) -> Result<H
 #[into_params(parameter_in = Query)]
 pub struct IssuesQuery {
     /// End of the window (RFC 3339; rounded up to the hour). Default: now.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub at: Option<String>,
     /// Most issues (1-200, default 20).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
+}
+
+/// When to look at one issue.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct IssueQuery {
+    /// End of the window (RFC 3339; rounded up to the hour). Default: now.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub at: Option<String>,
 }
 
 /// The hot spots of one window.
@@ -357,7 +374,7 @@ pub async fn issues(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 }
 
 /// One issue: its figures over the window, hourly trend and example items.
-#[utoipa::path(get, path = "/v1/insights/issues/{id}", tag = "insights", params(("id" = String, Path, description = "The issue's id"), IssuesQuery),
+#[utoipa::path(get, path = "/v1/insights/issues/{id}", tag = "insights", params(("id" = String, Path, description = "The issue's id"), IssueQuery),
     responses(
         (status = 200, body = IssueDetail),
         (status = 404, description = "No such issue (`unknown_item`)", body = ErrorBody),
@@ -434,8 +451,10 @@ pub struct AlertsQuery {
     #[param(pattern = "^(open|acknowledged|resolved)$")]
     pub status: Option<String>,
     /// Buckets from (RFC 3339). Default: 30 days before `to`.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<String>,
     /// Buckets before (RFC 3339). Default: far future.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<String>,
     /// Most alerts (1-500, default 100), newest bucket first.
     #[param(minimum = 1, maximum = 500)]
@@ -531,8 +550,10 @@ pub async fn resolve(
 #[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     /// Start (RFC 3339). Default: `to` minus 7 days.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<String>,
     /// End, exclusive (RFC 3339). Default: now.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<String>,
     /// `html` (default), `md` or `json`.
     #[param(pattern = "^(html|md|json)$")]
