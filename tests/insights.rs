@@ -577,3 +577,84 @@ async fn one_worker_at_a_time_on_both_databases() {
         lease(&open(&pg.url()).await, &open(&pg.url()).await).await;
     }
 }
+
+/// `kesu report` reads the store's insights and prints the review in
+/// Markdown and in HTML (with its chart), with the alerts of the range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kesu_report_prints_the_week() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/kesu.db", dir.path().display());
+    // November 2026, kept whatever the day the test runs
+    let mut c = InsightsConfig::new("Asia/Shanghai", vec![]).unwrap();
+    c.retention_secs = [0, 0, 0];
+    let store = Store::open(&url, 2).await.unwrap().with_insights(c).await.unwrap();
+    let items: Vec<Counted> = (0..30)
+        .map(|i| {
+            counted(
+                &format!("2026-11-2{}T0{}:00:00Z", 3 + i % 5, i % 9),
+                "service",
+                (i % 4) as u8,
+                if i % 6 == 0 { &["media"] } else { &[] },
+                Some("app"),
+                &[],
+            )
+        })
+        .collect();
+    store.insert_claimed(&[], "", &[], 0, &items, "t").await.unwrap();
+    store
+        .raise_alert(&kesu_store::alerts::NewAlert {
+            dedupe: "volume_spike@hour@x".into(),
+            rule: "volume_spike".into(),
+            severity: "warning".into(),
+            grain: "hour".into(),
+            bucket_ms: ms("2026-11-25T02:00:00Z"),
+            detail: json!({"value": 9}),
+            targets: vec![],
+        })
+        .await
+        .unwrap();
+    let run = |format: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kesu"))
+            .args([
+                "report",
+                "--database-url",
+                &url,
+                "--from",
+                "2026-11-22T00:00:00+08:00",
+                "--to",
+                "2026-11-29T00:00:00+08:00",
+            ])
+            .args([
+                "--format",
+                format,
+                "--insights-day-retention-days",
+                "0",
+                "--insights-hour-retention-days",
+                "100000",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let md = run("md");
+    assert!(md.contains("# Complaint review 2026-11-22T00:00:00+08:00"), "{md}");
+    assert!(md.contains("30 complaints"), "{md}");
+    assert!(md.contains("| service | 30 | 100.0% |"), "{md}");
+    assert!(md.contains("| media | 5 |"), "{md}");
+    assert!(md.contains("volume_spike"), "the alert is listed and marked: {md}");
+    assert_eq!(md.matches("T00:00 | ").count(), 7, "one row per day: {md}");
+    let html = run("html");
+    assert!(
+        html.starts_with("<!doctype html>") && html.contains("<svg") && html.contains("▲"),
+        "chart with the alert marker"
+    );
+    assert!(!html.contains("<script"), "self-contained, no script");
+    // bad input: a clear error and exit code 2
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_kesu"))
+        .args(["report", "--database-url", &url, "--from", "yesterday", "--to", "2026-11-29T00:00:00Z"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not RFC 3339"));
+}
